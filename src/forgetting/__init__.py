@@ -1,0 +1,124 @@
+"""forgetting: learning dynamics for deep networks.
+
+Counts how often a network forgets a sample (or a pixel) and how often its prediction switches while it
+trains, and turns that signal into forgetting maps, forgetting-guided augmentation and active learning
+(FALSE and GauSS).
+
+The core API is importable from the top level::
+
+    from forgetting import EventTracker, load_dataset, build_model, fit, run_active_learning
+
+The experiments layer (configs, the results store, reports) is imported on first use, so that
+``import forgetting`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from forgetting._version import __version__
+from forgetting.callbacks import Callback, TrainingCallback
+from forgetting.data import (
+    CORRUPTIONS,
+    Dataset,
+    Split,
+    build_eval_set,
+    corrupt,
+    dataset_report,
+    list_datasets,
+    load_dataset,
+)
+from forgetting.devices import resolve_device
+from forgetting.evaluation import evaluate
+from forgetting.events import EventTracker
+from forgetting.exceptions import (
+    ConfigError,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    ForgettingError,
+    MissingInputError,
+    PoolExhaustedError,
+    UnknownNameError,
+)
+from forgetting.inference import predict
+from forgetting.loop import LoopConfig, TrackConfig, initial_labeled_set, run_active_learning
+from forgetting.models import build_model, list_models, mc_dropout
+from forgetting.observe import ObservationCallback
+from forgetting.records import RoundRecord, TrainRecord
+from forgetting.strategies import (
+    Input,
+    Selection,
+    Strategy,
+    StrategyInputs,
+    gauss_select,
+    get_strategy,
+    list_strategies,
+    select_top_k,
+)
+from forgetting.summaries import count_histogram, dynamics_summary, per_class_rates
+from forgetting.training import TrainConfig, fit
+
+if TYPE_CHECKING:
+    from forgetting.experiments import load_config, run_experiments, write_report
+
+_LAZY = {"load_config", "run_experiments", "write_report"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from forgetting import experiments
+
+        return getattr(experiments, name)
+    raise AttributeError(f"module 'forgetting' has no attribute {name!r}")
+
+
+__all__ = [
+    "CORRUPTIONS",
+    "Callback",
+    "ConfigError",
+    "Dataset",
+    "DatasetFormatError",
+    "DatasetNotFoundError",
+    "EventTracker",
+    "ForgettingError",
+    "Input",
+    "LoopConfig",
+    "MissingInputError",
+    "ObservationCallback",
+    "PoolExhaustedError",
+    "RoundRecord",
+    "Selection",
+    "Split",
+    "Strategy",
+    "StrategyInputs",
+    "TrackConfig",
+    "TrainConfig",
+    "TrainRecord",
+    "TrainingCallback",
+    "UnknownNameError",
+    "__version__",
+    "build_eval_set",
+    "build_model",
+    "corrupt",
+    "count_histogram",
+    "dataset_report",
+    "dynamics_summary",
+    "evaluate",
+    "fit",
+    "gauss_select",
+    "get_strategy",
+    "initial_labeled_set",
+    "list_datasets",
+    "list_models",
+    "list_strategies",
+    "load_config",
+    "load_dataset",
+    "mc_dropout",
+    "per_class_rates",
+    "predict",
+    "resolve_device",
+    "run_active_learning",
+    "run_experiments",
+    "select_top_k",
+    "write_report",
+]

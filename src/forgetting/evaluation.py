@@ -1,0 +1,51 @@
+"""Evaluation metrics for a trained classifier: accuracy, negative log-likelihood, expected calibration error."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from forgetting.data.dataset import Split
+from forgetting.inference import (
+    autocast_context,
+    default_batch_size,
+    eval_mode,
+    iter_batches,
+    model_device,
+    to_input,
+)
+
+METRICS = ("accuracy", "nll", "ece")
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, data: Split, *, batch_size: int | None = None, ece_bins: int = 15
+) -> dict[str, float]:
+    """Accuracy, mean NLL and ECE (``ece_bins`` equal-width confidence bins) of ``model`` on ``data``.
+
+    ``data.targets`` are int64 ``[N]`` class ids. One host sync at the end of the pass.
+    """
+    device = model_device(model)
+    batch_size = batch_size or default_batch_size(device)
+    n = len(data)
+    correct = torch.zeros((), dtype=torch.float64, device=device)
+    nll = torch.zeros((), dtype=torch.float64, device=device)
+    bin_count = torch.zeros(ece_bins, dtype=torch.float64, device=device)
+    bin_conf = torch.zeros(ece_bins, dtype=torch.float64, device=device)
+    bin_acc = torch.zeros(ece_bins, dtype=torch.float64, device=device)
+    with eval_mode(model), autocast_context(device):
+        for sl in iter_batches(n, batch_size):
+            y = data.targets[sl].to(device, non_blocking=True)
+            logp = model(to_input(data.images[sl], device)).float().log_softmax(-1)
+            conf, pred = logp.exp().max(-1)
+            hit = (pred == y).double()
+            correct += hit.sum()
+            nll -= logp.gather(1, y[:, None]).double().sum()
+            b = (conf * ece_bins).long().clamp_(max=ece_bins - 1)
+            bin_count.index_add_(0, b, torch.ones_like(hit))
+            bin_conf.index_add_(0, b, conf.double())
+            bin_acc.index_add_(0, b, hit)
+    ece = (bin_conf - bin_acc).abs().sum() / max(n, 1)
+    out = torch.stack([correct / max(n, 1), nll / max(n, 1), ece]).tolist()
+    return dict(zip(METRICS, out, strict=True))

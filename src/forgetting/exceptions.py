@@ -1,0 +1,40 @@
+"""Named exceptions. Every error says what went wrong and what the user can do about it."""
+
+from __future__ import annotations
+
+
+class ForgettingError(Exception):
+    """Base class of every error raised by ``forgetting``."""
+
+
+class DatasetNotFoundError(ForgettingError, FileNotFoundError):
+    """A dataset's files were not found. The message lists every path looked in and how to get the data."""
+
+
+class DatasetFormatError(ForgettingError, ValueError):
+    """A dataset's files were found but are malformed. The message names the file and the bad field."""
+
+
+class ConfigError(ForgettingError, ValueError):
+    """A bad option or configuration value. The message names the key and the allowed values."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """An unknown registry name (dataset, model, strategy, corruption). The message lists the known names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PoolExhaustedError(ForgettingError, ValueError):
+    """More samples were requested than the unlabeled pool holds."""
+
+
+class MissingInputError(ForgettingError, ValueError):
+    """A strategy was called without an input it declared as required."""
+
+
+def check_choice(key: str, value: object, allowed: tuple[str, ...] | list[str]) -> None:
+    """Raise a :class:`ConfigError` naming ``key`` and the allowed values unless ``value`` is one of them."""
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {list(allowed)}")

@@ -1,0 +1,368 @@
+"""The active-learning round of the FALSE/GauSS papers, made explicit (design §2).
+
+Each round: re-initialise the model (seeded by seed and round), train it on the labeled set while observing
+the unlabeled pool when the strategy needs dynamics, evaluate it on every evaluation set, query the next
+samples and reveal their labels. The loop knows nothing of files or databases: it hands each finished
+:class:`~forgetting.records.RoundRecord` to ``on_round`` and the caller persists it.
+
+Resuming: pass the rounds already persisted as ``completed``. The initial set depends only on the seed and
+each round's randomness only on (seed, round), so a resumed run makes exactly the queries an uninterrupted
+run makes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from forgetting.data.dataset import Split
+from forgetting.devices import resolve_device
+from forgetting.evaluation import evaluate
+from forgetting.exceptions import ConfigError, PoolExhaustedError, check_choice
+from forgetting.inference import predict
+from forgetting.models import build_model, has_dropout
+from forgetting.observe import ObservationCallback
+from forgetting.records import RoundRecord
+from forgetting.strategies import Input, StrategyInputs, get_strategy
+from forgetting.training import TrainConfig, fit
+
+logger = logging.getLogger(__name__)
+
+INITIAL_SELECTIONS = ("stratified", "uniform")
+ON_EXHAUSTED = ("error", "partial")
+
+# Purposes of derived seeds, so that no two random choices share a stream.
+_INITIAL, _MODEL, _TRAIN, _TRACK, _QUERY, _CANDIDATES, _MC = range(7)
+
+
+def derive_seed(seed: int, round_: int, purpose: int) -> int:
+    """A 31-bit seed for one random choice of one round, independent of every other choice."""
+    return int(np.random.SeedSequence([seed, round_, purpose]).generate_state(1, dtype=np.uint32)[0] >> 1)
+
+
+@dataclass
+class TrackConfig:
+    """When and what to observe while a round trains.
+
+    Attributes:
+        enabled: ``None`` tracks the pool only when the strategy needs dynamics; ``True`` always (for
+            analysis); ``False`` never (a strategy that needs dynamics then fails with a clear error).
+        unit, every: observe after every ``every`` epochs or optimizer steps.
+        subsample: observe a seeded subset of the pool per pass: a fraction in (0, 1] or a count.
+        subsample_mode: ``rotating`` draws a new subset each pass; ``fixed`` keeps one subset per round.
+    """
+
+    enabled: bool | None = None
+    unit: Literal["epoch", "step"] = "epoch"
+    every: int = 1
+    subsample: float | int | None = None
+    subsample_mode: Literal["rotating", "fixed"] = "rotating"
+
+    def __post_init__(self) -> None:
+        check_choice("track.unit", self.unit, ("epoch", "step"))
+        check_choice("track.subsample_mode", self.subsample_mode, ("rotating", "fixed"))
+        if self.every < 1:
+            raise ConfigError(f"track.every must be >= 1, got {self.every}")
+
+
+@dataclass
+class LoopConfig:
+    """One active-learning experiment on in-memory data.
+
+    ``rounds`` is the number of queries; ``rounds + 1`` models are trained and evaluated, the last one on
+    ``initial_size + rounds * query_size`` labels.
+    """
+
+    model: str = "small-cnn"
+    model_options: dict[str, object] = field(default_factory=dict)
+    strategy: str = "random"
+    strategy_options: dict[str, object] = field(default_factory=dict)
+    initial_size: int = 20
+    initial_selection: Literal["stratified", "uniform"] = "stratified"
+    query_size: int = 20
+    rounds: int = 8
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    mc_samples: int = 20
+    pool_subsample: int | None = None
+    on_exhausted: Literal["error", "partial"] = "partial"
+    device: str | None = None
+    eval_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("initial_selection", self.initial_selection, INITIAL_SELECTIONS)
+        check_choice("on_exhausted", self.on_exhausted, ON_EXHAUSTED)
+        for key in ("initial_size", "query_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.rounds < 0:
+            raise ConfigError(f"rounds must be >= 0, got {self.rounds}")
+        if self.mc_samples < 1:
+            raise ConfigError(f"mc_samples must be >= 1, got {self.mc_samples}")
+        if self.pool_subsample is not None and self.pool_subsample < 1:
+            raise ConfigError(f"pool_subsample must be a positive count, got {self.pool_subsample}")
+
+
+def initial_labeled_set(
+    labels: torch.Tensor, size: int, *, selection: str = "stratified", seed: int = 0
+) -> np.ndarray:
+    """The seeded initial labeled set: int64 ``[size]`` sorted indices into ``labels`` (int64 ``[N]``).
+
+    ``stratified`` takes ``size // C`` of each class and fills the remainder from a seeded uniform draw of the
+    rest; ``uniform`` draws ``size`` samples uniformly. Different seeds give different sets.
+    """
+    y = labels.cpu().numpy()
+    n = y.shape[0]
+    if size > n:
+        raise PoolExhaustedError(f"initial_size={size} exceeds the {n} training samples")
+    rng = np.random.default_rng(seed)
+    if selection == "uniform":
+        return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
+    check_choice("initial_selection", selection, INITIAL_SELECTIONS)
+    classes = np.unique(y)
+    per_class = size // len(classes)
+    keys = rng.random(n)
+    order = np.lexsort((keys, y))  # by class, random within class
+    starts = np.searchsorted(y[order], classes)
+    counts = np.bincount(np.searchsorted(classes, y), minlength=len(classes))
+    take = np.minimum(counts, per_class)
+    chosen = np.concatenate([order[s : s + t] for s, t in zip(starts, take, strict=True)])
+    if chosen.size < size:
+        rest = np.setdiff1d(np.arange(n), chosen)
+        chosen = np.concatenate([chosen, rng.choice(rest, size=size - chosen.size, replace=False)])
+    return np.sort(chosen).astype(np.int64)
+
+
+def run_active_learning(
+    train: Split,
+    eval_sets: Mapping[str, Split],
+    num_classes: int,
+    config: LoopConfig,
+    *,
+    completed: Sequence[RoundRecord] = (),
+    on_round: Callable[[RoundRecord], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[RoundRecord]:
+    """Run (or resume) one active-learning experiment.
+
+    Args:
+        train: the training split; its unlabeled part is the pool. ``targets`` play the oracle.
+        eval_sets: name -> split; each trained model is evaluated on all of them (``test``, ``digits``,
+            ``gaussian_noise-3``...).
+        num_classes: C.
+        config: the experiment.
+        completed: rounds already done (only ``round`` and ``query_indices`` are read). The run continues at
+            round ``len(completed)``.
+        on_round: called with each finished round, before the next one starts.
+        progress: called as ``progress(rounds_done, rounds_total)``.
+
+    Returns:
+        The records of the rounds run by this call.
+    """
+    device = resolve_device(config.device)
+    strategy = get_strategy(config.strategy, **config.strategy_options)
+    requires = frozenset(strategy.requires)
+    uses_precomputed = bool(getattr(strategy, "uses_precomputed", False))
+    needs_dynamics = (Input.DYNAMICS in requires and not uses_precomputed) or Input.POOL_LABELS in requires
+    track = config.track.enabled if config.track.enabled is not None else needs_dynamics
+    if needs_dynamics and config.track.enabled is False:
+        raise ConfigError(f"strategy {config.strategy!r} needs training dynamics but track.enabled is false")
+    model_kwargs = dict(config.model_options)
+    if Input.MC_PROBS in requires:
+        probe = build_model(config.model, train.images.shape[1], num_classes, seed=0, **model_kwargs)
+        if not has_dropout(probe):
+            raise ConfigError(
+                f"strategy {config.strategy!r} needs MC dropout but model {config.model!r} has no dropout; "
+                "set model_options.dropout > 0"
+            )
+
+    n_train = len(train)
+    labeled = initial_labeled_set(
+        train.targets,
+        config.initial_size,
+        selection=config.initial_selection,
+        seed=derive_seed(config.seed, 0, _INITIAL),
+    )
+    for record in sorted(completed, key=lambda r: r.round):
+        labeled = np.concatenate([labeled, np.asarray(record.query_indices, dtype=np.int64)])
+    if np.unique(labeled).size != labeled.size:
+        raise ConfigError("completed rounds contain duplicate query indices; the stored run is inconsistent")
+    first_round = len(completed)
+    total_rounds = config.rounds + 1
+
+    images = train.images.to(device)
+    targets = train.targets.to(device)
+    eval_on_device = {name: Split(s.images.to(device), s.targets.to(device)) for name, s in eval_sets.items()}
+    records: list[RoundRecord] = []
+    if progress is not None:
+        progress(first_round, total_rounds)
+
+    for rnd in range(first_round, total_rounds):
+        labeled_mask = np.zeros(n_train, dtype=bool)
+        labeled_mask[labeled] = True
+        pool = np.flatnonzero(~labeled_mask).astype(np.int64)
+        # With the pool used up, this round trains on everything and only evaluates.
+        is_last = rnd == total_rounds - 1 or pool.size == 0
+        if pool.size and config.pool_subsample is not None and config.pool_subsample < pool.size:
+            rng = np.random.default_rng(derive_seed(config.seed, rnd, _CANDIDATES))
+            pool = np.sort(rng.choice(pool, size=config.pool_subsample, replace=False))
+        pool_t = torch.from_numpy(pool).to(device)
+        labeled_t = torch.from_numpy(np.sort(labeled)).to(device)
+
+        model = build_model(
+            config.model,
+            train.images.shape[1],
+            num_classes,
+            seed=derive_seed(config.seed, rnd, _MODEL),
+            **model_kwargs,
+        ).to(device)
+        observer = None
+        callbacks = []
+        if track and pool.size and not is_last:
+            with_labels = Input.POOL_LABELS in requires
+            observer = ObservationCallback(
+                images[pool_t],
+                targets[pool_t] if with_labels else None,
+                every=config.track.every,
+                unit=config.track.unit,
+                subsample=config.track.subsample,
+                subsample_mode=config.track.subsample_mode,
+                seed=derive_seed(config.seed, rnd, _TRACK),
+                batch_size=config.eval_batch_size,
+                name="pool",
+            )
+            callbacks.append(observer)
+        train_record = fit(
+            model,
+            Split(images[labeled_t], targets[labeled_t]),
+            config.train,
+            seed=derive_seed(config.seed, rnd, _TRAIN),
+            callbacks=callbacks,
+        )
+
+        t0 = time.perf_counter()
+        metrics = {
+            name: evaluate(model, split, batch_size=config.eval_batch_size)
+            for name, split in eval_on_device.items()
+        }
+        eval_seconds = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        query_idx = np.zeros(0, dtype=np.int64)
+        query_scores = np.zeros(0, dtype=np.float64)
+        if not is_last:
+            n_query = config.query_size
+            if n_query > pool.size:
+                if config.on_exhausted == "error":
+                    raise PoolExhaustedError(
+                        f"round {rnd}: query_size={n_query} but only {pool.size} unlabeled samples remain; "
+                        "set on_exhausted='partial' to take what is left"
+                    )
+                n_query = int(pool.size)
+            inputs = _strategy_inputs(
+                model, strategy, requires, images, targets, pool, pool_t, labeled_t, observer, config, rnd
+            )
+            selection = strategy.select(inputs, n_query, seed=derive_seed(config.seed, rnd, _QUERY))
+            query_idx = pool[np.asarray(selection.indices, dtype=np.int64)]
+            query_scores = np.asarray(selection.scores, dtype=np.float64)
+        query_seconds = time.perf_counter() - t0
+
+        dynamics: dict[str, np.ndarray] = {}
+        if observer is not None:
+            tracker = observer.tracker
+            dynamics["switches"] = tracker.switches.cpu().numpy().astype(np.int16)
+            dynamics["observations"] = tracker.observations.cpu().numpy().astype(np.int32)
+            if Input.POOL_LABELS in requires:
+                dynamics["forgetting"] = tracker.forgetting.cpu().numpy().astype(np.int16)
+                dynamics["never_learned"] = tracker.never_learned.cpu().numpy()
+
+        record = RoundRecord(
+            round=rnd,
+            n_labeled=int(labeled.size),
+            train=train_record,
+            seconds={
+                "train": train_record.seconds,
+                "track": train_record.track_seconds,
+                "query": query_seconds,
+                "eval": eval_seconds,
+            },
+            metrics=metrics,
+            query_indices=query_idx,
+            query_scores=query_scores,
+            dynamics=dynamics,
+            pool_indices=pool if dynamics else np.zeros(0, dtype=np.int64),
+        )
+        logger.info(
+            "round %d/%d: %d labels, %d epochs, test accuracy %.4f",
+            rnd,
+            total_rounds - 1,
+            labeled.size,
+            train_record.epochs,
+            metrics.get("test", {}).get("accuracy", float("nan")),
+        )
+        records.append(record)
+        if on_round is not None:
+            on_round(record)
+        if progress is not None:
+            progress(rnd + 1, total_rounds)
+        labeled = np.concatenate([labeled, query_idx])
+        if is_last:
+            if rnd < total_rounds - 1:
+                logger.info("the pool is exhausted: round %d trained on every training sample", rnd)
+            break
+    return records
+
+
+def _strategy_inputs(
+    model: torch.nn.Module,
+    strategy: object,
+    requires: frozenset[Input],
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    pool: np.ndarray,
+    pool_t: torch.Tensor,
+    labeled_t: torch.Tensor,
+    observer: ObservationCallback | None,
+    config: LoopConfig,
+    rnd: int,
+) -> StrategyInputs:
+    """Compute exactly the inputs the strategy declared, on the model's device."""
+    inputs = StrategyInputs(n_pool=int(pool.size))
+    want_probs = Input.PROBS in requires
+    want_embed = Input.EMBEDDINGS in requires
+    want_mc = Input.MC_PROBS in requires
+    if want_probs or want_embed or want_mc:
+        out = predict(
+            model,
+            images[pool_t],
+            probs=want_probs,
+            embeddings=want_embed,
+            mc_samples=config.mc_samples if want_mc else 0,
+            batch_size=config.eval_batch_size,
+            generator_seed=derive_seed(config.seed, rnd, _MC),
+        )
+        inputs.probs_N_C = out.probs_N_C
+        inputs.embeddings_N_D = out.embeddings_N_D
+        inputs.mc_probs_K_N_C = out.mc_probs_K_N_C
+        if want_embed:
+            inputs.labeled_embeddings_L_D = predict(
+                model, images[labeled_t], probs=False, embeddings=True, batch_size=config.eval_batch_size
+            ).embeddings_N_D
+    if Input.DYNAMICS in requires:
+        if getattr(strategy, "uses_precomputed", False):
+            inputs.switches_N = strategy.precomputed_scores(pool)  # type: ignore[attr-defined]
+        elif observer is not None:
+            inputs.switches_N = observer.tracker.switches
+    if Input.POOL_LABELS in requires:
+        inputs.pool_labels_N = targets[pool_t]
+        if observer is not None:
+            inputs.forgetting_N = observer.tracker.forgetting
+            inputs.never_learned_N = observer.tracker.never_learned
+    return inputs

@@ -1,0 +1,304 @@
+"""A training callback that observes a tracked set in eval mode and feeds an :class:`EventTracker`.
+
+Several callbacks can watch different sets (pool, labeled set, test set) of the same training run::
+
+    pool = ObservationCallback(pool_images, None, every=1, subsample=0.5, name="pool")
+    test = ObservationCallback(test_images, test_labels, every=5, name="test")
+    fit(model, ..., callbacks=[pool, test])
+    pool.tracker.switches  # int32 [N_pool]
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import time
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from forgetting.callbacks import Callback
+from forgetting.events import EventTracker
+from forgetting.exceptions import ConfigError
+from forgetting.inference import (
+    autocast_context,
+    default_batch_size,
+    eval_mode,
+    iter_batches,
+    model_device,
+    to_input,
+)
+
+__all__ = ["ObservationCallback"]
+
+log = logging.getLogger(__name__)
+
+Unit = Literal["epoch", "step"]
+SubsampleMode = Literal["rotating", "fixed"]
+
+# Cache the tracked images on an accelerator only if they take at most this share of its free memory.
+_CACHE_FRACTION = 0.25
+
+
+def _pass_seed(seed: int, pass_number: int) -> int:
+    """A 63-bit seed derived from ``(seed, pass_number)``; distinct passes get independent streams."""
+    state = np.random.SeedSequence([seed, pass_number]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class ObservationCallback(Callback):
+    """Predict a tracked set at a cadence during training and count its learning events.
+
+    Args:
+        images: uint8 ``[N, C, H, W]`` tracked images (kept on their device; copied to the model's device
+            once if they fit, otherwise per batch).
+        targets: int64 ``[N]`` labels, ``[N, H, W]`` masks, or ``None`` (unlabeled: switches only).
+        every: observe every ``every`` epochs (``unit="epoch"``) or optimizer steps (``unit="step"``).
+        unit: ``"epoch"`` (hook ``on_epoch_end``) or ``"step"`` (hook ``on_step_end``).
+        subsample: ``None`` (all rows), a fraction in ``(0, 1]``, or a row count ``>= 1`` per pass.
+        subsample_mode: ``"fixed"``: the same seeded subset every pass; ``"rotating"``: a fresh subset per
+            pass, drawn from a ``torch.Generator`` seeded with ``(seed, pass_number)``.
+        seed: seed of the subsets.
+        batch_size: inference batch size; default :func:`forgetting.inference.default_batch_size`.
+        ignore_index: target value that counts nothing (segmentation void label).
+        track_epochs: passed to the tracker created here (ignored when ``tracker`` is given).
+        tracker: an existing :class:`EventTracker` of shape ``targets.shape`` (or ``(N, *pred_dims)``).
+            Default: one of shape ``targets.shape`` (without targets: ``(N,)``, replaced at the first pass
+            by ``(N, H, W)`` if the model predicts per pixel), placed on the model's device at the first
+            pass.
+        name: a label for logs and reports.
+
+    Attributes:
+        passes: observation passes run.
+        seconds: total wall time of those passes (CUDA is synchronised once at the end of each pass).
+        last_rows: int64 ``[M]`` rows observed by the latest pass (host), or ``None`` when it covered all.
+
+    The tracker receives ``epoch`` = the training epoch of the observation (also with ``unit="step"``,
+    where several observations then share one epoch).
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        every: int = 1,
+        unit: Unit = "epoch",
+        subsample: float | int | None = None,
+        subsample_mode: SubsampleMode = "rotating",
+        seed: int = 0,
+        batch_size: int | None = None,
+        ignore_index: int | None = None,
+        track_epochs: bool = True,
+        tracker: EventTracker | None = None,
+        name: str = "pool",
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ConfigError(
+                f"ObservationCallback({name!r}) images must be uint8 [N, C, H, W], "
+                f"got {images.dtype} {tuple(images.shape)}"
+            )
+        n = int(images.shape[0])
+        if targets is not None:
+            if targets.dtype.is_floating_point or targets.ndim not in (1, 3) or int(targets.shape[0]) != n:
+                raise ConfigError(
+                    f"ObservationCallback({name!r}) targets must be int64 [N] or [N, H, W] with N={n}, "
+                    f"got {targets.dtype} {tuple(targets.shape)}"
+                )
+            if targets.ndim == 3 and tuple(targets.shape[1:]) != tuple(images.shape[2:]):
+                raise ConfigError(
+                    f"ObservationCallback({name!r}) masks {tuple(targets.shape)} do not match images "
+                    f"{tuple(images.shape)} in H, W"
+                )
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"ObservationCallback every must be an int >= 1, got {every!r}")
+        if unit not in ("epoch", "step"):
+            raise ConfigError(f"ObservationCallback unit must be 'epoch' or 'step', got {unit!r}")
+        if subsample_mode not in ("rotating", "fixed"):
+            raise ConfigError(
+                f"ObservationCallback subsample_mode must be 'rotating' or 'fixed', got {subsample_mode!r}"
+            )
+        if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
+            raise ConfigError(f"ObservationCallback batch_size must be >= 1 or None, got {batch_size!r}")
+        self.n_rows_per_pass = self._resolve_subsample(subsample, n)
+        if tracker is not None:
+            if tracker.n != n:
+                raise ConfigError(
+                    f"ObservationCallback({name!r}) tracker has N={tracker.n} rows but images have N={n}"
+                )
+            if targets is not None and tracker.shape != tuple(targets.shape):
+                raise ConfigError(
+                    f"ObservationCallback({name!r}) tracker shape {tracker.shape} does not match targets "
+                    f"{tuple(targets.shape)}"
+                )
+        self.images = images
+        self.targets = targets
+        self.every = every
+        self.unit: Unit = unit
+        self.subsample = subsample
+        self.subsample_mode: SubsampleMode = subsample_mode
+        self.seed = int(seed)
+        self.batch_size = batch_size
+        self.ignore_index = ignore_index
+        self.track_epochs = track_epochs
+        self.name = name
+        self.passes = 0
+        self.seconds = 0.0
+        self.last_rows: torch.Tensor | None = None
+        # Without targets the prediction shape is unknown until the first pass: assume per-sample (N,)
+        # and replace this (still unused) tracker if the model turns out to predict per pixel.
+        self._provisional = tracker is None and targets is None
+        self._tracker = (
+            tracker
+            if tracker is not None
+            else EventTracker(
+                (n,) if targets is None else tuple(targets.shape),
+                ignore_index=ignore_index,
+                track_epochs=track_epochs,
+            )
+        )
+        self._fixed_rows: torch.Tensor | None = None
+        self._cache_device: torch.device | None = None
+        self._images_dev: torch.Tensor | None = None
+        self._targets_dev: torch.Tensor | None = None
+
+    @staticmethod
+    def _resolve_subsample(subsample: float | int | None, n: int) -> int:
+        """Rows per pass for ``subsample`` over ``n`` rows."""
+        if subsample is None:
+            return n
+        if isinstance(subsample, bool):
+            raise ConfigError(
+                f"subsample must be None, a fraction in (0, 1] or a count >= 1, got {subsample!r}"
+            )
+        if isinstance(subsample, numbers.Integral):
+            if subsample < 1:
+                raise ConfigError(f"subsample count must be >= 1, got {subsample}")
+            return min(int(subsample), n)
+        if isinstance(subsample, numbers.Real):
+            if not 0.0 < float(subsample) <= 1.0:
+                raise ConfigError(f"subsample fraction must be in (0, 1], got {subsample}")
+            return min(n, max(1, round(float(subsample) * n))) if n else 0
+        raise ConfigError(f"subsample must be None, a float fraction or an int count, got {subsample!r}")
+
+    @property
+    def tracker(self) -> EventTracker:
+        """The tracker this callback feeds.
+
+        Without targets and without a given tracker it has shape ``(N,)`` until the first pass; if the model
+        then predicts per pixel (``[B, H, W]``), it is replaced by an ``(N, H, W)`` tracker.
+        """
+        return self._tracker
+
+    # ------------------------------------------------------------------ hooks
+    def on_step_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        if self.unit == "step" and step % self.every == 0:
+            self.observe(model, epoch=epoch)
+
+    def on_epoch_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        if self.unit == "epoch" and epoch % self.every == 0:
+            self.observe(model, epoch=epoch)
+
+    # ------------------------------------------------------------------ pass
+    def rows_for_pass(self, pass_number: int) -> torch.Tensor | None:
+        """Sorted int64 ``[M]`` rows (host) of pass ``pass_number`` (0-based), or ``None`` for all rows.
+
+        ``"rotating"``: a permutation from a generator seeded with ``(seed, pass_number)``;
+        ``"fixed"``: the rows of pass 0, every pass.
+        """
+        n = int(self.images.shape[0])
+        m = self.n_rows_per_pass
+        if m >= n:
+            return None
+        if self.subsample_mode == "fixed":
+            if self._fixed_rows is None:
+                self._fixed_rows = self._draw_rows(0)
+            return self._fixed_rows
+        return self._draw_rows(pass_number)
+
+    def _draw_rows(self, pass_number: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(_pass_seed(self.seed, pass_number))
+        n = int(self.images.shape[0])
+        return torch.randperm(n, generator=g)[: self.n_rows_per_pass].sort().values
+
+    def _device_copies(self, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Images and targets on ``device``, cached while the device is unchanged; images None if too big."""
+        if self._cache_device == device:
+            return self._images_dev, self._targets_dev
+        self._images_dev = None
+        self._targets_dev = None
+        to_copy = [t for t in (self.images, self.targets) if t is not None and t.device != device]
+        nbytes = sum(t.nbytes for t in to_copy)
+        fits = True
+        if nbytes and device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            fits = nbytes <= _CACHE_FRACTION * free
+        if fits:
+            self._images_dev = self.images.to(device)
+            self._targets_dev = None if self.targets is None else self.targets.to(device)
+        else:
+            log.info(
+                "ObservationCallback(%r): %.1f MiB of images/targets do not fit on %s; copying per batch",
+                self.name,
+                nbytes / 2**20,
+                device,
+            )
+        self._cache_device = device
+        return self._images_dev, self._targets_dev
+
+    def observe(self, model: nn.Module, *, epoch: int) -> None:
+        """Run one observation pass now (the hooks call this at the configured cadence).
+
+        Predicts the (subsampled) tracked set in eval mode under ``torch.inference_mode`` (no BatchNorm
+        statistics or dropout state change; each module's train flag is restored) and updates the tracker.
+        """
+        start = time.perf_counter()
+        device = model_device(model)
+        pass_number = self.passes
+        rows = self.rows_for_pass(pass_number)
+        images_dev, targets_dev = self._device_copies(device)
+        rows_dev = None if rows is None else rows.to(device)
+        m = int(self.images.shape[0]) if rows is None else int(rows.shape[0])
+        bs = self.batch_size or default_batch_size(device)
+        with eval_mode(model), torch.inference_mode(), autocast_context(device):
+            for sl in iter_batches(m, bs):
+                if rows_dev is None:
+                    idx = torch.arange(sl.start, sl.stop, device=device)
+                else:
+                    idx = rows_dev[sl]
+                if images_dev is not None:
+                    x = to_input(images_dev[sl] if rows is None else images_dev.index_select(0, idx))
+                    t = None
+                    if targets_dev is not None:
+                        t = targets_dev[sl] if rows is None else targets_dev.index_select(0, idx)
+                else:  # too big for the device: gather on the host, copy per batch
+                    host_idx = None if rows is None else rows[sl]
+                    x = to_input(self.images[sl] if host_idx is None else self.images[host_idx], device)
+                    t = None
+                    if self.targets is not None:
+                        t = self.targets[sl] if host_idx is None else self.targets[host_idx]
+                logits = model(x)
+                preds = logits.argmax(1)
+                if self._provisional:
+                    self._provisional = False
+                    if preds.ndim > 1:
+                        self._tracker = EventTracker(
+                            (int(self.images.shape[0]), *preds.shape[1:]),
+                            ignore_index=self.ignore_index,
+                            track_epochs=self.track_epochs,
+                        )
+                self._tracker.update(idx, preds, t, epoch=epoch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        self.passes += 1
+        self.last_rows = rows
+        self.seconds += time.perf_counter() - start
+
+    def __repr__(self) -> str:
+        return (
+            f"ObservationCallback(name={self.name!r}, n={int(self.images.shape[0])}, every={self.every}, "
+            f"unit={self.unit!r}, rows_per_pass={self.n_rows_per_pass}, mode={self.subsample_mode!r}, "
+            f"passes={self.passes}, seconds={self.seconds:.3f})"
+        )
