@@ -22,9 +22,8 @@ class Input(enum.StrEnum):
 
     PROBS = "probs"  # softmax of the pool: probs_N_C
     MC_PROBS = "mc_probs"  # K MC-dropout softmax passes: mc_probs_K_N_C
-    EMBEDDINGS = (
-        "embeddings"  # penultimate features of pool and labeled set: embeddings_N_D, labeled_embeddings_L_D
-    )
+    # penultimate features of the pool and the labeled set: embeddings_N_D, labeled_embeddings_L_D
+    EMBEDDINGS = "embeddings"
     DYNAMICS = "dynamics"  # switch counts on the pool from training-time tracking: switches_N
     POOL_LABELS = "pool_labels"  # true pool labels (oracle analysis only): pool_labels_N and forgetting_N
 
