@@ -1,4 +1,4 @@
-"""Evaluation metrics for a trained classifier: accuracy, negative log-likelihood, expected calibration error."""
+"""Evaluation metrics for a trained classifier: accuracy, negative log-likelihood and calibration error."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ device; callers move them to the host once, after the whole pass.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
