@@ -41,7 +41,6 @@ import json
 import logging
 import numbers
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from forgetting._io import atomic_savez
 from forgetting.exceptions import ConfigError, ForgettingError, UnknownNameError
 
 __all__ = ["READOUTS", "EventTracker"]
@@ -619,19 +619,7 @@ class EventTracker:
         sd = self.state_dict()
         arrays = {name: t.detach().cpu().numpy() for name, t in sd["tensors"].items()}
         arrays["meta"] = np.array(json.dumps(sd["meta"]))
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_savez(path, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: torch.device | str | None = None) -> EventTracker:

@@ -1,0 +1,620 @@
+"""Experiment configuration: a TOML file, validated by pydantic, expanded into a grid of experiments.
+
+A config file has these parts (every key is optional; unknown keys are errors)::
+
+    name = "quickstart"                 # run name; the default output directory is runs/<name>
+    seeds = [0, 1, 2]                   # sweep
+    dataset = "mnist-5k"                # sweep: a name or a list of names
+    model = "small-cnn"                 # sweep
+    strategy = ["random", "switch"]     # sweep
+    eval_sets = ["test", "digits", "gaussian_noise-3"]   # or a table: one list per dataset name
+    device = "cuda"                     # run settings (device, eval_batch_size, jobs): not part of an
+    jobs = 2                            # experiment's identity; `forgetting run --jobs` overrides jobs
+
+    [al]      initial_size, initial_selection, query_size (sweep), rounds, pool_subsample,
+              on_exhausted, mc_samples
+    [train]   optimizer, lr (sweep), weight_decay, momentum, schedule, batch_size, target_accuracy,
+              accuracy_source, min_epochs, max_epochs, epochs, augment, crop_padding, flip
+    [track]   enabled, unit (sweep), every (sweep), subsample (sweep), subsample_mode
+    [model_options]      options for every model, and/or one table per model name:
+                         [model_options.resnet18] width = 16
+    [strategy_options]   the same, per strategy name
+    [data]    root, seed, train_limit, eval_limit, options (the same, per dataset name)
+
+Sweep fields (:data:`SWEEP_FIELDS`) take a single value or a list; the grid is the Cartesian product of
+every list. Each point is an :class:`ExperimentSpec`, a fully resolved experiment with a stable id: a short
+hash of its canonical JSON (run settings such as ``device`` and the run ``name`` are not part of it, so a
+renamed config still resumes the same experiments).
+
+``track.subsample`` takes a fraction in ``(0, 1]``, a sample count ``>= 1``, or ``"all"`` (TOML has no
+null). ``train.epochs`` set means a fixed number of epochs; otherwise training stops at
+``train.target_accuracy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from forgetting.exceptions import ConfigError, UnknownNameError
+
+__all__ = [
+    "SWEEP_FIELDS",
+    "ALSettings",
+    "DataSettings",
+    "ExperimentConfig",
+    "ExperimentSpec",
+    "TrackSettings",
+    "TrainSettings",
+    "expand_grid",
+    "load_config",
+    "parse_config",
+    "quickstart_config",
+]
+
+#: Fields that take a list of values and expand to a grid (dotted paths into the config).
+SWEEP_FIELDS: tuple[str, ...] = (
+    "dataset",
+    "model",
+    "strategy",
+    "seeds",
+    "al.query_size",
+    "train.lr",
+    "track.every",
+    "track.unit",
+    "track.subsample",
+)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    if len(values) == 0:
+        raise ValueError("must not be empty")
+    seen: list[Any] = []
+    for v in values:
+        if v in seen:
+            raise ValueError(f"duplicate value {v!r}")
+        seen.append(v)
+    return values
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Subsample = float | int | Literal["all"]
+
+
+class ALSettings(_Strict):
+    """The active-learning protocol of one experiment (section ``[al]``)."""
+
+    initial_size: PositiveInt = 20
+    initial_selection: Literal["stratified", "uniform"] = "stratified"
+    query_size: PositiveInt = 20
+    rounds: Annotated[int, Field(ge=0)] = 8
+    pool_subsample: PositiveInt | None = None
+    on_exhausted: Literal["error", "partial"] = "partial"
+    mc_samples: PositiveInt = 20
+
+
+class TrainSettings(_Strict):
+    """How each round's model is trained (section ``[train]``); mirrors ``forgetting.loop.TrainConfig``."""
+
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: PositiveFloat = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    schedule: Literal["constant", "plateau", "cosine"] = "constant"
+    batch_size: PositiveInt = 64
+    target_accuracy: Annotated[float, Field(gt=0, le=1)] = 0.92
+    accuracy_source: Literal["running", "eval"] = "running"
+    min_epochs: PositiveInt = 1
+    max_epochs: PositiveInt = 100
+    epochs: PositiveInt | None = None
+    augment: bool = False
+    crop_padding: Annotated[int, Field(ge=0)] = 2
+    flip: bool = True
+
+    @model_validator(mode="after")
+    def _epochs_order(self) -> TrainSettings:
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(f"min_epochs ({self.min_epochs}) must not exceed max_epochs ({self.max_epochs})")
+        return self
+
+
+class TrackSettings(_Strict):
+    """When the unlabeled pool is observed during training (section ``[track]``)."""
+
+    enabled: bool | None = None
+    unit: Literal["epoch", "step"] = "epoch"
+    every: PositiveInt = 1
+    subsample: Subsample = "all"
+    subsample_mode: Literal["rotating", "fixed"] = "rotating"
+
+    @field_validator("subsample")
+    @classmethod
+    def _subsample_range(cls, v: Subsample) -> Subsample:
+        return _check_subsample(v)
+
+
+def _check_subsample(v: Subsample) -> Subsample:
+    if isinstance(v, float) and not 0.0 < v <= 1.0:
+        raise ValueError(f"a fraction must lie in (0, 1], got {v}")
+    if isinstance(v, int) and v < 1:
+        raise ValueError(f"a sample count must be >= 1, got {v}")
+    return v
+
+
+class DataSettings(_Strict):
+    """Where data comes from and how it is cut (section ``[data]``).
+
+    ``seed`` fixes the dataset split, the eval-set corruptions and the limits; it is the same for every
+    experiment seed, so all experiments are evaluated on the same data. ``train_limit`` keeps a seeded random
+    subset of the training split (the pool); ``eval_limit`` caps every eval set.
+    """
+
+    root: str | None = None
+    seed: int = 0
+    train_limit: PositiveInt | None = None
+    eval_limit: PositiveInt | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class _ALSection(ALSettings):
+    query_size: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = [20]  # type: ignore[assignment]
+
+    @field_validator("query_size")
+    @classmethod
+    def _unique_values(cls, v: list[int]) -> list[int]:
+        return _unique(v)
+
+
+class _TrainSection(TrainSettings):
+    lr: Annotated[list[PositiveFloat], BeforeValidator(_as_list)] = [1e-3]  # type: ignore[assignment]
+
+    @field_validator("lr")
+    @classmethod
+    def _unique_values(cls, v: list[float]) -> list[float]:
+        return _unique(v)
+
+
+class _TrackSection(TrackSettings):
+    unit: Annotated[list[Literal["epoch", "step"]], BeforeValidator(_as_list)] = ["epoch"]  # type: ignore[assignment]
+    every: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = [1]  # type: ignore[assignment]
+    subsample: Annotated[list[Subsample], BeforeValidator(_as_list)] = ["all"]  # type: ignore[assignment]
+
+    @field_validator("unit", "every")
+    @classmethod
+    def _unique_values(cls, v: list[Any]) -> list[Any]:
+        return _unique(v)
+
+    @field_validator("subsample")
+    @classmethod
+    def _subsample_range(cls, v: list[Subsample]) -> list[Subsample]:  # type: ignore[override]
+        return _unique([_check_subsample(x) for x in v])
+
+
+class ExperimentConfig(_Strict):
+    """A whole config file: settings plus sweep lists. :func:`expand_grid` turns it into experiments."""
+
+    name: str = "experiment"
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], BeforeValidator(_as_list)] = [0]
+    dataset: Annotated[list[str], BeforeValidator(_as_list)] = ["mnist-5k"]
+    model: Annotated[list[str], BeforeValidator(_as_list)] = ["small-cnn"]
+    strategy: Annotated[list[str], BeforeValidator(_as_list)] = ["random"]
+    eval_sets: list[str] | dict[str, list[str]] = ["test"]
+    device: str | None = None
+    eval_batch_size: PositiveInt | None = None
+    jobs: PositiveInt | None = None
+    al: _ALSection = Field(default_factory=_ALSection)
+    train: _TrainSection = Field(default_factory=_TrainSection)
+    track: _TrackSection = Field(default_factory=_TrackSection)
+    data: DataSettings = Field(default_factory=DataSettings)
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_filename(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not usable as a directory name; use letters, digits, '.', '_' and '-'"
+            )
+        return v
+
+    @field_validator("seeds", "dataset", "model", "strategy")
+    @classmethod
+    def _unique_values(cls, v: list[Any]) -> list[Any]:
+        return _unique(v)
+
+    def eval_sets_for(self, dataset: str) -> list[str]:
+        """The eval-set names of ``dataset`` (``["test"]`` when a per-dataset table leaves it out)."""
+        if isinstance(self.eval_sets, dict):
+            return list(self.eval_sets.get(dataset, ["test"]))
+        return list(self.eval_sets)
+
+    def sweep_sizes(self) -> dict[str, int]:
+        """Number of values of each sweep field (see :data:`SWEEP_FIELDS`)."""
+        return {path: len(_get_path(self, path)) for path in SWEEP_FIELDS}
+
+
+def _get_path(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+_RUN_SETTINGS = frozenset({"name", "variant", "device", "eval_batch_size"})
+
+
+class ExperimentSpec(_Strict):
+    """One fully resolved experiment: a point of the grid.
+
+    Attributes:
+        name: the run (config) name. Not part of :attr:`id`.
+        variant: the non-default sweep values that tell this experiment apart from its siblings with the
+            same dataset/model/strategy/seed, e.g. ``"train.lr=0.01"``; empty when nothing else is swept. Not
+            part of :attr:`id`.
+        device, eval_batch_size: run settings. Not part of :attr:`id`.
+    """
+
+    name: str
+    variant: str = ""
+    dataset: str
+    model: str
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    strategy: str
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    seed: int
+    eval_sets: tuple[str, ...] = ("test",)
+    al: ALSettings = Field(default_factory=ALSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    track: TrackSettings = Field(default_factory=TrackSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    device: str | None = None
+    eval_batch_size: PositiveInt | None = None
+
+    def canonical_json(self) -> str:
+        """JSON of every field that determines the results, keys sorted (the input of :attr:`id`)."""
+        payload = self.model_dump(mode="json", exclude=set(_RUN_SETTINGS))
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def id(self) -> str:
+        """12 hex digits of the SHA-256 of :meth:`canonical_json`; stable across processes and versions."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        """``dataset/model/strategy/seedN`` plus the variant, for logs and progress bars."""
+        base = f"{self.dataset}/{self.model}/{self.strategy}/seed{self.seed}"
+        return f"{base} [{self.variant}]" if self.variant else base
+
+    @property
+    def total_rounds(self) -> int:
+        """Rounds including the final evaluation-only round: ``al.rounds + 1`` models are trained."""
+        return self.al.rounds + 1
+
+    def to_json(self) -> str:
+        """Full JSON (run settings included), as stored in the results database."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ExperimentSpec:
+        """Inverse of :meth:`to_json`."""
+        data = json.loads(text)
+        data["eval_sets"] = tuple(data.get("eval_sets", ("test",)))
+        return cls.model_validate(data, strict=False)
+
+    def loop_config(self) -> Any:
+        """The ``forgetting.loop.LoopConfig`` of this experiment."""
+        from forgetting.loop import LoopConfig, TrackConfig, TrainConfig
+
+        train = self.train.model_dump()
+        track = self.track.model_dump()
+        if track["subsample"] == "all":
+            track["subsample"] = None
+        return LoopConfig(
+            model=self.model,
+            model_options=dict(self.model_options),
+            strategy=self.strategy,
+            strategy_options=dict(self.strategy_options),
+            initial_size=self.al.initial_size,
+            initial_selection=self.al.initial_selection,
+            query_size=self.al.query_size,
+            rounds=self.al.rounds,
+            seed=self.seed,
+            train=TrainConfig(**train),
+            track=TrackConfig(**track),
+            mc_samples=self.al.mc_samples,
+            pool_subsample=self.al.pool_subsample,
+            on_exhausted=self.al.on_exhausted,
+            device=self.device,
+            eval_batch_size=self.eval_batch_size,
+        )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Loading and error messages
+
+
+def load_config(path: str | Path, *, validate_names: bool = True) -> ExperimentConfig:
+    """Read and validate a TOML config file.
+
+    Raises:
+        ConfigError: the file is missing, is not valid TOML, or a key or value is bad. The message names the
+            key path (``train.optimizer``), the bad value and the allowed keys or values.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
+    return parse_config(text, source=str(path), validate_names=validate_names)
+
+
+def quickstart_config(*, validate_names: bool = True) -> ExperimentConfig:
+    """The built-in quickstart config (``forgetting/experiments/quickstart.toml``)."""
+    text = resources.files("forgetting.experiments").joinpath("quickstart.toml").read_text(encoding="utf-8")
+    return parse_config(text, source="<built-in quickstart.toml>", validate_names=validate_names)
+
+
+def parse_config(
+    text: str | Mapping[str, Any], *, source: str = "<config>", validate_names: bool = True
+) -> ExperimentConfig:
+    """Validate TOML text (or an already parsed mapping) into an :class:`ExperimentConfig`.
+
+    With ``validate_names`` (the default) dataset, model, strategy and eval-set names are checked against
+    the registries, and per-name option tables against the names they refer to.
+    """
+    if isinstance(text, str):
+        try:
+            raw: Mapping[str, Any] = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    else:
+        raw = text
+    try:
+        config = ExperimentConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, raw, source)) from None
+    if validate_names:
+        _validate_names(config, source)
+    return config
+
+
+_TYPE_TAG = re.compile(
+    r"^(int|float|str|bool|none|list\[.*\]|dict\[.*\]|constrained-.*|function-.*|literal\[.*\]|"
+    r"is-instance\[.*\]|lax-.*|strict-.*|nullable\[.*\])$"
+)
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "": ExperimentConfig,
+    "al": _ALSection,
+    "train": _TrainSection,
+    "track": _TrackSection,
+    "data": DataSettings,
+}
+
+
+def _format_loc(loc: Sequence[str | int], raw: Mapping[str, Any]) -> tuple[str, Any]:
+    """A readable key path for a pydantic error location, and the raw value there (or ``...``)."""
+    parts: list[str | int] = [p for p in loc if not (isinstance(p, str) and _TYPE_TAG.match(p))]
+    text = ""
+    node: Any = raw
+    for p in parts:
+        if isinstance(p, int):
+            if isinstance(node, list):
+                text += f"[{p}]"
+                node = node[p] if p < len(node) else ...
+            # A scalar given for a sweep field is validated as a one-element list: keep the scalar's path.
+        else:
+            text = f"{text}.{p}" if text else p
+            node = node.get(p, ...) if isinstance(node, Mapping) else ...
+    return text or "<top level>", node
+
+
+def _format_validation_error(exc: ValidationError, raw: Mapping[str, Any], source: str) -> str:
+    lines: list[str] = []
+    seen: set[str] = set()
+    for err in exc.errors():
+        path, value = _format_loc(err["loc"], raw)
+        if err["type"] == "extra_forbidden":
+            section = path.rsplit(".", 1)[0] if "." in path else ""
+            model = _SECTIONS.get(section)
+            allowed = sorted(model.model_fields) if model is not None else []
+            line = f"unknown key `{path}`; allowed keys" + (
+                f" in [{section}]: " if section else " at the top level: "
+            )
+            line += ", ".join(allowed)
+        else:
+            msg = err["msg"]
+            ctx = err.get("ctx") or {}
+            if err["type"] == "literal_error" and "expected" in ctx:
+                msg = f"allowed values: {ctx['expected']}"
+            shown = "" if value is ... else f" = {value!r}"
+            line = f"`{path}`{shown}: {msg}"
+        if line not in seen:  # a union reports one error per member; keep one line per message
+            seen.add(line)
+            lines.append(line)
+    head = f"{source}: invalid config ({len(lines)} problem{'s' if len(lines) != 1 else ''})"
+    return head + "\n  - " + "\n  - ".join(lines)
+
+
+def _registry(kind: str) -> list[str]:
+    """Registered names of ``kind`` (``dataset``, ``model``, ``strategy``)."""
+    if kind == "dataset":
+        from forgetting.data import list_datasets
+
+        return list(list_datasets())
+    if kind == "model":
+        from forgetting.models import list_models
+
+        return list(list_models())
+    if kind == "strategy":
+        from forgetting.strategies import list_strategies
+
+        return list(list_strategies())
+    raise ValueError(f"unknown registry kind {kind!r}")
+
+
+def _check_names(values: Sequence[str], known: Sequence[str], key: str, kind: str, source: str) -> None:
+    for v in values:
+        if v not in known:
+            raise UnknownNameError(
+                f"{source}: `{key}` = {v!r} is not a known {kind}; known {kind} names: {', '.join(known)}"
+            )
+
+
+def _validate_names(config: ExperimentConfig, source: str) -> None:
+    datasets = _registry("dataset")
+    models = _registry("model")
+    strategies = _registry("strategy")
+    _check_names(config.dataset, datasets, "dataset", "dataset", source)
+    _check_names(config.model, models, "model", "model", source)
+    _check_names(config.strategy, strategies, "strategy", "strategy", source)
+    from forgetting.data import parse_eval_set_name
+
+    if isinstance(config.eval_sets, dict):
+        _check_names(list(config.eval_sets), config.dataset, "eval_sets", "dataset of this config", source)
+        per_dataset = list(config.eval_sets.items())
+    else:
+        per_dataset = [("", config.eval_sets)]
+    for ds, names in per_dataset:
+        key = f"eval_sets.{ds}" if ds else "eval_sets"
+        for v in names:
+            try:
+                parse_eval_set_name(v)
+            except UnknownNameError as exc:
+                raise UnknownNameError(f"{source}: `{key}` holds {v!r}: {exc}") from None
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: `{key}` holds {v!r}: {exc}") from None
+    for key, known in (
+        ("model_options", models),
+        ("strategy_options", strategies),
+        ("data.options", datasets),
+    ):
+        table = (
+            config.model_options
+            if key == "model_options"
+            else (config.strategy_options if key == "strategy_options" else config.data.options)
+        )
+        for k, v in table.items():
+            if isinstance(v, dict) and k not in known:
+                raise UnknownNameError(
+                    f"{source}: `{key}.{k}` is a table, so it must be named after a "
+                    f"{key.split('_')[0].split('.')[-1]}; known names: {', '.join(known)}"
+                )
+    _validate_options(config, source)
+
+
+def _validate_options(config: ExperimentConfig, source: str) -> None:
+    """Check model and strategy options by asking the registries (unknown options, bad values)."""
+    from forgetting.models import validate_options
+    from forgetting.strategies import Input, get_strategy
+
+    resolved: dict[str, dict[str, Any]] = {}
+    for model in config.model:
+        try:
+            resolved[model] = validate_options(model, _options_for(config.model_options, model))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: `model_options` for model {model!r}: {exc}") from None
+    for strategy in config.strategy:
+        try:
+            built = get_strategy(strategy, **_options_for(config.strategy_options, strategy))
+        except (ConfigError, TypeError) as exc:
+            raise ConfigError(f"{source}: `strategy_options` for strategy {strategy!r}: {exc}") from None
+        if Input.MC_PROBS in built.requires:
+            for model, options in resolved.items():
+                if not float(options.get("dropout", 0.0)) > 0.0:
+                    raise ConfigError(
+                        f"{source}: strategy {strategy!r} needs MC dropout, but model {model!r} has dropout "
+                        f"{options.get('dropout', 0.0)}; set `model_options.{model}.dropout` to a value in "
+                        "(0, 1), e.g. 0.2 (applies to every strategy of that model, so comparisons stay fair)"
+                    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Grid expansion
+
+
+def _options_for(table: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Common options (non-table values) overridden by the table named ``name``."""
+    common = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    specific = table.get(name, {})
+    return {**common, **(specific if isinstance(specific, dict) else {})}
+
+
+def expand_grid(config: ExperimentConfig) -> list[ExperimentSpec]:
+    """Every experiment of ``config``: the Cartesian product of the sweep fields.
+
+    Order: dataset, model, the other sweeps (query size, lr, track unit/every/subsample), seed, strategy, so
+    that an interrupted run has every strategy of the first seeds.
+    """
+    specs: list[ExperimentSpec] = []
+    base_al = config.al.model_dump(exclude={"query_size"})
+    base_train = config.train.model_dump(exclude={"lr"})
+    base_track = config.track.model_dump(exclude={"unit", "every", "subsample"})
+    other = {
+        "al.query_size": config.al.query_size,
+        "train.lr": config.train.lr,
+        "track.unit": config.track.unit,
+        "track.every": config.track.every,
+        "track.subsample": config.track.subsample,
+    }
+    varied = [k for k, v in other.items() if len(v) > 1]
+    for dataset, model in itertools.product(config.dataset, config.model):
+        data = config.data.model_copy(update={"options": _options_for(config.data.options, dataset)})
+        for q, lr, unit, every, sub in itertools.product(*other.values()):
+            values = dict(zip(other, (q, lr, unit, every, sub), strict=True))
+            variant = ",".join(f"{k}={values[k]}" for k in varied)
+            for seed, strategy in itertools.product(config.seeds, config.strategy):
+                specs.append(
+                    ExperimentSpec(
+                        name=config.name,
+                        variant=variant,
+                        dataset=dataset,
+                        model=model,
+                        model_options=_options_for(config.model_options, model),
+                        strategy=strategy,
+                        strategy_options=_options_for(config.strategy_options, strategy),
+                        seed=seed,
+                        eval_sets=tuple(config.eval_sets_for(dataset)),
+                        al=ALSettings(**base_al, query_size=q),
+                        train=TrainSettings(**base_train, lr=lr),
+                        track=TrackSettings(**base_track, unit=unit, every=every, subsample=sub),
+                        data=data,
+                        device=config.device,
+                        eval_batch_size=config.eval_batch_size,
+                    )
+                )
+    ids = [s.id for s in specs]
+    if len(set(ids)) != len(ids):  # only possible if two sweep values resolve to the same experiment
+        raise ConfigError(f"config {config.name!r} expands to duplicate experiments; check the sweep lists")
+    return specs

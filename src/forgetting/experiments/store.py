@@ -1,0 +1,551 @@
+"""The results store: one SQLite database per run directory, plus ``.npz`` files for per-round arrays.
+
+Layout of a run directory::
+
+    results.sqlite                         experiments, rounds, metrics, queries (WAL mode)
+    arrays/<experiment_id>/round-003.npz   dynamics and pool indices of round 3 (written atomically)
+
+Each round is written in one transaction, so a killed process loses at most the round it was computing.
+Rounds are keyed by ``(experiment_id, round)``: writing a round that exists is a no-op when the record is
+identical and a :class:`DuplicateRoundError` otherwise; a sample can be queried once per experiment.
+Only one process (the driver) writes a store.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forgetting._io import atomic_savez
+from forgetting.exceptions import ForgettingError
+from forgetting.experiments.config import ExperimentSpec
+from forgetting.records import RoundRecord, TrainRecord
+
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "DuplicateRoundError", "ExperimentRow", "ResultStore"]
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "results.sqlite"
+SCHEMA_VERSION = "1"
+PHASES = ("train", "track", "query", "eval")
+STATUSES = ("pending", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    model TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    variant TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    created TEXT NOT NULL,
+    started TEXT,
+    finished TEXT,
+    seconds REAL NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    experiment_id TEXT NOT NULL REFERENCES experiments(id),
+    round INTEGER NOT NULL,
+    n_labeled INTEGER NOT NULL,
+    epochs INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    train_accuracy REAL,
+    reached_target INTEGER,
+    train_seconds REAL,
+    track_seconds REAL,
+    query_seconds REAL,
+    eval_seconds REAL,
+    fit_seconds REAL NOT NULL,
+    fit_track_seconds REAL NOT NULL,
+    seconds_json TEXT NOT NULL,
+    arrays TEXT,
+    written TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, round)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    experiment_id TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    eval_set TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (experiment_id, round, eval_set, metric),
+    FOREIGN KEY (experiment_id, round) REFERENCES rounds(experiment_id, round)
+);
+CREATE TABLE IF NOT EXISTS queries (
+    experiment_id TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    sample_index INTEGER NOT NULL,
+    score REAL,
+    PRIMARY KEY (experiment_id, round, rank),
+    UNIQUE (experiment_id, sample_index),
+    FOREIGN KEY (experiment_id, round) REFERENCES rounds(experiment_id, round)
+);
+"""
+
+
+class DuplicateRoundError(ForgettingError):
+    """A round that is already stored was written again with different contents."""
+
+
+@dataclass(frozen=True)
+class ExperimentRow:
+    """One row of the ``experiments`` table.
+
+    Attributes:
+        spec: the experiment, parsed back from ``config_json``.
+        n_rounds: rounds stored so far.
+        seconds: wall time spent on the experiment, summed over every session that ran it.
+    """
+
+    id: str
+    name: str
+    spec: ExperimentSpec
+    status: str
+    created: str
+    started: str | None
+    finished: str | None
+    seconds: float
+    error: str | None
+    n_rounds: int
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _nan_to_none(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _none_to_nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        return bool(np.array_equal(a.astype(np.float64), b.astype(np.float64), equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def _float_equal(a: float | None, b: float | None) -> bool:
+    fa, fb = _none_to_nan(a), _none_to_nan(b)
+    return (math.isnan(fa) and math.isnan(fb)) or fa == fb
+
+
+def records_equal(a: RoundRecord, b: RoundRecord) -> bool:
+    """Whether two round records hold the same values (NaN equals NaN; array dtypes may differ)."""
+    if (a.round, a.n_labeled) != (b.round, b.n_labeled):
+        return False
+    ta, tb = a.train, b.train
+    if (ta.epochs, ta.steps, ta.reached_target) != (tb.epochs, tb.steps, tb.reached_target):
+        return False
+    for x, y in (
+        (ta.seconds, tb.seconds),
+        (ta.track_seconds, tb.track_seconds),
+        (ta.train_accuracy, tb.train_accuracy),
+    ):
+        if not _float_equal(x, y):
+            return False
+    if set(a.seconds) != set(b.seconds) or any(
+        not _float_equal(a.seconds[k], b.seconds[k]) for k in a.seconds
+    ):
+        return False
+    if set(a.metrics) != set(b.metrics):
+        return False
+    for es, ma in a.metrics.items():
+        mb = b.metrics[es]
+        if set(ma) != set(mb) or any(not _float_equal(ma[k], mb[k]) for k in ma):
+            return False
+    if not (
+        _arrays_equal(a.query_indices, b.query_indices) and _arrays_equal(a.query_scores, b.query_scores)
+    ):
+        return False
+    if not _arrays_equal(a.pool_indices, b.pool_indices) or set(a.dynamics) != set(b.dynamics):
+        return False
+    return all(_arrays_equal(a.dynamics[k], b.dynamics[k]) for k in a.dynamics)
+
+
+class ResultStore:
+    """The SQLite results database of one run directory.
+
+    Args:
+        path: the run directory (the database is ``<path>/results.sqlite``) or the ``.sqlite`` file itself.
+            Created if missing.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        if path.suffix in (".sqlite", ".db"):
+            self.db_path = path
+            self.root = path.parent
+        else:
+            self.root = path
+            self.db_path = path / DB_NAME
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        # executescript commits any open transaction first, so the schema gets its own script transaction.
+        self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        with self._transaction():
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+                )
+            elif row["value"] != SCHEMA_VERSION:
+                raise ForgettingError(
+                    f"{self.db_path} has results schema version {row['value']}, this version of forgetting "
+                    f"reads version {SCHEMA_VERSION}; use a new output directory (--out)"
+                )
+
+    # -- plumbing -------------------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._conn.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- meta -----------------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a run-level string (e.g. the config file's text)."""
+        with self._transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        """A run-level string stored with :meth:`set_meta`, or ``None``."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    # -- experiments ----------------------------------------------------------------------------------
+    def add_experiment(self, spec: ExperimentSpec) -> bool:
+        """Register ``spec`` as pending. ``False`` (and nothing changed) if its id is already stored."""
+        with self._transaction() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO experiments (id, name, dataset, model, strategy, seed, variant, "
+                "config_json, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                (
+                    spec.id,
+                    spec.name,
+                    spec.dataset,
+                    spec.model,
+                    spec.strategy,
+                    spec.seed,
+                    spec.variant,
+                    spec.to_json(),
+                    _now(),
+                ),
+            )
+            return cur.rowcount == 1
+
+    def _set_status(self, experiment_id: str, sql: str, params: Sequence[Any]) -> None:
+        with self._transaction() as c:
+            cur = c.execute(sql, (*params, experiment_id))
+            if cur.rowcount != 1:
+                raise KeyError(f"no experiment {experiment_id!r} in {self.db_path}")
+
+    def mark_started(self, experiment_id: str) -> None:
+        """Status ``running``; ``started`` keeps the time of the first session."""
+        self._set_status(
+            experiment_id,
+            "UPDATE experiments SET status = 'running', started = COALESCE(started, ?), error = NULL "
+            "WHERE id = ?",
+            (_now(),),
+        )
+
+    def mark_done(self, experiment_id: str, seconds: float = 0.0) -> None:
+        """Status ``done``; adds ``seconds`` (this session's wall time) to the experiment's total."""
+        self._set_status(
+            experiment_id,
+            "UPDATE experiments SET status = 'done', finished = ?, seconds = seconds + ?, error = NULL "
+            "WHERE id = ?",
+            (_now(), float(seconds)),
+        )
+
+    def mark_failed(self, experiment_id: str, error: str, seconds: float = 0.0) -> None:
+        """Status ``failed`` with the error text; its stored rounds stay and a rerun resumes after them."""
+        self._set_status(
+            experiment_id,
+            "UPDATE experiments SET status = 'failed', seconds = seconds + ?, error = ? WHERE id = ?",
+            (float(seconds), error),
+        )
+
+    def experiments(self) -> list[ExperimentRow]:
+        """Every experiment, in insertion order."""
+        rows = self._conn.execute(
+            "SELECT e.*, (SELECT COUNT(*) FROM rounds r WHERE r.experiment_id = e.id) AS n_rounds "
+            "FROM experiments e ORDER BY e.rowid"
+        ).fetchall()
+        return [
+            ExperimentRow(
+                id=r["id"],
+                name=r["name"],
+                spec=ExperimentSpec.from_json(r["config_json"]),
+                status=r["status"],
+                created=r["created"],
+                started=r["started"],
+                finished=r["finished"],
+                seconds=float(r["seconds"]),
+                error=r["error"],
+                n_rounds=int(r["n_rounds"]),
+            )
+            for r in rows
+        ]
+
+    def experiment(self, experiment_id: str) -> ExperimentRow:
+        """One experiment by id (``KeyError`` if absent)."""
+        for row in self.experiments():
+            if row.id == experiment_id:
+                return row
+        raise KeyError(f"no experiment {experiment_id!r} in {self.db_path}")
+
+    # -- rounds ---------------------------------------------------------------------------------------
+    def _arrays_path(self, experiment_id: str, round_: int) -> Path:
+        return Path("arrays") / experiment_id / f"round-{round_:03d}.npz"
+
+    def write_round(self, experiment_id: str, record: RoundRecord) -> bool:
+        """Persist one round in one transaction (and its arrays as an ``.npz`` beside the database).
+
+        Returns ``True`` when written, ``False`` when an identical record was already stored.
+
+        Raises:
+            DuplicateRoundError: the round is stored with different contents, or a queried sample was
+                already queried in an earlier round of the experiment.
+        """
+        existing = self._conn.execute(
+            "SELECT 1 FROM rounds WHERE experiment_id = ? AND round = ?", (experiment_id, record.round)
+        ).fetchone()
+        if existing is not None:
+            return self._check_identical(experiment_id, record)
+        rel: str | None = None
+        if record.dynamics or len(record.pool_indices) > 0:
+            rel_path = self._arrays_path(experiment_id, record.round)
+            payload = {"pool_indices": np.asarray(record.pool_indices, dtype=np.int64)}
+            payload.update({f"dynamics.{k}": np.asarray(v) for k, v in record.dynamics.items()})
+            atomic_savez(self.root / rel_path, payload)
+            rel = rel_path.as_posix()
+        seconds = {k: float(v) for k, v in record.seconds.items()}
+        t = record.train
+        q_idx = np.asarray(record.query_indices, dtype=np.int64).reshape(-1)
+        q_score = np.asarray(record.query_scores, dtype=np.float64).reshape(-1)
+        if q_idx.shape != q_score.shape:
+            raise ValueError(
+                f"round {record.round}: query_indices {q_idx.shape} and query_scores {q_score.shape} differ"
+            )
+        try:
+            with self._transaction() as c:
+                c.execute(
+                    "INSERT INTO rounds (experiment_id, round, n_labeled, epochs, steps, train_accuracy, "
+                    "reached_target, train_seconds, track_seconds, query_seconds, eval_seconds, fit_seconds, "
+                    "fit_track_seconds, seconds_json, arrays, written) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        experiment_id,
+                        int(record.round),
+                        int(record.n_labeled),
+                        int(t.epochs),
+                        int(t.steps),
+                        _nan_to_none(t.train_accuracy),
+                        None if t.reached_target is None else int(bool(t.reached_target)),
+                        *(seconds.get(p) for p in PHASES),
+                        float(t.seconds),
+                        float(t.track_seconds),
+                        json.dumps(seconds, sort_keys=True),
+                        rel,
+                        _now(),
+                    ),
+                )
+                c.executemany(
+                    "INSERT INTO metrics (experiment_id, round, eval_set, metric, value) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (experiment_id, int(record.round), es, m, _nan_to_none(v))
+                        for es, ms in record.metrics.items()
+                        for m, v in ms.items()
+                    ],
+                )
+                c.executemany(
+                    "INSERT INTO queries (experiment_id, round, rank, sample_index, score) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (experiment_id, int(record.round), rank, int(i), _nan_to_none(s))
+                        for rank, (i, s) in enumerate(zip(q_idx.tolist(), q_score.tolist(), strict=True))
+                    ],
+                )
+                c.execute(
+                    "UPDATE experiments SET status = 'running', started = COALESCE(started, ?) "
+                    "WHERE id = ? AND status = 'pending'",
+                    (_now(), experiment_id),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRoundError(
+                f"experiment {experiment_id} round {record.round}: {exc} (a round is written once, and a "
+                "sample is queried at most once per experiment)"
+            ) from exc
+        return True
+
+    def _check_identical(self, experiment_id: str, record: RoundRecord) -> bool:
+        stored = self._load_round(experiment_id, record.round, arrays=True)
+        if records_equal(stored, record):
+            logger.debug("round %d of %s already stored; identical, skipped", record.round, experiment_id)
+            return False
+        raise DuplicateRoundError(
+            f"experiment {experiment_id} round {record.round} is already stored with different contents; "
+            "a round is written once (delete the run directory to start over)"
+        )
+
+    def _load_round(self, experiment_id: str, round_: int, *, arrays: bool) -> RoundRecord:
+        rows = self.load_rounds(experiment_id, arrays=arrays, rounds=[round_])
+        if not rows:
+            raise KeyError(f"experiment {experiment_id!r} has no round {round_}")
+        return rows[0]
+
+    def load_rounds(
+        self, experiment_id: str, *, arrays: bool = True, rounds: Sequence[int] | None = None
+    ) -> list[RoundRecord]:
+        """The stored rounds of an experiment, in round order, as :class:`RoundRecord`.
+
+        Args:
+            arrays: also read the dynamics and pool indices from the ``.npz`` files (otherwise they are
+                empty; enough to resume, which needs only rounds and query indices).
+            rounds: only these round numbers.
+        """
+        where, params = "experiment_id = ?", [experiment_id]
+        if rounds is not None:
+            where += f" AND round IN ({','.join('?' * len(rounds))})"
+            params += [int(r) for r in rounds]
+        rows = self._conn.execute(f"SELECT * FROM rounds WHERE {where} ORDER BY round", params).fetchall()
+        metrics: dict[int, dict[str, dict[str, float]]] = {}
+        for m in self._conn.execute(
+            f"SELECT round, eval_set, metric, value FROM metrics WHERE {where} ORDER BY rowid", params
+        ):
+            metrics.setdefault(m["round"], {}).setdefault(m["eval_set"], {})[m["metric"]] = _none_to_nan(
+                m["value"]
+            )
+        queries: dict[int, list[tuple[int, float]]] = {}
+        for q in self._conn.execute(
+            f"SELECT round, sample_index, score FROM queries WHERE {where} ORDER BY round, rank", params
+        ):
+            queries.setdefault(q["round"], []).append((q["sample_index"], _none_to_nan(q["score"])))
+        out = []
+        for r in rows:
+            qs = queries.get(r["round"], [])
+            dynamics: dict[str, np.ndarray] = {}
+            pool = np.zeros(0, dtype=np.int64)
+            if arrays and r["arrays"]:
+                with np.load(self.root / r["arrays"]) as z:
+                    pool = z["pool_indices"]
+                    dynamics = {
+                        k.removeprefix("dynamics."): z[k] for k in z.files if k.startswith("dynamics.")
+                    }
+            reached = r["reached_target"]
+            out.append(
+                RoundRecord(
+                    round=int(r["round"]),
+                    n_labeled=int(r["n_labeled"]),
+                    train=TrainRecord(
+                        epochs=int(r["epochs"]),
+                        steps=int(r["steps"]),
+                        seconds=float(r["fit_seconds"]),
+                        track_seconds=float(r["fit_track_seconds"]),
+                        train_accuracy=_none_to_nan(r["train_accuracy"]),
+                        reached_target=None if reached is None else bool(reached),
+                    ),
+                    seconds={k: float(v) for k, v in json.loads(r["seconds_json"]).items()},
+                    metrics=metrics.get(r["round"], {}),
+                    query_indices=np.array([i for i, _ in qs], dtype=np.int64),
+                    query_scores=np.array([s for _, s in qs], dtype=np.float64),
+                    dynamics=dynamics,
+                    pool_indices=pool,
+                )
+            )
+        return out
+
+    def round_table(self) -> list[dict[str, Any]]:
+        """Every row of ``rounds`` joined with its experiment's dataset/model/strategy/seed/variant."""
+        rows = self._conn.execute(
+            "SELECT e.dataset, e.model, e.strategy, e.variant, e.seed, r.* FROM rounds r "
+            "JOIN experiments e ON e.id = r.experiment_id ORDER BY e.rowid, r.round"
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    # -- tables ---------------------------------------------------------------------------------------
+    _FRAME_COLUMNS = (
+        "experiment_id",
+        "dataset",
+        "model",
+        "strategy",
+        "variant",
+        "seed",
+        "round",
+        "n_labeled",
+        "eval_set",
+        "metric",
+        "value",
+    )
+
+    def metrics_frame(self) -> list[dict[str, Any]]:
+        """Every stored metric as a row dict with the keys of ``_FRAME_COLUMNS`` (NaN where NULL)."""
+        rows = self._conn.execute(
+            "SELECT m.experiment_id, e.dataset, e.model, e.strategy, e.variant, e.seed, m.round, "
+            "r.n_labeled, m.eval_set, m.metric, m.value FROM metrics m "
+            "JOIN rounds r ON r.experiment_id = m.experiment_id AND r.round = m.round "
+            "JOIN experiments e ON e.id = m.experiment_id "
+            "ORDER BY e.rowid, m.round, m.eval_set, m.metric"
+        ).fetchall()
+        return [{**dict(r), "value": _none_to_nan(r["value"])} for r in rows]
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write :meth:`metrics_frame` to ``path`` as CSV (header row; NaN written as ``nan``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(self._FRAME_COLUMNS))
+            writer.writeheader()
+            for row in self.metrics_frame():
+                writer.writerow({**row, "value": repr(row["value"])})
+        os.replace(tmp, path)
+        return path

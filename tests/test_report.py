@@ -1,0 +1,243 @@
+"""The HTML report: AUBC, paired comparisons, and a page whose tables hold the stored numbers."""
+
+from __future__ import annotations
+
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from forgetting.exceptions import ForgettingError
+from forgetting.experiments import ResultStore, write_report
+from forgetting.experiments.report import TIE_THRESHOLD, aubc, compare_paired
+from test_experiments_store import make_record, make_spec
+
+
+def test_aubc_definition():
+    assert aubc([20, 40, 60], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    assert aubc([0, 100], [0.0, 1.0]) == pytest.approx(0.5)  # trapezoid / label range
+    assert aubc([10, 20, 40], [0.2, 0.4, 0.8]) == pytest.approx((0.3 * 10 + 0.6 * 20) / 30)
+    assert aubc([20], [0.7]) == pytest.approx(0.7)
+    assert math.isnan(aubc([], []))
+    assert math.isnan(aubc([1, 2], [0.5, float("nan")]))
+    with pytest.raises(ValueError):
+        aubc([1, 2, 3], [0.1, 0.2])
+
+
+def test_compare_paired_picks_the_test_and_counts():
+    a = {s: 0.70 + 0.01 * s for s in range(6)}
+    b = {s: a[s] - (0.002 if s == 5 else 0.02) for s in range(6)}  # seed 5 is a tie
+    cmp = compare_paired("switch", "random", a, b)
+    assert cmp.test == "Wilcoxon signed-rank"
+    assert (cmp.wins, cmp.ties, cmp.losses) == (5, 1, 0)
+    assert cmp.p_value == pytest.approx(2 / 64)  # exact two-sided p of 6 positive differences
+    few = compare_paired("gauss", "entropy", {0: 0.5, 1: 0.6, 2: 0.55}, {0: 0.6, 1: 0.6, 2: 0.5})
+    assert few.test == "paired t-test" and (few.wins, few.ties, few.losses) == (1, 1, 1)
+    assert 0 <= few.p_value <= 1
+    one = compare_paired("gauss", "entropy", {0: 0.5, 7: 0.1}, {0: 0.4})
+    assert one.test == "none" and math.isnan(one.p_value) and one.diffs.tolist() == pytest.approx([0.1])
+    tie = compare_paired("switch", "margin", {0: 0.5, 1: 0.5}, {0: 0.5 + TIE_THRESHOLD / 2, 1: 0.5})
+    assert (tie.wins, tie.ties, tie.losses) == (0, 2, 0)
+
+
+class _Tables(HTMLParser):
+    """Collects <img src> and, per table class, rows of (text, attributes) cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.tables: dict[str, list[list[tuple[str, dict[str, str]]]]] = {}
+        self._table: str | None = None
+        self._cell: tuple[list[str], dict[str, str]] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: v or "" for k, v in attrs}
+        if tag == "img":
+            self.images.append(a["src"])
+        elif tag == "a":
+            self.links.append(a["href"])
+        elif tag == "table":
+            self._table = a.get("class", "")
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = ([], a)
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[0].append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append(("".join(self._cell[0]), self._cell[1]))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+
+def parse_report(index: Path) -> _Tables:
+    p = _Tables()
+    p.feed(index.read_text(encoding="utf-8"))
+    return p
+
+
+def table_dicts(rows: list[list[tuple[str, dict[str, str]]]]) -> list[dict[str, tuple[str, dict[str, str]]]]:
+    header = [text for text, _ in rows[0]]
+    return [dict(zip(header, r, strict=True)) for r in rows[1:]]
+
+
+def recomputed_aubc(store: ResultStore) -> dict[str, tuple[float, float]]:
+    """(test AUBC, mean-OOD AUBC) per experiment, straight from the metrics table with numpy."""
+    out = {}
+    for row in store.experiments():
+        rows = [
+            r for r in store.metrics_frame() if r["experiment_id"] == row.id and r["metric"] == "accuracy"
+        ]
+        rounds = sorted({r["round"] for r in rows})
+        n = np.array([next(r["n_labeled"] for r in rows if r["round"] == k) for k in rounds], dtype=float)
+        acc = {
+            es: np.array(
+                [next(r["value"] for r in rows if r["round"] == k and r["eval_set"] == es) for k in rounds]
+            )
+            for es in {r["eval_set"] for r in rows}
+        }
+        ood = np.mean([v for es, v in acc.items() if es != "test"], axis=0)
+
+        def trap(y: np.ndarray, n: np.ndarray = n) -> float:
+            if len(n) == 1:
+                return float(y[0])
+            return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(n)) / (n[-1] - n[0]))
+
+        out[row.id] = (trap(acc["test"]), trap(ood))
+    return out
+
+
+def check_report(run_dir: Path) -> _Tables:
+    """Every image exists, and the per-experiment AUBC cells equal the AUBC recomputed from the store."""
+    index = write_report(run_dir)
+    assert index == run_dir / "report" / "index.html"
+    page = parse_report(index)
+    assert page.images, "the report has no figures"
+    for src in page.images:
+        assert (index.parent / src).is_file(), src
+        assert (index.parent / src).stat().st_size > 1000
+    assert "metrics.csv" in page.links and (index.parent / "metrics.csv").is_file()
+    with ResultStore(run_dir) as store:
+        expected = recomputed_aubc(store)
+        n_exp = len(store.experiments())
+    rows = table_dicts(page.tables["experiments"])
+    assert len(rows) == n_exp
+    for row in rows:
+        exp_id = row["id"][0]
+        test_text, test_attr = row["AUBC test"]
+        ood_text, ood_attr = row["AUBC mean OOD"]
+        assert float(test_attr["data-value"]) == pytest.approx(expected[exp_id][0], abs=1e-12)
+        assert float(test_text) == pytest.approx(expected[exp_id][0], abs=5e-5)
+        assert float(ood_attr["data-value"]) == pytest.approx(expected[exp_id][1], abs=1e-12)
+        assert float(ood_text) == pytest.approx(expected[exp_id][1], abs=5e-5)
+    # Strategy rows: mean and std over seeds of the same numbers.
+    by_strategy: dict[tuple[str, str, str], list[float]] = {}
+    for row in rows:
+        if row["status"][0] != "done":  # unfinished experiments are left out of the aggregates
+            continue
+        key = (row["dataset"][0], row["model"][0], row["strategy"][0])
+        by_strategy.setdefault(key, []).append(expected[row["id"][0]][0])
+    for row in table_dicts(page.tables["aubc"]):
+        vals = by_strategy[(row["dataset"][0], row["model"][0], row["strategy"][0])]
+        attr = row["AUBC test"][1]
+        assert int(row["seeds"][0]) == len(vals)
+        assert float(attr["data-mean"]) == pytest.approx(np.mean(vals), abs=1e-12)
+        std = np.std(vals, ddof=1) if len(vals) > 1 else 0.0
+        assert float(attr["data-std"]) == pytest.approx(std, abs=1e-12)
+        mean_text, std_text = re.split(r"\s*±\s*", row["AUBC test"][0])
+        assert float(mean_text) == pytest.approx(np.mean(vals), abs=5e-5)
+        assert float(std_text) == pytest.approx(std, abs=5e-5)
+    return page
+
+
+def test_report_from_a_synthetic_store(tmp_path):
+    run = tmp_path / "run"
+    with ResultStore(run) as store:
+        for strategy in ("random", "entropy", "switch", "gauss"):
+            for seed in range(3):
+                spec = make_spec(strategy=strategy, seed=seed, rounds=3)
+                store.add_experiment(spec)
+                for r in range(4):
+                    dyn = strategy in ("switch", "gauss") and r < 3
+                    store.write_round(spec.id, make_record(r, dynamics=dyn, last=r == 3, seed=seed + 10 * r))
+                store.mark_done(spec.id, 1.0)
+        unfinished = make_spec(strategy="margin", seed=0, rounds=3)
+        store.add_experiment(unfinished)
+        store.write_round(unfinished.id, make_record(0, dynamics=False))
+    page = check_report(run)
+    # One learning-curve figure (one dataset x model) and one histogram per tracked strategy.
+    assert sorted(p.split("-")[0] for p in page.images) == ["curves", "switches", "switches"]
+    assert any("r1" in p for p in page.images)  # default: the middle of rounds 0..2
+    wtl = table_dicts(page.tables["wtl"])
+    pairs = {(r["strategy"][0], r["baseline"][0]) for r in wtl}
+    assert ("switch", "random") in pairs and ("gauss", "entropy") in pairs and ("switch", "gauss") in pairs
+    assert all(r["test: test"][0] == "paired t-test" for r in wtl if r["baseline"][0] != "margin")
+    for r in wtl:
+        w, t, lo = (int(x) for x in r["test: W/T/L"][0].split("/"))
+        assert w + t + lo == (1 if r["baseline"][0] == "margin" else 3)
+    aubc_rows = table_dicts(page.tables["aubc"])
+    assert {r["strategy"][0] for r in aubc_rows} == {
+        "random",
+        "entropy",
+        "switch",
+        "gauss",
+    }  # margin unfinished
+    cost = table_dicts(page.tables["cost"])
+    assert {r["strategy"][0] for r in cost} == {"random", "entropy", "switch", "gauss", "margin"}
+    rnd = next(r for r in cost if r["strategy"][0] == "random")
+    assert float(rnd["train s"][1]["data-value"]) == pytest.approx(np.mean([0.25 + r for r in range(4)]))
+    assert "unfinished" in page.tables  # the margin run is listed as resumable
+    assert write_report(run, histogram_round=2).is_file()  # a chosen round also renders
+
+
+TINY_RUN = """
+name = "report-tiny"
+seeds = [0, 1]
+dataset = "mnist-5k"
+model = "small-cnn"
+strategy = ["random", "switch"]
+eval_sets = ["test", "digits", "contrast-3"]
+device = "cpu"
+[al]
+initial_size = 10
+query_size = 10
+rounds = 2
+[train]
+epochs = 2
+[model_options.small-cnn]
+width = 4
+embed_dim = 16
+[data]
+train_limit = 150
+eval_limit = 60
+"""
+
+
+def test_report_from_a_tiny_run(tmp_path):
+    from forgetting.experiments import parse_config, run_experiments
+
+    summary = run_experiments(parse_config(TINY_RUN), tmp_path / "run", progress=False, fail_fast=True)
+    assert summary.ok and summary.rounds_written == 4 * 3
+    page = check_report(tmp_path / "run")
+    assert any(p.startswith("switches-") for p in page.images)  # switch tracked the pool
+    curves = [p for p in page.images if p.startswith("curves-")]
+    assert curves == ["curves-mnist-5k-small-cnn.png"]
+    wtl = table_dicts(page.tables["wtl"])
+    assert [(r["strategy"][0], r["baseline"][0], r["test: test"][0]) for r in wtl] == [
+        ("switch", "random", "paired t-test")
+    ]
+
+
+def test_report_needs_a_results_database(tmp_path):
+    with pytest.raises(ForgettingError, match=r"results\.sqlite"):
+        write_report(tmp_path)
