@@ -1,0 +1,110 @@
+"""Active-learning accuracy tables from a run directory, as Markdown (for issue notes and the README).
+
+Prints, per strategy (mean ± std over seeds, finished experiments only):
+
+1. the accuracy of the last round on every evaluation set, and the mean over the OOD sets;
+2. the normalised area under the budget curve (AUBC) in distribution and for the mean OOD accuracy.
+
+With ``--config`` it first runs (or resumes) that config into the run directory, so one command reproduces
+the numbers. Issue 4's table:
+
+    python benchmarks/al_tables.py runs/bench-strategies --config benchmarks/strategies_mnist5k.toml
+
+The quickstart's AUBC table, after ``make demo``:
+
+    python benchmarks/al_tables.py runs/quickstart
+
+``make bench`` runs this script with no arguments, which only prints this help (the grid takes ~10 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from forgetting.experiments import ResultStore, load_config, run_experiments
+from forgetting.experiments.report import MEAN_OOD, ExperimentCurves, load_curves
+
+
+def _cell(values: list[float], scale: float = 100.0) -> str:
+    arr = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64) * scale
+    if arr.size == 0:
+        return "–"
+    if arr.size == 1:
+        return f"{arr[0]:.1f}"
+    return f"{arr.mean():.1f} ± {arr.std(ddof=1):.1f}"
+
+
+def tables(run_dir: Path) -> str:
+    """The two Markdown tables of ``run_dir`` (accuracy and AUBC in percent)."""
+    with ResultStore(run_dir) as store:
+        curves = [c for c in load_curves(store) if c.row.status == "done"]
+    if not curves:
+        raise SystemExit(f"{run_dir}: no finished experiment in results.sqlite")
+    groups: dict[tuple[str, str, str], list[ExperimentCurves]] = defaultdict(list)
+    for c in curves:
+        groups[(c.row.spec.dataset, c.row.spec.model, c.row.spec.strategy)].append(c)
+    sets = sorted({s for c in curves for s in c.accuracy}, key=lambda s: (s != "test", s == MEAN_OOD, s))
+    labels = sorted({int(c.n_labeled[-1]) for c in curves})
+    out = [
+        f"Accuracy (%) after the last round ({', '.join(map(str, labels))} labels), mean ± std over seeds",
+        "",
+        "| dataset | model | strategy | seeds | " + " | ".join(sets) + " |",
+        "|---|---|---|---|" + "---|" * len(sets),
+    ]
+    for (dataset, model, strategy), members in sorted(groups.items()):
+        cells = [
+            _cell([float(m.accuracy[s][-1]) if s in m.accuracy else math.nan for m in members]) for s in sets
+        ]
+        out.append(f"| {dataset} | {model} | {strategy} | {len(members)} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "Normalised AUBC (%), mean ± std over seeds",
+        "",
+        "| dataset | model | strategy | seeds | AUBC test | AUBC mean OOD |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (dataset, model, strategy), members in sorted(groups.items()):
+        test = _cell([m.aubc("test") for m in members])
+        ood = _cell([m.aubc(MEAN_OOD) for m in members])
+        out.append(f"| {dataset} | {model} | {strategy} | {len(members)} | {test} | {ood} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run_dir", nargs="?", type=Path, help="run directory holding results.sqlite")
+    parser.add_argument("--config", type=Path, help="run (or resume) this config into RUN_DIR first")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel experiments for --config")
+    args = parser.parse_args(argv)
+    if args.run_dir is None:
+        parser.print_help()
+        return 0
+    if args.config is not None:
+        t0 = time.perf_counter()
+        summary = run_experiments(
+            load_config(args.config), args.run_dir, jobs=args.jobs, progress=sys.stderr.isatty()
+        )
+        print(
+            f"{len(summary.experiment_ids)} experiments ({len(summary.finished)} run now, "
+            f"{len(summary.skipped)} already done, {len(summary.failed)} failed) "
+            f"in {time.perf_counter() - t0:.0f} s\n"
+        )
+        if not summary.ok:
+            for exp_id, error in summary.failed.items():
+                print(f"failed: {exp_id}: {error}", file=sys.stderr)
+            return 1
+    print(tables(args.run_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
