@@ -21,25 +21,8 @@ from torch import nn
 
 from forgetting.events import EventTracker
 from forgetting.inference import autocast_context, default_batch_size, eval_mode, iter_batches, to_input
+from forgetting.models import build_model
 from forgetting.observe import ObservationCallback
-
-
-def small_cnn(num_classes: int = 10) -> nn.Module:
-    """``forgetting.models.build_model("small-cnn", 1, 10)``, or an inline stand-in if the zoo is missing."""
-    try:
-        from forgetting.models import build_model
-    except ImportError:
-        return nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(64 * 7 * 7, num_classes),
-        )
-    return build_model("small-cnn", 1, num_classes, seed=0)
 
 
 def sync(device: torch.device) -> None:
@@ -66,7 +49,7 @@ def bench_pass_overhead(n_images: int, repeats: int, device: torch.device) -> di
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n_images, 1, 28, 28), generator=g, dtype=torch.uint8).to(device)
     labels = torch.randint(0, 10, (n_images,), generator=g).to(device)
-    model = small_cnn().to(device)
+    model = build_model("small-cnn", 1, 10, seed=0).to(device)
     cb = ObservationCallback(images, labels)
     plain_pass(model, images, device)  # warm-up (allocator, kernels)
     cb.observe(model, epoch=0)
