@@ -206,7 +206,9 @@ def test_per_dataset_eval_sets_and_subsample_sweep():
 # -- examples and the built-in quickstart -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(p for p in EXAMPLES.glob("*.toml") if not p.name.startswith("maps-")), ids=lambda p: p.name
+)
 def test_every_example_loads_and_expands(path):
     cfg = load_config(path)
     specs = expand_grid(cfg)
@@ -215,6 +217,14 @@ def test_every_example_loads_and_expands(path):
     if path.name != "quickstart.toml":
         assert len(cfg.seeds) >= 3
         assert {"switch", "gauss"} <= set(cfg.strategy)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("maps-*.toml")), ids=lambda p: p.name)
+def test_every_maps_example_loads(path):
+    from forgetting.segmentation import load_maps_config
+
+    cfg = load_maps_config(path)
+    assert cfg.model in ("unet", "deconvnet")
 
 
 def test_examples_exist():

@@ -8,6 +8,8 @@ Every dataset is tensors on the CPU: images ``uint8 [N, C, H, W]`` and labels ``
 from __future__ import annotations
 
 from forgetting.data import builtin as _builtin  # noqa: F401  (registers the packaged datasets)
+from forgetting.data import f3 as _f3  # noqa: F401  (registers f3)
+from forgetting.data import seismic as _seismic  # noqa: F401  (registers seismic-synthetic)
 from forgetting.data import user_formats as _user_formats  # noqa: F401  (registers the user formats)
 from forgetting.data.corruptions import CORRUPTIONS, corrupt
 from forgetting.data.dataset import Dataset, Split

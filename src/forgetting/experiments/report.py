@@ -22,16 +22,16 @@ import html
 import logging
 import math
 import os
-import re
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from forgetting._html import CSS, new_figure, slug, table, td
 from forgetting.exceptions import ForgettingError
 from forgetting.experiments.store import DB_NAME, PHASES, ExperimentRow, ResultStore
 
@@ -180,10 +180,6 @@ def compare_paired(target: str, baseline: str, a: dict[int, float], b: dict[int,
 # HTML helpers
 
 
-def _slug(*parts: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(p for p in parts if p)).strip("_") or "x"
-
-
 def _fmt(x: float, digits: int = 4) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -205,41 +201,12 @@ def _mean_std_cell(values: Sequence[float]) -> str:
     )
 
 
-def _table(headers: Sequence[str], rows: Iterable[str], cls: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "\n".join(f"<tr>{r}</tr>" for r in rows)
-    return f'<table class="{cls}">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
-
-
-def _td(text: object) -> str:
-    return f"<td>{html.escape(str(text))}</td>"
-
-
 def _line_label(strategy: str, variant: str) -> str:
     return f"{strategy} [{variant}]" if variant else strategy
 
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-h1, h2, h3 { font-weight: 600; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
-th { background: #f3f3f3; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
-.note { color: #555; font-size: 0.9em; }
-.failed { color: #a00; }
-"""
-
-
 # --------------------------------------------------------------------------------------------------------
 # Figures
-
-
-def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
 def _plot_learning_curves(curves: list[ExperimentCurves], title: str, path: Path) -> None:
@@ -249,7 +216,7 @@ def _plot_learning_curves(curves: list[ExperimentCurves], title: str, path: Path
     panels = sorted({s for c in curves for s in c.accuracy}, key=lambda s: (s != "test", s == MEAN_OOD, s))
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig = _new_figure(4.2 * ncols, 3.2 * nrows)
+    fig = new_figure(4.2 * ncols, 3.2 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, panel in zip(axes, panels, strict=False):
         for (strategy, variant), members in sorted(lines.items()):
@@ -279,7 +246,7 @@ def _plot_learning_curves(curves: list[ExperimentCurves], title: str, path: Path
 
 
 def _plot_histogram(counts: np.ndarray, info: Any, title: str, path: Path, n_high: int | None) -> None:
-    fig = _new_figure(5.5, 3.6)
+    fig = new_figure(5.5, 3.6)
     ax = fig.subplots()
     counts = np.asarray(counts, dtype=np.float64)
     lo, hi = float(counts.min()), float(counts.max())
@@ -344,7 +311,7 @@ def write_report(run_dir: str | Path, *, histogram_round: int | None = None) -> 
         ]
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>forgetting report: {html.escape(name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>forgetting report: {html.escape(name)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f"<h1>forgetting report: {html.escape(name)}</h1>\n"
         + "\n".join(sections)
         + '\n<p class="note">All metrics: <a href="metrics.csv">metrics.csv</a>.</p>\n</body>\n</html>\n'
@@ -377,14 +344,14 @@ def _section_summary(name: str, rows: list[ExperimentRow]) -> str:
             "to resume them):</p>"
         )
         parts.append(
-            _table(
+            table(
                 ["id", "experiment", "status", "rounds stored", "error"],
                 (
-                    _td(r.id)
-                    + _td(r.spec.label)
-                    + _td(r.status)
-                    + _td(f"{r.n_rounds}/{r.spec.total_rounds}")
-                    + _td(r.error or "")
+                    td(r.id)
+                    + td(r.spec.label)
+                    + td(r.status)
+                    + td(f"{r.n_rounds}/{r.spec.total_rounds}")
+                    + td(r.error or "")
                     for r in unfinished
                 ),
                 "unfinished",
@@ -409,7 +376,7 @@ def _section_curves(curves: list[ExperimentCurves], report_dir: Path) -> str:
         "line per strategy. <em>mean OOD</em> averages every eval set other than <code>test</code>.</p>"
     )
     for (dataset, model), members in _groups(curves).items():
-        fname = f"curves-{_slug(dataset, model)}.png"
+        fname = f"curves-{slug(dataset, model)}.png"
         _plot_learning_curves(members, f"{dataset} / {model}", report_dir / fname)
         parts.append(f"<h3>{html.escape(dataset)} / {html.escape(model)}</h3>")
         parts.append(
@@ -436,16 +403,14 @@ def _section_aubc(curves: list[ExperimentCurves]) -> str:
     rows = []
     for (dataset, model, strategy, variant), members in sorted(cond.items()):
         rows.append(
-            _td(dataset)
-            + _td(model)
-            + _td(_line_label(strategy, variant))
-            + _td(len(members))
+            td(dataset)
+            + td(model)
+            + td(_line_label(strategy, variant))
+            + td(len(members))
             + _mean_std_cell([m.aubc("test") for m in members])
             + _mean_std_cell([m.aubc(MEAN_OOD) for m in members])
         )
-    parts.append(
-        _table(["dataset", "model", "strategy", "seeds", "AUBC test", "AUBC mean OOD"], rows, "aubc")
-    )
+    parts.append(table(["dataset", "model", "strategy", "seeds", "AUBC test", "AUBC mean OOD"], rows, "aubc"))
     return "\n".join(parts)
 
 
@@ -472,16 +437,16 @@ def _section_wtl(curves: list[ExperimentCurves]) -> str:
             for baseline in sorted(strategies):
                 if baseline == target:
                     continue
-                cells = _td(dataset) + _td(model) + _td(variant) + _td(target) + _td(baseline)
+                cells = td(dataset) + td(model) + td(variant) + td(target) + td(baseline)
                 for column in ("test", MEAN_OOD):
                     a = {seed: c.aubc(column) for seed, c in strategies[target].items()}
                     b = {seed: c.aubc(column) for seed, c in strategies[baseline].items()}
                     cmp = compare_paired(target, baseline, a, b)
                     mean_diff = float(cmp.diffs.mean()) if cmp.diffs.size else math.nan
                     cells += (
-                        _td(f"{cmp.wins}/{cmp.ties}/{cmp.losses}")
+                        td(f"{cmp.wins}/{cmp.ties}/{cmp.losses}")
                         + _num_cell(mean_diff)
-                        + _td(cmp.test)
+                        + td(cmp.test)
                         + _num_cell(cmp.p_value, 3)
                     )
                 rows.append(cells)
@@ -491,7 +456,7 @@ def _section_wtl(curves: list[ExperimentCurves]) -> str:
     headers = ["dataset", "model", "variant", "strategy", "baseline"]
     for column in ("test", "mean OOD"):
         headers += [f"{column}: W/T/L", f"{column}: mean diff", f"{column}: test", f"{column}: p"]
-    parts.append(_table(headers, rows, "wtl"))
+    parts.append(table(headers, rows, "wtl"))
     return "\n".join(parts)
 
 
@@ -533,7 +498,7 @@ def _section_histograms(
             f"{dataset} / {model} / {_line_label(strategy, variant)}, seed {row.spec.seed}, "
             f"round {rec.round} ({rec.n_labeled} labels)"
         )
-        fname = f"switches-{_slug(dataset, model, strategy, variant)}-r{rec.round}.png"
+        fname = f"switches-{slug(dataset, model, strategy, variant)}-r{rec.round}.png"
         _plot_histogram(counts, info, title, report_dir / fname, getattr(info, "n_high", None))
         parts.append(f"<h3>{html.escape(title)}</h3>")
         parts.append(f'<img src="{html.escape(fname)}" alt="switch histogram {html.escape(title)}">')
@@ -554,7 +519,7 @@ def _section_cost(round_rows: list[dict[str, Any]]) -> str:
         groups[(r["dataset"], r["model"], r["strategy"], r["variant"])].append(r)
     rows = []
     for (dataset, model, strategy, variant), members in sorted(groups.items()):
-        cells = _td(dataset) + _td(model) + _td(_line_label(strategy, variant)) + _td(len(members))
+        cells = td(dataset) + td(model) + td(_line_label(strategy, variant)) + td(len(members))
         cells += _num_cell(float(np.mean([m["epochs"] for m in members])), 1)
         total = np.zeros(len(members))
         for phase in PHASES:
@@ -564,7 +529,7 @@ def _section_cost(round_rows: list[dict[str, Any]]) -> str:
         cells += _num_cell(float(total.mean()), 3)
         rows.append(cells)
     headers = ["dataset", "model", "strategy", "rounds", "epochs", *(f"{p} s" for p in PHASES), "total s"]
-    parts.append(_table(headers, rows, "cost"))
+    parts.append(table(headers, rows, "cost"))
     return "\n".join(parts)
 
 
@@ -573,19 +538,19 @@ def _section_per_experiment(curves: list[ExperimentCurves]) -> str:
     for c in curves:
         s = c.row.spec
         rows.append(
-            _td(c.row.id)
-            + _td(s.dataset)
-            + _td(s.model)
-            + _td(s.strategy)
-            + _td(s.variant)
-            + _td(s.seed)
-            + _td(c.row.status)
-            + _td(f"{len(c.n_labeled)}/{s.total_rounds}")
+            td(c.row.id)
+            + td(s.dataset)
+            + td(s.model)
+            + td(s.strategy)
+            + td(s.variant)
+            + td(s.seed)
+            + td(c.row.status)
+            + td(f"{len(c.n_labeled)}/{s.total_rounds}")
             + _num_cell(c.aubc("test"))
             + _num_cell(c.aubc(MEAN_OOD))
             + _num_cell(float(c.accuracy["test"][-1]) if "test" in c.accuracy else math.nan)
         )
-    table = _table(
+    html_table = table(
         [
             "id",
             "dataset",
@@ -604,6 +569,6 @@ def _section_per_experiment(curves: list[ExperimentCurves]) -> str:
     )
     return (
         "<h2>Experiments</h2>\n<details open><summary>AUBC of every experiment</summary>\n"
-        + table
+        + html_table
         + "\n</details>"
     )
