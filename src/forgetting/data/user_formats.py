@@ -597,6 +597,32 @@ def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
+def read_image_files(paths: Sequence[Path], size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Read image files into one ``uint8 [N, C, H, W]`` tensor (Pillow; matplotlib for PNG without it).
+
+    If every image is grayscale the result has 1 channel, else 3 (RGB, grayscale repeated, alpha dropped).
+    All images must share a size unless ``size`` (``(height, width)``) resizes them.
+
+    Raises:
+        DatasetFormatError: an unreadable file, or images of different sizes without ``size``.
+        ConfigError: ``paths`` is empty.
+    """
+    if not paths:
+        raise ConfigError("read_image_files: no image files given")
+    arrays: list[np.ndarray] = []
+    for path in paths:
+        array = _read_image(path, size)
+        if arrays and array.shape[:2] != arrays[0].shape[:2]:
+            raise DatasetFormatError(
+                f"{path} is {array.shape[1]}x{array.shape[0]} but {paths[0]} is "
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass the option size=[height, width] to resize"
+            )
+        arrays.append(array)
+    channels = 3 if any(a.shape[2] == 3 for a in arrays) else 1
+    stacked = np.stack([np.repeat(a, channels // a.shape[2], axis=2) for a in arrays])
+    return torch.from_numpy(np.ascontiguousarray(stacked.transpose(0, 3, 1, 2)))
+
+
 def _parse_size(value: object) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -641,21 +667,13 @@ def load_image_folder(
         rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
     if not rows:
         raise DatasetFormatError(f"{csv_path}: no rows")
-    arrays: list[np.ndarray] = []
+    paths: list[Path] = []
     for line, row in enumerate(rows, start=2):
         path = directory / row["filename"]
         if not path.is_file():
             raise DatasetNotFoundError(f"{csv_path} line {line}: image {path} does not exist")
-        array = _read_image(path, size_hw)
-        if arrays and array.shape[:2] != arrays[0].shape[:2]:
-            raise DatasetFormatError(
-                f"{path} is {array.shape[1]}x{array.shape[0]} but {directory / rows[0]['filename']} is "
-                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass the option size=[height, width] to resize"
-            )
-        arrays.append(array)
-    channels = 3 if any(a.shape[2] == 3 for a in arrays) else 1
-    stacked = np.stack([np.repeat(a, channels // a.shape[2], axis=2) for a in arrays])
-    images = torch.from_numpy(np.ascontiguousarray(stacked.transpose(0, 3, 1, 2)))
+        paths.append(path)
+    images = read_image_files(paths, size_hw)
     label_strings = np.array([row["label"] for row in rows])
     classes = tuple(sorted(set(label_strings.tolist())))
     labels = torch.from_numpy(np.searchsorted(np.array(classes), label_strings).astype(np.int64))

@@ -1,0 +1,237 @@
+"""One query on a user's images: train on the labelled ones, track the unlabelled ones, rank them.
+
+This is one round of :func:`forgetting.loop.run_active_learning` without an oracle: it uses the loop's own
+building blocks (:func:`~forgetting.loop.plan_strategy`, :func:`~forgetting.loop.draw_candidates`,
+:func:`~forgetting.loop.train_round`, :func:`~forgetting.loop.query_round`), so a strategy behaves exactly as
+in the simulations, and the same seeds make the same choices. It knows nothing of files.
+
+Cold start. Every registered strategy but ``random`` ranks with a model trained on labels. With no labels
+yet, use ``random`` (a seeded uniform draw) or ``kcenter-pixels`` (greedy k-center on the raw pixels,
+downsampled to at most 16x16: a spread-out, class-agnostic first batch). Both need no model and may be used in
+any round; ``kcenter-pixels`` then also keeps away from the images already labelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from forgetting.data.dataset import Split
+from forgetting.devices import resolve_device
+from forgetting.exceptions import ConfigError, PoolExhaustedError, ProjectError
+from forgetting.inference import predict
+from forgetting.loop import LoopConfig, derive_seed, draw_candidates, plan_strategy, query_round, train_round
+from forgetting.records import TrainRecord
+from forgetting.strategies import Input, k_center_greedy, list_strategies
+
+__all__ = ["COLD_START_STRATEGIES", "PIXEL_KCENTER", "Ranking", "pixel_features", "rank_pool"]
+
+logger = logging.getLogger(__name__)
+
+PIXEL_KCENTER = "kcenter-pixels"
+#: Strategies that need no labels (and no model): usable for the first query of a project.
+COLD_START_STRATEGIES: tuple[str, ...] = ("random", PIXEL_KCENTER)
+_PIXEL_SIDE = 16
+_PIXEL_QUERY = 100  # derive_seed purpose of the kcenter-pixels draw, apart from the loop's purposes
+
+
+@dataclass
+class Ranking:
+    """The ranked unlabelled images of one query.
+
+    Attributes:
+        indices: int64 ``[n]`` rows of the image tensor, in selection order.
+        scores: float64 ``[n]`` the strategy's scores (NaN where it has none).
+        predicted: int64 ``[n]`` the model's classes, or ``None`` without a model.
+        confidence: float64 ``[n]`` the predicted class's probability, or ``None`` without a model.
+        n_pool: the number of unlabelled images the strategy chose from (after ``pool_subsample``).
+        train: the training record, or ``None`` without a model.
+        seconds: wall time per phase (``train``, ``track``, ``query``).
+        dynamics: ``switches`` (int16 ``[P]``) and ``pool`` (int64 ``[P]`` rows) when the pool was tracked.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    predicted: np.ndarray | None
+    confidence: np.ndarray | None
+    n_pool: int
+    train: TrainRecord | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    dynamics: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def known_strategies() -> list[str]:
+    """The strategy names a query accepts: the registry's plus :data:`PIXEL_KCENTER`."""
+    return sorted([*list_strategies(), PIXEL_KCENTER])
+
+
+def pixel_features(images_N_C_H_W: torch.Tensor, side: int = _PIXEL_SIDE) -> torch.Tensor:
+    """Raw-pixel features for class-agnostic selection: ``float32 [N, C * s * s]`` in ``[0, 1]`` after area
+    averaging to at most ``side`` x ``side`` (``s = min(side, H, W)``)."""
+    h, w = images_N_C_H_W.shape[-2:]
+    out = (min(side, int(h)), min(side, int(w)))
+    parts = []
+    for start in range(0, int(images_N_C_H_W.shape[0]), 4096):
+        block = images_N_C_H_W[start : start + 4096].float().div_(255.0)
+        parts.append(F.adaptive_avg_pool2d(block, out).flatten(1))
+    return torch.cat(parts) if parts else torch.zeros((0, int(images_N_C_H_W.shape[1]) * out[0] * out[1]))
+
+
+def rank_pool(
+    images: torch.Tensor,
+    labeled: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    config: LoopConfig,
+    n: int,
+    round_: int,
+) -> Ranking:
+    """Rank the unlabelled images and pick ``n`` of them (fewer if fewer remain).
+
+    Args:
+        images: uint8 ``[N, C, H, W]`` every image of the project (CPU).
+        labeled: int64 ``[L]`` distinct rows of ``images`` that have labels.
+        labels: int64 ``[L]`` their class ids in ``0..num_classes-1``.
+        num_classes: C, the number of classes the model predicts.
+        config: model, training, tracking and strategy settings; ``config.seed`` is the query seed.
+        n: how many images to pick.
+        round_: the round number; with the seed it fixes every random choice (initialisation, batch order,
+            tracking subsets, candidate subsample, selection).
+
+    Raises:
+        PoolExhaustedError: every image is labelled.
+        ProjectError: the strategy needs labels and there are none, or needs the pool's true labels.
+    """
+    device = resolve_device(config.device)
+    n_images = int(images.shape[0])
+    order = np.argsort(np.asarray(labeled, dtype=np.int64), kind="stable")
+    labeled = np.asarray(labeled, dtype=np.int64)[order]
+    labels = np.asarray(labels, dtype=np.int64)[order]
+    mask = np.zeros(n_images, dtype=bool)
+    mask[labeled] = True
+    if mask.sum() != labeled.size:
+        raise ConfigError("rank_pool: `labeled` holds duplicate rows")
+    pool = draw_candidates(np.flatnonzero(~mask).astype(np.int64), config, round_)
+    if pool.size == 0:
+        raise PoolExhaustedError(f"all {n_images} images are labelled; there is nothing left to query")
+    if n > pool.size:
+        logger.warning("only %d unlabelled images are left to choose from; returning all of them", pool.size)
+        n = int(pool.size)
+
+    name = config.strategy.strip().lower().replace("_", "-")
+    if name == PIXEL_KCENTER:
+        if config.strategy_options:
+            raise ConfigError(f"strategy {PIXEL_KCENTER!r} takes no options")
+        return _rank_by_pixels(images, labeled, pool, n, config.seed, round_)
+
+    plan = plan_strategy(config, int(images.shape[1]), num_classes)
+    if Input.POOL_LABELS in plan.requires:
+        raise ProjectError(
+            f"strategy {config.strategy!r} needs the true labels of the unlabelled images (it is an oracle "
+            "for simulations); choose another, e.g. gauss, switch or entropy"
+        )
+    uses_precomputed = bool(getattr(plan.strategy, "uses_precomputed", False))
+    model_inputs = {Input.PROBS, Input.MC_PROBS, Input.EMBEDDINGS}
+    needs_model = (
+        plan.track
+        or bool(plan.requires & model_inputs)
+        or (Input.DYNAMICS in plan.requires and not uses_precomputed)
+    )
+    if needs_model and labeled.size == 0:
+        raise ProjectError(
+            f"strategy {config.strategy!r} ranks images with a model trained on labels, and the project has "
+            "none yet. Either import the labels you already have (`forgetting label DIR --import FILE`), "
+            f"or start with a class-agnostic cold start: --strategy {' or '.join(COLD_START_STRATEGIES)}"
+        )
+
+    images_dev = images.to(device)
+    targets = torch.from_numpy(labels)
+    pool_t = torch.from_numpy(pool).to(device)
+    labeled_t = torch.from_numpy(labeled).to(device)
+    model = None
+    observer = None
+    train_record = None
+    seconds = {"train": 0.0, "track": 0.0}
+    if needs_model:
+        present = np.unique(labels).size
+        if present < 2:
+            logger.warning(
+                "the labelled images cover %d class(es); the model can only tell classes apart it has seen",
+                present,
+            )
+        model, train_record, observer = train_round(
+            config,
+            round_,
+            Split(images_dev[labeled_t], targets.to(device)),
+            num_classes,
+            device=device,
+            pool_images=images_dev[pool_t] if plan.track else None,
+        )
+        seconds = {"train": train_record.seconds, "track": train_record.track_seconds}
+    t0 = time.perf_counter()
+    selection = query_round(
+        model,
+        plan,
+        config,
+        round_,
+        n,
+        images=images_dev,
+        pool=pool,
+        pool_t=pool_t,
+        labeled_t=labeled_t,
+        observer=observer,
+    )
+    seconds["query"] = time.perf_counter() - t0
+    chosen = pool[np.asarray(selection.indices, dtype=np.int64)]
+    predicted = confidence = None
+    if model is not None:
+        probs = predict(model, images_dev[torch.from_numpy(chosen).to(device)]).probs_N_C
+        assert probs is not None
+        top = probs.float().max(dim=1)
+        predicted = top.indices.cpu().numpy().astype(np.int64)
+        confidence = top.values.cpu().numpy().astype(np.float64)
+    dynamics: dict[str, np.ndarray] = {}
+    if observer is not None:
+        dynamics = {
+            "switches": observer.tracker.switches.cpu().numpy().astype(np.int16),
+            "pool": pool,
+        }
+    return Ranking(
+        indices=chosen,
+        scores=np.asarray(selection.scores, dtype=np.float64),
+        predicted=predicted,
+        confidence=confidence,
+        n_pool=int(pool.size),
+        train=train_record,
+        seconds=seconds,
+        dynamics=dynamics,
+    )
+
+
+def _rank_by_pixels(
+    images: torch.Tensor, labeled: np.ndarray, pool: np.ndarray, n: int, seed: int, round_: int
+) -> Ranking:
+    """Greedy k-center on raw pixels, away from the labelled images (a seeded first pick without any)."""
+    t0 = time.perf_counter()
+    features = pixel_features(images)
+    centers = features[torch.from_numpy(labeled)] if labeled.size else None
+    picked, distances = k_center_greedy(
+        features[torch.from_numpy(pool)],
+        n,
+        seed=derive_seed(seed, round_, _PIXEL_QUERY),
+        centers_L_D=centers,
+        return_scores=True,
+    )
+    return Ranking(
+        indices=pool[np.asarray(picked, dtype=np.int64)],
+        scores=np.asarray(distances, dtype=np.float64),  # distance to the nearest centre when picked
+        predicted=None,
+        confidence=None,
+        n_pool=int(pool.size),
+        seconds={"train": 0.0, "track": 0.0, "query": time.perf_counter() - t0},
+    )

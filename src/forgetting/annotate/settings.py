@@ -1,0 +1,233 @@
+"""The settings of a labelling project: ``forgetting.toml``, validated by pydantic.
+
+Example (written by :func:`forgetting.annotate.init_project`; every key but ``images.path`` has a default)::
+
+    classes = ["cat", "dog"]
+    fixed_classes = true          # labels outside `classes` are refused; false: new names are added
+    model = "small-cnn"
+    strategy = "gauss"            # the default of `forgetting query`
+    query_size = 20
+    label_studio_url_prefix = "/data/local-files/?d="
+
+    [images]
+    path = "/data/pets"           # a folder of image files, or an .npz/.npy file
+    # key = "images"              # the array inside an .npz;  size = [64, 64] resizes folder images
+
+    [model_options]
+    width = 16
+
+    [strategy_options.gauss]      # options per strategy name
+
+    [train]                       # as [train] of an experiment config
+    max_epochs = 50
+
+    [track]                       # as [track] of an experiment config
+    every = 1
+
+``[train]`` and ``[track]`` are validated by the experiment config's own sections
+(:class:`~forgetting.experiments.config.TrainSettings` and ``TrackSettings``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from forgetting._io import atomic_write_text
+from forgetting.annotate.sources import ImageSource
+from forgetting.exceptions import ConfigError, ProjectError
+from forgetting.experiments.config import TrackSettings, TrainSettings
+from forgetting.loop import LoopConfig, TrackConfig
+from forgetting.training import TrainConfig
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_FILE",
+    "ImageSettings",
+    "ProjectSettings",
+    "dump_settings",
+    "load_settings",
+    "save_settings",
+    "validate_settings",
+]
+
+MANIFEST_FILE = "forgetting.toml"
+FORMAT_VERSION = 1
+
+
+class ImageSettings(BaseModel):
+    """Section ``[images]``: where the images are and how to read them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    key: str | None = None
+    size: list[Annotated[int, Field(ge=1)]] | None = None
+    layout: Literal["auto", "NCHW", "NHWC"] = "auto"
+
+    @field_validator("size")
+    @classmethod
+    def _two_sides(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(v) != 2:
+            raise ValueError("give [height, width]")
+        return v
+
+
+class ProjectSettings(BaseModel):
+    """The contents of ``forgetting.toml`` (every key but ``images.path`` has a default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    task: Literal["classification"] = "classification"
+    classes: list[str] = Field(default_factory=list)
+    fixed_classes: bool = False
+    model: str = "small-cnn"
+    strategy: str = "gauss"
+    query_size: int = Field(20, ge=1)
+    mc_samples: int = Field(20, ge=1)
+    pool_subsample: int | None = Field(None, ge=1)
+    device: str | None = None
+    eval_batch_size: int | None = Field(None, ge=1)
+    label_studio_url_prefix: str = "/data/local-files/?d="
+    images: ImageSettings
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    strategy_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    track: TrackSettings = Field(default_factory=TrackSettings)
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, v: list[str]) -> list[str]:
+        names = [c.strip() for c in v]
+        if any(not c for c in names) or len(set(names)) != len(names):
+            raise ValueError(f"class names must be non-empty and unique, got {v}")
+        return names
+
+    def source(self, root: Path) -> ImageSource:
+        """The image source (a relative ``images.path`` is relative to the project directory)."""
+        path = Path(self.images.path).expanduser()
+        size = tuple(self.images.size) if self.images.size else None
+        return ImageSource.from_path(
+            path if path.is_absolute() else root / path,
+            key=self.images.key,
+            size=size,  # type: ignore[arg-type]
+            layout=self.images.layout,
+        )
+
+    def loop_config(self, strategy: str, strategy_options: Mapping[str, Any], seed: int) -> LoopConfig:
+        """The :class:`~forgetting.loop.LoopConfig` a query runs with."""
+        track = self.track.model_dump()
+        if track["subsample"] == "all":
+            track["subsample"] = None
+        return LoopConfig(
+            model=self.model,
+            model_options=dict(self.model_options),
+            strategy=strategy,
+            strategy_options=dict(strategy_options),
+            seed=seed,
+            train=TrainConfig(**self.train.model_dump()),
+            track=TrackConfig(**track),
+            mc_samples=self.mc_samples,
+            pool_subsample=self.pool_subsample,
+            device=self.device,
+            eval_batch_size=self.eval_batch_size,
+        )
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and re.match(r"^[a-z-]+\[", p)))
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key `{loc}`")
+        else:
+            lines.append(f"`{loc}`: {err['msg']}")
+    return f"{source}: invalid project settings\n  - " + "\n  - ".join(dict.fromkeys(lines))
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{" + items + "}"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to {MANIFEST_FILE}")
+
+
+def _toml_table(name: str, data: Mapping[str, Any]) -> list[str]:
+    lines = [f"[{name}]"] if name else []
+    tables = []
+    for key, value in data.items():
+        if value is None:
+            continue  # TOML has no null: a missing key means the default
+        if isinstance(value, dict) and name:
+            tables.append((f"{name}.{_toml_key(key)}", value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for sub, value in tables:
+        lines += ["", *_toml_table(sub, value)]
+    return lines
+
+
+_MANIFEST_HEADER = """\
+# A forgetting labelling project. Edit freely; `forgetting query` reads this file every time.
+# images.path: a folder of image files or an .npz/.npy file (relative paths are relative to this file).
+# classes: the class names; with fixed_classes = false, new names in imported labels are added.
+# [train], [track]: as in experiment configs (see `forgetting run --help` and the README).
+"""
+
+
+def dump_settings(settings: ProjectSettings) -> str:
+    """``settings`` as the text of ``forgetting.toml``."""
+    data = settings.model_dump(mode="json")
+    tables = ("images", "model_options", "strategy_options", "train", "track")
+    lines = _toml_table("", {k: v for k, v in data.items() if k not in tables})
+    for name in tables:
+        lines += ["", *_toml_table(name, data[name])]
+    return _MANIFEST_HEADER + "\n" + "\n".join(lines) + "\n"
+
+
+def load_settings(path: Path) -> ProjectSettings:
+    """Read and validate ``forgetting.toml``."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProjectError(f"cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ProjectError(f"{path}: not valid TOML: {exc}") from exc
+    settings = validate_settings(raw, source=str(path))
+    if settings.format_version > FORMAT_VERSION:
+        raise ProjectError(
+            f"{path}: format_version {settings.format_version} was written by a newer forgetting; upgrade it"
+        )
+    return settings
+
+
+def validate_settings(raw: Mapping[str, Any], *, source: str) -> ProjectSettings:
+    """Validate a mapping into :class:`ProjectSettings`; a :class:`ProjectError` lists every bad key."""
+    try:
+        return ProjectSettings.model_validate(dict(raw), strict=False)
+    except ValidationError as exc:
+        raise ProjectError(_format_errors(exc, source)) from None
+
+
+def save_settings(path: Path, settings: ProjectSettings) -> Path:
+    """Write ``forgetting.toml`` atomically."""
+    return atomic_write_text(path, dump_settings(settings))

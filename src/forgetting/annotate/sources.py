@@ -1,0 +1,226 @@
+"""Where a labelling project's images come from, and how a label file's references map to its items.
+
+Two kinds of source:
+
+* ``folder``: every image file under a directory (recursively; hidden files and folders skipped). An item's
+  id is its path relative to the folder, with ``/`` separators: ``cats/0001.png``.
+* ``arrays``: one ``.npz`` (key ``images``, or its only array) or ``.npy`` file of images ``[N, H, W]``,
+  ``[N, H, W, C]`` or ``[N, C, H, W]``. An item's id is its row index as a string: ``"17"``.
+
+Images are read with the same readers as the ``image-folder`` and ``arrays`` datasets
+(:func:`forgetting.data.user_formats.read_image_files`, :func:`forgetting.data.formats.to_uint8_images`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import numpy as np
+import torch
+
+from forgetting.data.formats import to_uint8_images
+from forgetting.data.user_formats import read_image_files
+from forgetting.exceptions import DatasetFormatError, DatasetNotFoundError, ProjectError
+
+__all__ = ["IMAGE_SUFFIXES", "ImageSource", "ItemIndex"]
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes (lower case) that a ``folder`` source reads as images.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+ARRAY_SUFFIXES: tuple[str, ...] = (".npz", ".npy")
+
+SourceKind = Literal["folder", "arrays"]
+
+# Label Studio prefixes uploaded files with 8 hex digits and a dash: "1a2b3c4d-cat_001.png".
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """The images of a labelling project.
+
+    Attributes:
+        kind: ``"folder"`` or ``"arrays"``.
+        path: the folder, or the ``.npz``/``.npy`` file (absolute).
+        key: the array name inside an ``.npz`` (default: ``images``, else its only array).
+        size: ``(height, width)`` to resize folder images to (needed when their sizes differ).
+        layout: ``auto``, ``NCHW`` or ``NHWC`` for arrays (see
+            :func:`forgetting.data.formats.to_uint8_images`).
+    """
+
+    kind: SourceKind
+    path: Path
+    key: str | None = None
+    size: tuple[int, int] | None = None
+    layout: str = "auto"
+
+    @classmethod
+    def from_path(
+        cls,
+        path: str | Path,
+        *,
+        key: str | None = None,
+        size: tuple[int, int] | None = None,
+        layout: str = "auto",
+    ) -> ImageSource:
+        """A source for ``path``: a folder of images, or an ``.npz``/``.npy`` file.
+
+        Raises:
+            DatasetNotFoundError: ``path`` does not exist.
+            ProjectError: ``path`` is a file of another kind.
+        """
+        p = Path(path).expanduser().resolve()
+        if not p.exists():
+            raise DatasetNotFoundError(
+                f"images {p} do not exist; pass a folder of image files or an .npz/.npy file of images"
+            )
+        if p.is_dir():
+            return cls("folder", p, None, size, layout)
+        if p.suffix.lower() not in ARRAY_SUFFIXES:
+            raise ProjectError(
+                f"images {p}: expected a folder of image files ({', '.join(IMAGE_SUFFIXES)}) or an "
+                f".npz/.npy file of images, got a {p.suffix or 'suffix-less'} file"
+            )
+        return cls("arrays", p, key, size, layout)
+
+    # ------------------------------------------------------------------------------------------ listing
+
+    def item_ids(self) -> list[str]:
+        """Every item id, in the source's order (sorted paths, or row order)."""
+        if self.kind == "folder":
+            return self._folder_files()
+        return [str(i) for i in range(self._array_length())]
+
+    def _folder_files(self) -> list[str]:
+        if not self.path.is_dir():
+            raise DatasetNotFoundError(
+                f"image folder {self.path} does not exist (moved? edit forgetting.toml)"
+            )
+        ids = []
+        for file in self.path.rglob("*"):
+            rel = file.relative_to(self.path)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                ids.append(rel.as_posix())
+        if not ids:
+            raise DatasetFormatError(
+                f"image folder {self.path} holds no image files ({', '.join(IMAGE_SUFFIXES)})"
+            )
+        return sorted(ids)
+
+    def _raw_array(self) -> tuple[np.ndarray, str]:
+        if not self.path.is_file():
+            raise DatasetNotFoundError(f"image file {self.path} does not exist (moved? edit forgetting.toml)")
+        try:
+            if self.path.suffix.lower() == ".npy":
+                return np.load(self.path, allow_pickle=False), str(self.path)
+            with np.load(self.path, allow_pickle=False) as archive:
+                names = list(archive.files)
+                key = self.key or ("images" if "images" in names else (names[0] if len(names) == 1 else None))
+                if key is None or key not in names:
+                    wanted = repr(self.key) if self.key else "'images' (or a single array)"
+                    raise DatasetFormatError(
+                        f"{self.path}: no array {wanted}; arrays found: {', '.join(names) or 'none'}; "
+                        "pass the array name as `key`"
+                    )
+                return archive[key], f"{self.path}[{key!r}]"
+        except (ValueError, OSError) as exc:
+            raise DatasetFormatError(f"{self.path}: not a readable numpy file ({exc})") from exc
+
+    def _array_length(self) -> int:
+        array, where = self._raw_array()
+        if array.ndim not in (3, 4):
+            raise DatasetFormatError(f"{where}: images must be [N, H, W], [N, H, W, C] or [N, C, H, W]")
+        return int(array.shape[0])
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def load(self) -> tuple[list[str], torch.Tensor]:
+        """Every item id and image.
+
+        Returns:
+            ``(ids, images)``: ``ids[i]`` names row i of ``images``, uint8 ``[N, C, H, W]`` on the CPU.
+        """
+        if self.kind == "folder":
+            ids = self._folder_files()
+            images = read_image_files([self.path / i for i in ids], self.size)
+            return ids, images
+        array, where = self._raw_array()
+        images, note = to_uint8_images(array, source=where, layout=self.layout)
+        logger.debug("%s: %s", where, note)
+        return [str(i) for i in range(images.shape[0])], torch.from_numpy(images)
+
+    def media_file(self, item: str) -> Path | None:
+        """The image file of ``item`` when the source has one (folders), else ``None`` (arrays)."""
+        return self.path / item if self.kind == "folder" else None
+
+    def media_name(self, item: str, n_items: int) -> str:
+        """The relative path under which ``item`` is shown to annotators.
+
+        A folder item is its own relative path; an array row is written as ``<row, zero-padded>.png``.
+        """
+        if self.kind == "folder":
+            return item
+        return f"{int(item):0{max(len(str(n_items - 1)), 1)}d}.png"
+
+
+class ItemIndex:
+    """Maps the references a label file uses for an image to the project's item ids.
+
+    A reference may be the item id itself, a path that ends with it (an absolute path, a Label Studio
+    ``/data/local-files/?d=...`` URL, a path relative to another root), the name shown to annotators (the
+    written PNG of an array row), or, if unique, a file name with Label Studio's upload prefix
+    (``1a2b3c4d-``).
+    """
+
+    def __init__(self, ids: Sequence[str], media_names: Iterable[str] | None = None) -> None:
+        self.ids = list(ids)
+        self._exact: dict[str, str] = {i: i for i in self.ids}
+        if media_names is not None:
+            for item, name in zip(self.ids, media_names, strict=True):
+                self._exact.setdefault(name, item)
+        by_base: dict[str, list[str]] = {}
+        for key, item in self._exact.items():
+            by_base.setdefault(PurePosixPath(key).name, []).append(item)
+        self._by_base = {b: sorted(set(items)) for b, items in by_base.items()}
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._exact
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def resolve(self, ref: str) -> str | None:
+        """The item id ``ref`` refers to, or ``None``."""
+        ref = ref.strip()
+        if ref in self._exact:
+            return self._exact[ref]
+        if ref.isdigit() and str(int(ref)) in self._exact:  # a zero-padded row number
+            return self._exact[str(int(ref))]
+        text = ref
+        if "?" in text:  # a URL with the path in a query parameter (Label Studio local files: ?d=...)
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(text).query)
+            if query.get("d"):
+                text = query["d"][0]
+        text = urllib.parse.unquote(text).replace("\\", "/")
+        if "://" in text:
+            text = urllib.parse.urlsplit(text).path
+        parts = [p for p in text.split("/") if p not in ("", ".")]
+        for start in range(len(parts)):
+            candidate = "/".join(parts[start:])
+            if candidate in self._exact:
+                return self._exact[candidate]
+        if parts:
+            base = _UPLOAD_PREFIX.sub("", parts[-1])
+            matches = self._by_base.get(base, [])
+            if len(matches) == 1:
+                return matches[0]
+        return None
