@@ -303,3 +303,144 @@ def test_invalid_arguments_are_rejected() -> None:
         ObservationCallback(images, labels, subsample=0)
     with pytest.raises(ConfigError, match="subsample_mode"):
         ObservationCallback(images, labels, subsample_mode="random")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ subsample_mode "unstable"
+
+
+class RowFlip(nn.Module):
+    """Rows in ``unstable`` predict class ``shift % classes`` (a new class each pass); the others class 0.
+
+    The row id is encoded in the first pixel (see :func:`row_images`).
+    """
+
+    def __init__(self, n: int, unstable: list[int], classes: int = 50) -> None:
+        super().__init__()
+        self.is_unstable = torch.zeros(n, dtype=torch.bool)
+        self.is_unstable[unstable] = True
+        self.classes = classes
+        self.shift = 1
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.round(x[:, 0, 0, 0] * 255).long()
+        cls = torch.where(self.is_unstable[rows], torch.tensor(self.shift % self.classes), torch.tensor(0))
+        return nn.functional.one_hot(cls, self.classes).float() + 0 * self.dummy
+
+
+def _reference_unstable_rows(
+    seed: int, pass_number: int, seen: np.ndarray, changed: np.ndarray, m: int
+) -> list[int]:
+    """The documented schedule: never observed, then changed at the latest observation, then the rest;
+    a float64 uniform key from a generator seeded with (seed, pass) orders each tier."""
+    from forgetting.observe import _pass_seed
+
+    g = torch.Generator().manual_seed(_pass_seed(seed, pass_number))
+    key = torch.rand(seen.size, generator=g, dtype=torch.float64).numpy()
+    key = key + 2.0 * ~seen + 1.0 * changed
+    return sorted(np.argsort(-key, kind="stable")[:m].tolist())
+
+
+def test_unstable_schedule_follows_the_three_tiers() -> None:
+    n, m, seed, passes = 20, 5, 7, 30
+    unstable = [3, 11, 17]
+    model = RowFlip(n, unstable)
+    cb = ObservationCallback(row_images(n), None, subsample=0.25, subsample_mode="unstable", seed=seed)
+    assert cb.n_rows_per_pass == m
+    seen = np.zeros(n, dtype=bool)
+    changed = np.zeros(n, dtype=bool)
+    last = np.full(n, -1)
+    observed: list[list[int]] = []
+    for p in range(passes):
+        model.shift = p + 1
+        expected = _reference_unstable_rows(seed, p, seen, changed, m)
+        cb.on_epoch_end(model, epoch=p + 1, step=p + 1)
+        rows = cb.last_rows
+        assert rows is not None and rows.tolist() == expected, f"pass {p}"
+        for r in expected:
+            pred = model.shift % model.classes if r in unstable else 0
+            changed[r] = seen[r] and pred != last[r]
+            seen[r] = True
+            last[r] = pred
+        observed.append(expected)
+    # The first ceil(n / m) passes cover every row exactly once.
+    first = [r for rows in observed[: n // m] for r in rows]
+    assert sorted(first) == list(range(n))
+    # Once an unstable row has been seen twice it is observed at every pass (3 rows fit the budget of 5) ...
+    second_look = max(next(p for p in range(n // m, passes) if r in observed[p]) for r in unstable)
+    for p in range(second_look + 1, passes):
+        assert set(unstable) <= set(observed[p])
+    # ... its count is exact from then on, and the rest of the budget rotates through the stable rows.
+    rest = {r for rows in observed[second_look + 1 :] for r in rows} - set(unstable)
+    assert len(rest) > 2
+    obs = cb.tracker.observations.numpy()
+    assert cb.tracker.switches.numpy()[unstable].tolist() == (obs[unstable] - 1).tolist()
+    assert int(cb.tracker.switches.sum()) == int((obs[unstable] - 1).sum())  # stable rows never switch
+    assert int(obs.sum()) == m * passes  # a fixed budget per pass
+
+
+def test_unstable_is_seeded_and_reproducible() -> None:
+    n = 40
+
+    def run(seed: int) -> list[list[int]]:
+        model = RowFlip(n, [1, 5, 9, 22, 30])
+        cb = ObservationCallback(row_images(n), None, subsample=8, subsample_mode="unstable", seed=seed)
+        out = []
+        for p in range(10):
+            model.shift = p + 1
+            cb.on_epoch_end(model, epoch=p + 1, step=p + 1)
+            assert cb.last_rows is not None
+            out.append(cb.last_rows.tolist())
+        return out
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+
+
+def test_unstable_without_a_budget_observes_everything_and_keeps_no_flags() -> None:
+    images, labels = make_data(n=10)
+    cb = ObservationCallback(images, labels, subsample_mode="unstable")
+    assert cb.rows_for_pass(0) is None
+    fake_fit(TinyCNN(), images, labels, [cb], epochs=2)
+    assert cb.tracker.observations.tolist() == [2] * 10
+    assert cb._row_seen is None
+
+
+def test_unstable_with_labels_and_step_cadence_matches_a_rotating_count_budget() -> None:
+    torch.manual_seed(0)
+    images, labels = make_data(n=30)
+    cb = ObservationCallback(images, labels, every=1, unit="step", subsample=0.5, subsample_mode="unstable")
+    steps = fake_fit(TinyCNN(), images, labels, [cb], epochs=4)
+    assert cb.passes == steps == 8
+    assert int(cb.tracker.observations.sum()) == 15 * 8
+    assert cb.tracker.observations.min() >= 1  # the first two passes covered every row
+
+
+def test_unstable_rows_of_a_pixel_tracker() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (12, 1, 4, 4), generator=g, dtype=torch.uint8)
+    masks = torch.randint(0, 3, (12, 4, 4), generator=g)
+    masks[:, 0, 0] = 255
+    cb = ObservationCallback(images, masks, subsample=4, subsample_mode="unstable", ignore_index=255)
+    model = TinySegmenter()
+    for epoch in range(1, 7):
+        with torch.no_grad():
+            model.conv.weight.normal_(generator=g)
+        cb.on_epoch_end(model, epoch=epoch, step=epoch)
+    assert cb.tracker.shape == (12, 4, 4)
+    rows_obs = cb.tracker.observations[:, 1, 1]
+    assert int(rows_obs.sum()) == 4 * 6 and int(rows_obs.min()) >= 1
+    assert cb._row_changed is not None and cb._row_changed.dtype == torch.bool
+
+
+def test_track_config_and_toml_accept_unstable_and_reject_unknown_modes() -> None:
+    from forgetting.experiments import parse_config
+    from forgetting.loop import TrackConfig
+
+    assert TrackConfig(subsample=0.25, subsample_mode="unstable").subsample_mode == "unstable"
+    with pytest.raises(ConfigError, match="subsample_mode"):
+        TrackConfig(subsample_mode="busy")  # type: ignore[arg-type]
+    config = parse_config('[track]\nsubsample = 0.25\nsubsample_mode = "unstable"\n', validate_names=False)
+    assert config.track.subsample_mode == "unstable"
+    with pytest.raises(ConfigError, match="subsample_mode"):
+        parse_config('[track]\nsubsample_mode = "busy"\n', validate_names=False)

@@ -36,8 +36,12 @@ from forgetting.exceptions import (
     DatasetFormatError,
     DatasetNotFoundError,
     ForgettingError,
+    LabelConflictError,
+    LabelImportError,
+    MissingDependencyError,
     MissingInputError,
     PoolExhaustedError,
+    ProjectError,
     UnknownNameError,
 )
 from forgetting.inference import predict
@@ -59,9 +63,29 @@ from forgetting.summaries import count_histogram, dynamics_summary, per_class_ra
 from forgetting.training import TrainConfig, fit
 
 if TYPE_CHECKING:
+    from forgetting.annotate import LabelingProject, QueryResult, init_project
     from forgetting.experiments import load_config, run_experiments, write_report
+    from forgetting.segmentation import (
+        MapsConfig,
+        analyze_forgetting,
+        fit_segmentation,
+        load_maps_config,
+        predict_segmentation,
+        run_forgetting_maps,
+        segmentation_metrics,
+    )
 
 _LAZY = {"load_config", "run_experiments", "write_report"}
+_LAZY_SEGMENTATION = {  # imports pydantic and scipy: on first use
+    "MapsConfig",
+    "analyze_forgetting",
+    "fit_segmentation",
+    "load_maps_config",
+    "predict_segmentation",
+    "run_forgetting_maps",
+    "segmentation_metrics",
+}
+_LAZY_ANNOTATE = {"LabelingProject", "QueryResult", "init_project"}  # imports pydantic: on first use
 
 
 def __getattr__(name: str) -> Any:
@@ -69,6 +93,14 @@ def __getattr__(name: str) -> Any:
         from forgetting import experiments
 
         return getattr(experiments, name)
+    if name in _LAZY_ANNOTATE:
+        from forgetting import annotate
+
+        return getattr(annotate, name)
+    if name in _LAZY_SEGMENTATION:
+        from forgetting import segmentation
+
+        return getattr(segmentation, name)
     raise AttributeError(f"module 'forgetting' has no attribute {name!r}")
 
 
@@ -82,10 +114,17 @@ __all__ = [
     "EventTracker",
     "ForgettingError",
     "Input",
+    "LabelConflictError",
+    "LabelImportError",
+    "LabelingProject",
     "LoopConfig",
+    "MapsConfig",
+    "MissingDependencyError",
     "MissingInputError",
     "ObservationCallback",
     "PoolExhaustedError",
+    "ProjectError",
+    "QueryResult",
     "RoundRecord",
     "Selection",
     "Split",
@@ -97,6 +136,7 @@ __all__ = [
     "TrainingCallback",
     "UnknownNameError",
     "__version__",
+    "analyze_forgetting",
     "build_eval_set",
     "build_model",
     "corrupt",
@@ -105,20 +145,26 @@ __all__ = [
     "dynamics_summary",
     "evaluate",
     "fit",
+    "fit_segmentation",
     "gauss_select",
     "get_strategy",
+    "init_project",
     "initial_labeled_set",
     "list_datasets",
     "list_models",
     "list_strategies",
     "load_config",
     "load_dataset",
+    "load_maps_config",
     "mc_dropout",
     "per_class_rates",
     "predict",
+    "predict_segmentation",
     "resolve_device",
     "run_active_learning",
     "run_experiments",
+    "run_forgetting_maps",
+    "segmentation_metrics",
     "select_top_k",
     "write_report",
 ]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from forgetting._version import __version__
@@ -71,7 +72,8 @@ def _set_verbose(verbose: bool) -> None:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # escape: messages quote config keys and extras such as [ray] that rich would take for markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     return typer.Exit(code)
 
 
@@ -110,7 +112,25 @@ def run(
             "--jobs",
             "-j",
             min=1,
-            help="Experiments run in parallel processes (default: the config's, else 1).",
+            help="Experiments run in parallel processes, with the process backend (default: the config's, "
+            "else 1; with --backend process, one per CPU core).",
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Where experiments run: local (this process), process (a pool of --jobs processes) or ray "
+            "(one Ray task per experiment; needs `pip install 'forgetting\\[ray]'`). Default: the config's, "
+            "else process when --jobs > 1, else local.",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="With --backend ray: the Ray cluster to join (e.g. auto, ray://head:10001). Default: the "
+            "address in the config's ray table, else a local Ray instance started for this run.",
         ),
     ] = None,
     dry_run: Annotated[
@@ -138,9 +158,13 @@ def run(
             return
         out_dir = out if out is not None else Path("runs") / cfg.name
         err_console.print(f"running [bold]{cfg.name}[/] into {out_dir}", highlight=False)
-        summary = run_experiments(cfg, out_dir, jobs=jobs, progress=True, console=err_console)
+        summary = run_experiments(
+            cfg, out_dir, jobs=jobs, backend=backend, address=address, progress=True, console=err_console
+        )
     except ForgettingError as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; rerun the same command to resume the run", code=130) from None
     console.print(
         f"{len(summary.experiment_ids)} experiments: {len(summary.finished)} finished now, "
         f"{len(summary.skipped)} already done, {len(summary.failed)} failed; "
@@ -191,6 +215,78 @@ def _print_estimate(cfg: ExperimentConfig) -> None:
         console.print(f"rough time with --jobs 1: {text}", highlight=False)
     for note in est.notes:
         console.print(f"note: {note}", style="dim", highlight=False)
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+@app.command("maps")
+def maps_cmd(
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A TOML maps config. Without it: the built-in default (synthetic seismic sections, "
+            "a small U-Net, a few minutes on CPU)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/maps).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Override the config's device (cpu, cuda, cuda:1, mps).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Forgetting maps for segmentation: train with per-pixel tracking, analyse the maps, write the report."""
+    from forgetting.segmentation import default_maps_config, load_maps_config, run_forgetting_maps
+
+    _set_verbose(verbose)
+    try:
+        cfg = default_maps_config() if config is None else load_maps_config(config)
+        if device is not None:
+            cfg = cfg.model_copy(update={"device": device})
+        out_dir = out if out is not None else Path("runs") / "maps"
+        err_console.print(f"forgetting maps [bold]{cfg.name}[/] into {out_dir}", highlight=False)
+        result = run_forgetting_maps(cfg, out_dir)
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
+    test = result.metrics["test"]
+    console.print(
+        f"test sections: pixel accuracy {test.pixel_accuracy:.3f}, mean class accuracy "
+        f"{test.mean_class_accuracy:.3f}, mIoU {test.mean_iou:.3f}, FWIoU {test.fw_iou:.3f}",
+        highlight=False,
+    )
+    names = result.analyses["train"].class_names
+    table = Table(title="per-class accuracy (test) and forgetting (train)")
+    for col in ("class", "test accuracy", "test IoU", "train forgotten >= tau", "regions"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    pc = result.analyses["train"].per_class
+    for i, name in enumerate(names):
+        table.add_row(
+            name,
+            f"{test.class_accuracy[i]:.3f}",
+            f"{test.iou[i]:.3f}",
+            f"{pc['fraction_frequent'][i]:.3f}",
+            str(int(pc["regions"][i])),
+        )
+    console.print(table)
+    for split, analysis in result.analyses.items():
+        reg = analysis.regions
+        maps = result.summary["maps"][split]
+        margin = maps["correlation_forgetting_margin"] or {}
+        distance = maps["correlation_forgetting_distance"] or {}
+        console.print(
+            f"{split}: {reg.count} frequently forgotten regions (forgetting >= {analysis.tau}, at least "
+            f"{result.summary['min_region_area']} px), {reg.total_area} pixels; Spearman rho of forgetting "
+            f"vs final margin {_signed(margin.get('rho'))} (within class "
+            f"{_signed(margin.get('within_class_rho'))}), vs distance to the label boundary "
+            f"{_signed(distance.get('rho'))} (within class {_signed(distance.get('within_class_rho'))})",
+            highlight=False,
+        )
+    for png in result.map_pngs[:3]:
+        console.print(f"map: {png}", highlight=False)
+    console.print(f"report: {result.report}  ({result.seconds['total']:.0f} s)", highlight=False)
 
 
 @app.command("report")
@@ -262,6 +358,182 @@ def models() -> None:
         opts = ", ".join(f"{k}={v!r}" for k, v in info.get("options", {}).items())
         table.add_row(name, str(info.get("task", "")), opts, str(info.get("description", "")))
     console.print(table)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Human in the loop: labelling projects (forgetting.annotate)
+
+
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    try:
+        sides = [int(p) for p in parts]
+    except ValueError:
+        sides = []
+    if len(sides) == 1:
+        sides = sides * 2
+    if len(sides) != 2 or min(sides) < 1:
+        raise _fail(f"--size must be one side or HEIGHT,WIDTH in pixels (e.g. 64 or 48,64), got {text!r}")
+    return sides[0], sides[1]
+
+
+@app.command("init-project")
+def init_project_cmd(
+    project: Annotated[Path, typer.Argument(help="The project directory to create.")],
+    images: Annotated[
+        Path, typer.Option("--images", help="A folder of image files, or an .npz/.npy file of images.")
+    ],
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Class names, comma-separated; fixes the classes. Omit to take them from the labels."
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="A classification model (see `forgetting models`).")
+    ] = "small-cnn",
+    strategy: Annotated[str, typer.Option(help="The default strategy of `forgetting query`.")] = "gauss",
+    query_size: Annotated[
+        int, typer.Option("-n", "--query-size", min=1, help="Default images per query.")
+    ] = 20,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Labels known so far: a CSV (item,label) or a Label Studio export."),
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="The array inside an .npz (default: images).")] = None,
+    size: Annotated[
+        str | None, typer.Option(help="Resize folder images to this size: SIDE or HEIGHT,WIDTH.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: the best).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Create a labelling project for your own images (settings in DIR/forgetting.toml)."""
+    from forgetting.annotate import init_project
+
+    _set_verbose(verbose)
+    try:
+        proj = init_project(
+            project,
+            images,
+            classes=classes,
+            model=model,
+            strategy=strategy,
+            query_size=query_size,
+            image_key=key,
+            size=_parse_size(size),
+            device=device,
+            labels=labels,
+        )
+        st = proj.status()
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"project {st.root}: {st.n_items} images ({st.kind} {st.images}), {st.n_labeled} labelled",
+        highlight=False,
+    )
+    first = "gauss" if st.n_labeled else "kcenter-pixels"
+    console.print(f"next: forgetting query {st.root} --strategy {first}", highlight=False)
+
+
+@app.command()
+def query(
+    project: Annotated[Path, typer.Argument(help="A project directory (see `forgetting init-project`).")],
+    n: Annotated[
+        int | None, typer.Option("-n", min=1, help="Images to pick (default: the project's).")
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="A strategy (default: the project's, gauss); random or kcenter-pixels need no labels."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Query seed: the same labels and seed give the same list.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Recompute even if this query is on disk.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Train on the labelled images, rank the unlabelled ones, and write the next ones to label."""
+    from forgetting.annotate import LabelingProject
+
+    _set_verbose(verbose)
+    try:
+        result = LabelingProject.open(project).query(n, strategy, seed=seed, force=force)
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title=f"round {result.round}: {len(result.items)} images to label ({result.strategy})")
+    for col in ("rank", "item", "score", "model says"):
+        table.add_column(col, overflow="fold")
+    for r in result.items:
+        score = "" if r.score != r.score else f"{r.score:.4g}"
+        said = "" if r.predicted is None else f"{r.predicted} ({r.confidence:.2f})"
+        table.add_row(str(r.rank), r.item, score, said)
+    console.print(table)
+    note = " (unchanged, already on disk)" if result.reused else ""
+    console.print(f"ranked CSV: {result.csv_path}{note}", highlight=False)
+    console.print(f"Label Studio tasks: {result.label_studio_path}", highlight=False)
+    console.print(f"page: {result.html_path}", highlight=False)
+    console.print(f"next: forgetting label {project} --import FILE", highlight=False)
+
+
+@app.command()
+def label(
+    project: Annotated[Path, typer.Argument(help="A project directory.")],
+    import_file: Annotated[
+        Path,
+        typer.Option(
+            "--import",
+            help="A CSV (item,label; e.g. a round's query.csv filled in) or a Label Studio export.",
+        ),
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace labels that contradict the project's.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Add returned labels to a project (safe to repeat: labels already there are skipped)."""
+    from forgetting.annotate import LabelingProject
+
+    _set_verbose(verbose)
+    try:
+        summary = LabelingProject.open(project).import_labels(import_file, overwrite=overwrite)
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"{summary.source}: {summary.added} added, {summary.unchanged} already there, "
+        f"{summary.overwritten} overwritten, {summary.skipped} without a label",
+        highlight=False,
+    )
+    if summary.new_classes:
+        console.print(f"new classes: {', '.join(summary.new_classes)}", highlight=False)
+    if summary.skipped and not (summary.added or summary.unchanged or summary.overwritten):
+        err_console.print("no labels in the file: fill in the label column (or annotate the tasks) first")
+    console.print(f"next: forgetting query {project}", highlight=False)
+
+
+@app.command()
+def status(project: Annotated[Path, typer.Argument(help="A project directory.")]) -> None:
+    """Images, labels per class, rounds, and what the latest query still waits for."""
+    from forgetting.annotate import LabelingProject
+
+    try:
+        st = LabelingProject.open(project).status()
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"project {st.root}", highlight=False)
+    console.print(f"images: {st.n_items} ({st.kind} {st.images})", highlight=False)
+    console.print(f"labelled: {st.n_labeled}; rounds queried: {st.rounds}", highlight=False)
+    table = Table(title="labels per class")
+    table.add_column("class")
+    table.add_column("labelled", justify="right")
+    for name, count in st.class_counts.items():
+        table.add_row(name, str(count))
+    console.print(table)
+    if st.pending:
+        console.print(f"round {st.rounds - 1} still waits for {len(st.pending)} label(s)", highlight=False)
+    if st.missing:
+        console.print(f"{len(st.missing)} labelled item(s) are no longer in the images", highlight=False)
+    console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
 
 
 def main() -> None:

@@ -34,6 +34,23 @@ class MissingInputError(ForgettingError, ValueError):
     """A strategy was called without an input it declared as required."""
 
 
+class MissingDependencyError(ForgettingError, ImportError):
+    """An optional dependency is not installed. The message says which extra to install."""
+
+
+class ProjectError(ForgettingError, ValueError):
+    """A labelling project is missing, malformed, or cannot do what was asked (e.g. query with no labels)."""
+
+
+class LabelImportError(ForgettingError, ValueError):
+    """A label file could not be read: bad format, unknown item or class. The message names the row/task."""
+
+
+class LabelConflictError(ForgettingError, ValueError):
+    """Labels contradict each other or the project's ledger. The message lists each item with its old and
+    new label and how to resolve it (fix the file, or import with ``overwrite``)."""
+
+
 def check_choice(key: str, value: object, allowed: tuple[str, ...] | list[str]) -> None:
     """Raise a :class:`ConfigError` naming ``key`` and the allowed values unless ``value`` is one of them."""
     if value not in allowed:

@@ -22,14 +22,14 @@ import numpy as np
 import torch
 
 from forgetting.data.dataset import Split
-from forgetting.devices import resolve_device
+from forgetting.devices import data_device, resolve_device
 from forgetting.evaluation import evaluate
 from forgetting.exceptions import ConfigError, PoolExhaustedError, check_choice
-from forgetting.inference import predict
+from forgetting.inference import model_device, predict
 from forgetting.models import build_model, has_dropout
-from forgetting.observe import ObservationCallback
-from forgetting.records import RoundRecord
-from forgetting.strategies import Input, StrategyInputs, get_strategy
+from forgetting.observe import SUBSAMPLE_MODES, ObservationCallback
+from forgetting.records import RoundRecord, TrainRecord
+from forgetting.strategies import Input, Selection, Strategy, StrategyInputs, get_strategy
 from forgetting.training import TrainConfig, fit
 
 logger = logging.getLogger(__name__)
@@ -55,18 +55,20 @@ class TrackConfig:
             analysis); ``False`` never (a strategy that needs dynamics then fails with a clear error).
         unit, every: observe after every ``every`` epochs or optimizer steps.
         subsample: observe a seeded subset of the pool per pass: a fraction in (0, 1] or a count.
-        subsample_mode: ``rotating`` draws a new subset each pass; ``fixed`` keeps one subset per round.
+        subsample_mode: ``rotating`` draws a new subset each pass; ``fixed`` keeps one subset per round;
+            ``unstable`` spends the same budget on the rows whose prediction changed at their latest
+            observation first (see :meth:`forgetting.observe.ObservationCallback.rows_for_pass`).
     """
 
     enabled: bool | None = None
     unit: Literal["epoch", "step"] = "epoch"
     every: int = 1
     subsample: float | int | None = None
-    subsample_mode: Literal["rotating", "fixed"] = "rotating"
+    subsample_mode: Literal["rotating", "fixed", "unstable"] = "rotating"
 
     def __post_init__(self) -> None:
         check_choice("track.unit", self.unit, ("epoch", "step"))
-        check_choice("track.subsample_mode", self.subsample_mode, ("rotating", "fixed"))
+        check_choice("track.subsample_mode", self.subsample_mode, SUBSAMPLE_MODES)
         if self.every < 1:
             raise ConfigError(f"track.every must be >= 1, got {self.every}")
 
@@ -167,21 +169,8 @@ def run_active_learning(
         The records of the rounds run by this call.
     """
     device = resolve_device(config.device)
-    strategy = get_strategy(config.strategy, **config.strategy_options)
-    requires = frozenset(strategy.requires)
-    uses_precomputed = bool(getattr(strategy, "uses_precomputed", False))
-    needs_dynamics = (Input.DYNAMICS in requires and not uses_precomputed) or Input.POOL_LABELS in requires
-    track = config.track.enabled if config.track.enabled is not None else needs_dynamics
-    if needs_dynamics and config.track.enabled is False:
-        raise ConfigError(f"strategy {config.strategy!r} needs training dynamics but track.enabled is false")
-    model_kwargs = dict(config.model_options)
-    if Input.MC_PROBS in requires:
-        probe = build_model(config.model, train.images.shape[1], num_classes, seed=0, **model_kwargs)
-        if not has_dropout(probe):
-            raise ConfigError(
-                f"strategy {config.strategy!r} needs MC dropout but model {config.model!r} has no dropout; "
-                "set model_options.dropout > 0"
-            )
+    plan = plan_strategy(config, int(train.images.shape[1]), num_classes)
+    requires = plan.requires
 
     n_train = len(train)
     labeled = initial_labeled_set(
@@ -197,9 +186,13 @@ def run_active_learning(
     first_round = len(completed)
     total_rounds = config.rounds + 1
 
-    images = train.images.to(device)
-    targets = train.targets.to(device)
-    eval_on_device = {name: Split(s.images.to(device), s.targets.to(device)) for name, s in eval_sets.items()}
+    # The pool and the eval sets stay on the device when they fit (data_device); otherwise in host memory,
+    # and training, tracking, scoring and evaluation copy each batch to the device.
+    tensors = [train.images, train.targets, *(t for s in eval_sets.values() for t in (s.images, s.targets))]
+    data_dev = data_device(tensors, device)
+    images = train.images.to(data_dev)
+    targets = train.targets.to(data_dev)
+    eval_on_device = {n: Split(s.images.to(data_dev), s.targets.to(data_dev)) for n, s in eval_sets.items()}
     records: list[RoundRecord] = []
     if progress is not None:
         progress(first_round, total_rounds)
@@ -210,41 +203,19 @@ def run_active_learning(
         pool = np.flatnonzero(~labeled_mask).astype(np.int64)
         # With the pool used up, this round trains on everything and only evaluates.
         is_last = rnd == total_rounds - 1 or pool.size == 0
-        if pool.size and config.pool_subsample is not None and config.pool_subsample < pool.size:
-            rng = np.random.default_rng(derive_seed(config.seed, rnd, _CANDIDATES))
-            pool = np.sort(rng.choice(pool, size=config.pool_subsample, replace=False))
-        pool_t = torch.from_numpy(pool).to(device)
-        labeled_t = torch.from_numpy(np.sort(labeled)).to(device)
+        pool = draw_candidates(pool, config, rnd)
+        pool_t = torch.from_numpy(pool).to(data_dev)
+        labeled_t = torch.from_numpy(np.sort(labeled)).to(data_dev)
 
-        model = build_model(
-            config.model,
-            train.images.shape[1],
-            num_classes,
-            seed=derive_seed(config.seed, rnd, _MODEL),
-            **model_kwargs,
-        ).to(device)
-        observer = None
-        callbacks = []
-        if track and pool.size and not is_last:
-            with_labels = Input.POOL_LABELS in requires
-            observer = ObservationCallback(
-                images[pool_t],
-                targets[pool_t] if with_labels else None,
-                every=config.track.every,
-                unit=config.track.unit,
-                subsample=config.track.subsample,
-                subsample_mode=config.track.subsample_mode,
-                seed=derive_seed(config.seed, rnd, _TRACK),
-                batch_size=config.eval_batch_size,
-                name="pool",
-            )
-            callbacks.append(observer)
-        train_record = fit(
-            model,
+        observe = plan.track and pool.size > 0 and not is_last
+        model, train_record, observer = train_round(
+            config,
+            rnd,
             Split(images[labeled_t], targets[labeled_t]),
-            config.train,
-            seed=derive_seed(config.seed, rnd, _TRAIN),
-            callbacks=callbacks,
+            num_classes,
+            device=device,
+            pool_images=images[pool_t] if observe else None,
+            pool_targets=targets[pool_t] if observe and Input.POOL_LABELS in requires else None,
         )
 
         t0 = time.perf_counter()
@@ -266,10 +237,19 @@ def run_active_learning(
                         "set on_exhausted='partial' to take what is left"
                     )
                 n_query = int(pool.size)
-            inputs = _strategy_inputs(
-                model, strategy, requires, images, targets, pool, pool_t, labeled_t, observer, config, rnd
+            selection = query_round(
+                model,
+                plan,
+                config,
+                rnd,
+                n_query,
+                images=images,
+                pool=pool,
+                pool_t=pool_t,
+                labeled_t=labeled_t,
+                targets=targets,
+                observer=observer,
             )
-            selection = strategy.select(inputs, n_query, seed=derive_seed(config.seed, rnd, _QUERY))
             query_idx = pool[np.asarray(selection.indices, dtype=np.int64)]
             query_scores = np.asarray(selection.scores, dtype=np.float64)
         query_seconds = time.perf_counter() - t0
@@ -320,12 +300,148 @@ def run_active_learning(
     return records
 
 
+@dataclass(frozen=True)
+class StrategyPlan:
+    """A strategy and what a round must compute for it.
+
+    Attributes:
+        strategy: the built strategy.
+        requires: the inputs it declared.
+        track: whether the round observes the unlabeled pool while it trains.
+    """
+
+    strategy: Strategy
+    requires: frozenset[Input]
+    track: bool
+
+
+def plan_strategy(config: LoopConfig, in_channels: int, num_classes: int) -> StrategyPlan:
+    """Build ``config.strategy`` and decide whether rounds track the pool.
+
+    Raises:
+        ConfigError: the strategy needs dynamics but tracking is disabled, or needs MC dropout and the model
+            has none.
+    """
+    strategy = get_strategy(config.strategy, **config.strategy_options)
+    requires = frozenset(strategy.requires)
+    uses_precomputed = bool(getattr(strategy, "uses_precomputed", False))
+    needs_dynamics = (Input.DYNAMICS in requires and not uses_precomputed) or Input.POOL_LABELS in requires
+    track = config.track.enabled if config.track.enabled is not None else needs_dynamics
+    if needs_dynamics and config.track.enabled is False:
+        raise ConfigError(f"strategy {config.strategy!r} needs training dynamics but track.enabled is false")
+    if Input.MC_PROBS in requires:
+        probe = build_model(config.model, in_channels, num_classes, seed=0, **dict(config.model_options))
+        if not has_dropout(probe):
+            raise ConfigError(
+                f"strategy {config.strategy!r} needs MC dropout but model {config.model!r} has no dropout; "
+                "set model_options.dropout > 0"
+            )
+    return StrategyPlan(strategy, requires, bool(track))
+
+
+def draw_candidates(pool: np.ndarray, config: LoopConfig, rnd: int) -> np.ndarray:
+    """The round's query candidates: ``pool`` (int64 ``[P]`` sorted indices), or a seeded sorted subset of
+    ``config.pool_subsample`` of them."""
+    if pool.size and config.pool_subsample is not None and config.pool_subsample < pool.size:
+        rng = np.random.default_rng(derive_seed(config.seed, rnd, _CANDIDATES))
+        pool = np.sort(rng.choice(pool, size=config.pool_subsample, replace=False))
+    return pool
+
+
+def train_round(
+    config: LoopConfig,
+    rnd: int,
+    labeled: Split,
+    num_classes: int,
+    *,
+    device: torch.device,
+    pool_images: torch.Tensor | None = None,
+    pool_targets: torch.Tensor | None = None,
+) -> tuple[torch.nn.Module, TrainRecord, ObservationCallback | None]:
+    """Build round ``rnd``'s model (seeded by ``config.seed`` and ``rnd``) and fit it on ``labeled``.
+
+    Args:
+        config: model, training and tracking settings, and the seed.
+        rnd: the round; with the seed it fixes the initialisation, batch order and tracking subsets.
+        labeled: uint8 ``[L, C, H, W]`` images and int64 ``[L]`` labels to train on.
+        num_classes: C.
+        device: where the model lives.
+        pool_images: uint8 ``[P, C, H, W]`` images to observe while training, or ``None`` to observe nothing.
+        pool_targets: int64 ``[P]`` labels of ``pool_images`` (oracle forgetting counts), or ``None``
+            (switches only).
+
+    Returns:
+        The trained model, the training record, and the observation callback (``None`` without a pool).
+    """
+    model = build_model(
+        config.model,
+        int(labeled.images.shape[1]),
+        num_classes,
+        seed=derive_seed(config.seed, rnd, _MODEL),
+        **dict(config.model_options),
+    ).to(device)
+    observer = None
+    if pool_images is not None:
+        observer = ObservationCallback(
+            pool_images,
+            pool_targets,
+            every=config.track.every,
+            unit=config.track.unit,
+            subsample=config.track.subsample,
+            subsample_mode=config.track.subsample_mode,
+            seed=derive_seed(config.seed, rnd, _TRACK),
+            batch_size=config.eval_batch_size,
+            name="pool",
+        )
+    record = fit(
+        model,
+        labeled,
+        config.train,
+        seed=derive_seed(config.seed, rnd, _TRAIN),
+        callbacks=[observer] if observer is not None else [],
+    )
+    return model, record, observer
+
+
+def query_round(
+    model: torch.nn.Module | None,
+    plan: StrategyPlan,
+    config: LoopConfig,
+    rnd: int,
+    n: int,
+    *,
+    images: torch.Tensor,
+    pool: np.ndarray,
+    pool_t: torch.Tensor,
+    labeled_t: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    observer: ObservationCallback | None = None,
+) -> Selection:
+    """Compute what the strategy declared and let it pick ``n`` pool positions (seeded by seed and round).
+
+    Args:
+        model: the round's trained model (``None`` only for a strategy that needs no model output).
+        images: uint8 ``[N, C, H, W]`` every image, on the model's device.
+        pool: int64 ``[P]`` the candidates' indices into ``images`` (read by precomputed-score strategies).
+        pool_t, labeled_t: int64 index tensors of the candidates and of the labeled set, on the device.
+        targets: int64 ``[N]`` labels (only read by strategies that need the pool's true labels).
+        observer: the callback that tracked the candidates while the model trained.
+
+    Returns:
+        The strategy's :class:`Selection` (positions into ``pool``).
+    """
+    inputs = _strategy_inputs(
+        model, plan.strategy, plan.requires, images, targets, pool, pool_t, labeled_t, observer, config, rnd
+    )
+    return plan.strategy.select(inputs, n, seed=derive_seed(config.seed, rnd, _QUERY))
+
+
 def _strategy_inputs(
-    model: torch.nn.Module,
+    model: torch.nn.Module | None,
     strategy: object,
     requires: frozenset[Input],
     images: torch.Tensor,
-    targets: torch.Tensor,
+    targets: torch.Tensor | None,
     pool: np.ndarray,
     pool_t: torch.Tensor,
     labeled_t: torch.Tensor,
@@ -339,6 +455,8 @@ def _strategy_inputs(
     want_embed = Input.EMBEDDINGS in requires
     want_mc = Input.MC_PROBS in requires
     if want_probs or want_embed or want_mc:
+        if model is None:
+            raise ConfigError(f"strategy {getattr(strategy, 'name', strategy)!r} needs a trained model")
         out = predict(
             model,
             images[pool_t],
@@ -361,7 +479,13 @@ def _strategy_inputs(
         elif observer is not None:
             inputs.switches_N = observer.tracker.switches
     if Input.POOL_LABELS in requires:
-        inputs.pool_labels_N = targets[pool_t]
+        if targets is None:
+            raise ConfigError(
+                f"strategy {getattr(strategy, 'name', strategy)!r} needs the true labels of the pool "
+                "(oracle analysis); it cannot run on unlabeled data"
+            )
+        labels = targets[pool_t]
+        inputs.pool_labels_N = labels if model is None else labels.to(model_device(model))
         if observer is not None:
             inputs.forgetting_N = observer.tracker.forgetting
             inputs.never_learned_N = observer.tracker.never_learned

@@ -31,12 +31,15 @@ from forgetting.inference import (
     to_input,
 )
 
-__all__ = ["ObservationCallback"]
+__all__ = ["SUBSAMPLE_MODES", "ObservationCallback"]
 
 log = logging.getLogger(__name__)
 
 Unit = Literal["epoch", "step"]
-SubsampleMode = Literal["rotating", "fixed"]
+SubsampleMode = Literal["rotating", "fixed", "unstable"]
+
+#: The values of ``subsample_mode``.
+SUBSAMPLE_MODES: tuple[str, ...] = ("rotating", "fixed", "unstable")
 
 # Cache the tracked images on an accelerator only if they take at most this share of its free memory.
 _CACHE_FRACTION = 0.25
@@ -59,7 +62,8 @@ class ObservationCallback(Callback):
         unit: ``"epoch"`` (hook ``on_epoch_end``) or ``"step"`` (hook ``on_step_end``).
         subsample: ``None`` (all rows), a fraction in ``(0, 1]``, or a row count ``>= 1`` per pass.
         subsample_mode: ``"fixed"``: the same seeded subset every pass; ``"rotating"``: a fresh subset per
-            pass, drawn from a ``torch.Generator`` seeded with ``(seed, pass_number)``.
+            pass, drawn from a ``torch.Generator`` seeded with ``(seed, pass_number)``; ``"unstable"``: the
+            same budget per pass, spent on the rows that need it most (see :meth:`rows_for_pass`).
         seed: seed of the subsets.
         batch_size: inference batch size; default :func:`forgetting.inference.default_batch_size`.
         ignore_index: target value that counts nothing (segmentation void label).
@@ -77,6 +81,11 @@ class ObservationCallback(Callback):
 
     The tracker receives ``epoch`` = the training epoch of the observation (also with ``unit="step"``,
     where several observations then share one epoch).
+
+    ``subsample_mode="unstable"`` keeps two bool ``[N]`` row flags on the model's device (observed yet;
+    prediction changed at the latest observation) and brings them to the host once per pass to choose the
+    rows; the passes themselves stay free of host syncs. A row of a pixel tracker counts as changed when
+    any of its pixels did.
     """
 
     def __init__(
@@ -116,9 +125,10 @@ class ObservationCallback(Callback):
             raise ConfigError(f"ObservationCallback every must be an int >= 1, got {every!r}")
         if unit not in ("epoch", "step"):
             raise ConfigError(f"ObservationCallback unit must be 'epoch' or 'step', got {unit!r}")
-        if subsample_mode not in ("rotating", "fixed"):
+        if subsample_mode not in SUBSAMPLE_MODES:
             raise ConfigError(
-                f"ObservationCallback subsample_mode must be 'rotating' or 'fixed', got {subsample_mode!r}"
+                "ObservationCallback subsample_mode must be one of "
+                f"{', '.join(map(repr, SUBSAMPLE_MODES))}, got {subsample_mode!r}"
             )
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
             raise ConfigError(f"ObservationCallback batch_size must be >= 1 or None, got {batch_size!r}")
@@ -160,6 +170,10 @@ class ObservationCallback(Callback):
             )
         )
         self._fixed_rows: torch.Tensor | None = None
+        # subsample_mode="unstable": per-row flags on the model's device, created at the first pass.
+        self._ranks_rows = subsample_mode == "unstable" and self.n_rows_per_pass < n
+        self._row_seen: torch.Tensor | None = None
+        self._row_changed: torch.Tensor | None = None
         self._cache_device: torch.device | None = None
         self._images_dev: torch.Tensor | None = None
         self._targets_dev: torch.Tensor | None = None
@@ -206,7 +220,14 @@ class ObservationCallback(Callback):
         """Sorted int64 ``[M]`` rows (host) of pass ``pass_number`` (0-based), or ``None`` for all rows.
 
         ``"rotating"``: a permutation from a generator seeded with ``(seed, pass_number)``;
-        ``"fixed"``: the rows of pass 0, every pass.
+        ``"fixed"``: the rows of pass 0, every pass;
+        ``"unstable"``: the same number of rows, ranked in three tiers: rows never observed first, then
+        rows whose prediction changed at their latest observation, then the others; within a tier by a
+        uniform key drawn (float64) from a generator seeded with ``(seed, pass_number)``. The first
+        ``ceil(N / M)`` passes therefore cover every row once, without replacement; after that the rows that
+        keep switching are observed at every pass (as long as they fit the budget) and the rest of the
+        budget rotates through the stable rows. This schedule depends on the predictions seen so far, so it
+        is defined for the callback's next pass (``pass_number == passes``).
         """
         n = int(self.images.shape[0])
         m = self.n_rows_per_pass
@@ -216,7 +237,20 @@ class ObservationCallback(Callback):
             if self._fixed_rows is None:
                 self._fixed_rows = self._draw_rows(0)
             return self._fixed_rows
+        if self.subsample_mode == "unstable":
+            return self._unstable_rows(pass_number)
         return self._draw_rows(pass_number)
+
+    def _unstable_rows(self, pass_number: int) -> torch.Tensor:
+        """Sorted int64 ``[M]`` host rows of an ``"unstable"`` pass (one device-to-host copy of the flags)."""
+        g = torch.Generator().manual_seed(_pass_seed(self.seed, pass_number))
+        key = torch.rand(int(self.images.shape[0]), generator=g, dtype=torch.float64)
+        if self._row_seen is not None and self._row_changed is not None:
+            flags = torch.stack([~self._row_seen, self._row_changed]).cpu()  # the pass's one sync
+            key += 2.0 * flags[0] + flags[1]
+        else:
+            key += 2.0  # nothing observed yet: every row is in the first tier
+        return torch.topk(key, self.n_rows_per_pass, sorted=False).indices.sort().values
 
     def _draw_rows(self, pass_number: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(_pass_seed(self.seed, pass_number))
@@ -261,6 +295,7 @@ class ObservationCallback(Callback):
         images_dev, targets_dev = self._device_copies(device)
         rows_dev = None if rows is None else rows.to(device)
         m = int(self.images.shape[0]) if rows is None else int(rows.shape[0])
+        before = self._predictions_before(rows_dev)
         bs = self.batch_size or default_batch_size(device)
         with eval_mode(model), torch.inference_mode(), autocast_context(device):
             for sl in iter_batches(m, bs):
@@ -290,11 +325,41 @@ class ObservationCallback(Callback):
                             track_epochs=self.track_epochs,
                         )
                 self._tracker.update(idx, preds, t, epoch=epoch)
+        if self._ranks_rows:
+            self._update_row_flags(rows_dev, before, device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         self.passes += 1
         self.last_rows = rows
         self.seconds += time.perf_counter() - start
+
+    def _predictions_before(self, rows_dev: torch.Tensor | None) -> torch.Tensor | None:
+        """``"unstable"`` mode: the stored predictions of the pass's rows before it runs (on the device)."""
+        if not self._ranks_rows or self._row_seen is None:
+            return None
+        return self._tracker.read("prediction", rows_dev)
+
+    def _update_row_flags(
+        self, rows_dev: torch.Tensor | None, before: torch.Tensor | None, device: torch.device
+    ) -> None:
+        """``"unstable"`` mode: mark the pass's rows observed, and changed where a prediction differs.
+
+        Compares stored predictions rather than switch counters, so a saturated counter does not hide a
+        change. Runs on the device, without host syncs.
+        """
+        n = int(self.images.shape[0])
+        if self._row_seen is None or self._row_changed is None:
+            self._row_seen = torch.zeros(n, dtype=torch.bool, device=device)
+            self._row_changed = torch.zeros(n, dtype=torch.bool, device=device)
+        idx = torch.arange(n, device=device) if rows_dev is None else rows_dev
+        if before is None:  # first pass: nothing to compare with
+            changed = torch.zeros(idx.shape[0], dtype=torch.bool, device=device)
+        else:
+            after = self._tracker.read("prediction", rows_dev)
+            changed = (after != before).reshape(idx.shape[0], -1).any(1).to(device)
+            changed &= self._row_seen.index_select(0, idx)
+        self._row_changed.index_copy_(0, idx, changed)
+        self._row_seen.index_fill_(0, idx, True)
 
     def __repr__(self) -> str:
         return (

@@ -8,8 +8,9 @@ A config file has these parts (every key is optional; unknown keys are errors)::
     model = "small-cnn"                 # sweep
     strategy = ["random", "switch"]     # sweep
     eval_sets = ["test", "digits", "gaussian_noise-3"]   # or a table: one list per dataset name
-    device = "cuda"                     # run settings (device, eval_batch_size, jobs): not part of an
-    jobs = 2                            # experiment's identity; `forgetting run --jobs` overrides jobs
+    device = "cuda"                     # run settings (device, eval_batch_size, jobs, backend, [ray]): not
+    jobs = 2                            # part of an experiment's identity; `forgetting run --jobs`,
+    backend = "process"                 # `--backend` and `--address` override them
 
     [al]      initial_size, initial_selection, query_size (sweep), rounds, pool_subsample,
               on_exhausted, mc_samples
@@ -20,11 +21,16 @@ A config file has these parts (every key is optional; unknown keys are errors)::
                          [model_options.resnet18] width = 16
     [strategy_options]   the same, per strategy name
     [data]    root, seed, train_limit, eval_limit, options (the same, per dataset name)
+    [ray]     address, num_cpus, num_gpus, max_retries, runtime_env, local_num_cpus (see RaySettings)
 
 Sweep fields (:data:`SWEEP_FIELDS`) take a single value or a list; the grid is the Cartesian product of
 every list. Each point is an :class:`ExperimentSpec`, a fully resolved experiment with a stable id: a short
 hash of its canonical JSON (run settings such as ``device`` and the run ``name`` are not part of it, so a
 renamed config still resumes the same experiments).
+
+``backend`` chooses where experiments run: ``local`` (this process, one after the other), ``process`` (a pool
+of ``jobs`` spawned processes) or ``ray`` (one Ray task per experiment, see :class:`RaySettings`). Without it,
+``jobs > 1`` means ``process`` and anything else ``local``.
 
 ``track.subsample`` takes a fraction in ``(0, 1]``, a sample count ``>= 1``, or ``"all"`` (TOML has no
 null). ``train.epochs`` set means a fixed number of epochs; otherwise training stops at
@@ -56,11 +62,13 @@ from pydantic import (
 from forgetting.exceptions import ConfigError, UnknownNameError
 
 __all__ = [
+    "BACKENDS",
     "SWEEP_FIELDS",
     "ALSettings",
     "DataSettings",
     "ExperimentConfig",
     "ExperimentSpec",
+    "RaySettings",
     "TrackSettings",
     "TrainSettings",
     "expand_grid",
@@ -81,6 +89,10 @@ SWEEP_FIELDS: tuple[str, ...] = (
     "track.unit",
     "track.subsample",
 )
+
+#: Where experiments run: this process, a local process pool, or Ray tasks.
+BACKENDS: tuple[str, ...] = ("local", "process", "ray")
+Backend = Literal["local", "process", "ray"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -153,7 +165,7 @@ class TrackSettings(_Strict):
     unit: Literal["epoch", "step"] = "epoch"
     every: PositiveInt = 1
     subsample: Subsample = "all"
-    subsample_mode: Literal["rotating", "fixed"] = "rotating"
+    subsample_mode: Literal["rotating", "fixed", "unstable"] = "rotating"
 
     @field_validator("subsample")
     @classmethod
@@ -182,6 +194,32 @@ class DataSettings(_Strict):
     train_limit: PositiveInt | None = None
     eval_limit: PositiveInt | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RaySettings(_Strict):
+    """How the ``ray`` backend runs (section ``[ray]``); a run setting, not part of any experiment's id.
+
+    Attributes:
+        address: the Ray cluster to join (``"auto"``, ``"ray://head:10001"``, ``"10.0.0.5:6379"``). ``None``
+            starts a local Ray instance for the run (and stops it at the end). ``--address`` overrides it.
+        num_cpus: CPUs declared per experiment task (also its torch thread count); may be fractional.
+        num_gpus: GPUs declared per experiment task; ``0`` runs on CPU, ``1`` gives each task a GPU,
+            ``0.25`` packs four tasks per GPU. A task sees only the GPUs Ray assigned to it.
+        max_retries: how often a failed task (an exception or a dead worker) is retried. A retry resumes
+            after the rounds that already reached the driver, so nothing is computed twice.
+        runtime_env: a Ray runtime environment applied to every task, e.g.
+            ``{env_vars = {OMP_NUM_THREADS = "1"}}`` or ``{pip = ["forgetting[ray]"]}`` on a cluster whose
+            nodes lack the package.
+        local_num_cpus: CPUs of the local instance started when there is no ``address`` (default: all of
+            this machine); bounds how many tasks run at once.
+    """
+
+    address: str | None = None
+    num_cpus: PositiveFloat = 1.0
+    num_gpus: Annotated[float, Field(ge=0)] = 0.0
+    max_retries: Annotated[int, Field(ge=0)] = 2
+    runtime_env: dict[str, Any] = Field(default_factory=dict)
+    local_num_cpus: PositiveInt | None = None
 
 
 class _ALSection(ALSettings):
@@ -230,6 +268,8 @@ class ExperimentConfig(_Strict):
     device: str | None = None
     eval_batch_size: PositiveInt | None = None
     jobs: PositiveInt | None = None
+    backend: Backend | None = None
+    ray: RaySettings = Field(default_factory=RaySettings)
     al: _ALSection = Field(default_factory=_ALSection)
     train: _TrainSection = Field(default_factory=_TrainSection)
     track: _TrackSection = Field(default_factory=_TrackSection)
@@ -420,6 +460,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "train": _TrainSection,
     "track": _TrackSection,
     "data": DataSettings,
+    "ray": RaySettings,
 }
 
 

@@ -1,17 +1,32 @@
-"""Run a grid of experiments into a results store, resumably, in-process or on a local process pool.
+"""Run a grid of experiments into a results store, resumably: in-process, on a local process pool or on Ray.
 
-Every experiment goes through :func:`forgetting.loop.run_active_learning`. Each finished round is written to
-the run directory's :class:`~forgetting.experiments.store.ResultStore` before the next round starts, so a
-killed run loses at most the rounds in progress. Rerunning the same config on the same directory skips the
-finished experiments and continues the others at their next round (the loop rebuilds the labeled set from
-the seed and the stored queries).
+Every experiment goes through :func:`run_spec` (and so :func:`forgetting.loop.run_active_learning`). Each
+finished round is written to the run directory's :class:`~forgetting.experiments.store.ResultStore` before the
+next round starts, so a killed run loses at most the rounds in progress. Rerunning the same config on the same
+directory skips the finished experiments and continues the others at their next round (the loop rebuilds the
+labeled set from the seed and the stored queries).
 
-With ``jobs > 1`` the experiments run in a pool of spawned processes; workers send each round back to the
-driver through a queue as soon as it is finished, and only the driver writes the store.
+Backends (``backend=``, see :data:`~forgetting.experiments.config.BACKENDS`):
+
+- ``local``: one experiment after the other in this process;
+- ``process``: a pool of ``jobs`` spawned processes; workers send each round back to the driver through a
+  queue as soon as it is finished;
+- ``ray``: one Ray task per experiment (:mod:`forgetting.experiments.ray_backend`); tasks stream their rounds
+  to the driver through a small actor.
+
+In every case only the driver (this process) writes the store; the code that turns the workers' messages into
+store writes and progress is shared (:class:`_Driver`).
+
+Testing hooks, to test retries and resumes (do not set them otherwise): when the environment variable
+``FORGETTING_TEST_FAIL_ONCE`` names a directory, every experiment raises :class:`InjectedFailure` right after
+handing over a round, once per experiment (a marker file ``<dir>/<experiment id>`` remembers that it failed).
+``FORGETTING_TEST_CRASH_ONCE`` does the same but kills the process (``os._exit``) instead of raising. With
+both set, an experiment first raises, then (in the round after) dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -34,11 +49,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from forgetting.data.dataset import Split
 from forgetting.exceptions import ConfigError, ForgettingError
-from forgetting.experiments.config import ExperimentConfig, ExperimentSpec, expand_grid
-from forgetting.experiments.store import ResultStore
+from forgetting.experiments.config import (
+    BACKENDS,
+    ExperimentConfig,
+    ExperimentSpec,
+    RaySettings,
+    expand_grid,
+)
+from forgetting.experiments.store import DuplicateRoundError, ResultStore
 from forgetting.records import RoundRecord
 
-__all__ = ["Estimate", "PreparedData", "RunSummary", "estimate", "prepare_data", "run_experiments"]
+__all__ = [
+    "Estimate",
+    "InjectedFailure",
+    "PreparedData",
+    "RunSummary",
+    "estimate",
+    "prepare_data",
+    "resolve_backend",
+    "run_experiments",
+    "run_spec",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +159,44 @@ def clear_data_cache() -> None:
 # --------------------------------------------------------------------------------------------------------
 # One experiment
 
+FAIL_ONCE_ENV = "FORGETTING_TEST_FAIL_ONCE"
+CRASH_ONCE_ENV = "FORGETTING_TEST_CRASH_ONCE"
+
+
+class InjectedFailure(ForgettingError):
+    """The failure raised by the ``FORGETTING_TEST_FAIL_ONCE`` testing hook (never raised otherwise)."""
+
+
+def _first_time(marker: Path) -> bool:
+    """Create ``marker``; ``True`` if it did not exist (atomic, so it holds across processes)."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _with_fail_once_hook(spec: ExperimentSpec, on_round: RoundCallback | None) -> RoundCallback | None:
+    """``on_round`` followed by the testing hooks of the module docstring, when their variables are set."""
+    fail_dir = os.environ.get(FAIL_ONCE_ENV)
+    crash_dir = os.environ.get(CRASH_ONCE_ENV)
+    if not (fail_dir or crash_dir):
+        return on_round
+
+    def hooked(record: RoundRecord) -> None:
+        if on_round is not None:
+            on_round(record)
+        if fail_dir and _first_time(Path(fail_dir) / spec.id):
+            raise InjectedFailure(
+                f"experiment {spec.id}: failure injected after round {record.round} by {FAIL_ONCE_ENV}"
+            )
+        if crash_dir and _first_time(Path(crash_dir) / spec.id):
+            logger.error("experiment %s: %s kills this process", spec.id, CRASH_ONCE_ENV)
+            os._exit(70)
+
+    return hooked
+
 
 def run_spec(
     spec: ExperimentSpec,
@@ -136,7 +205,10 @@ def run_spec(
     on_round: RoundCallback | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[RoundRecord]:
-    """Run (or resume after ``completed``) one experiment with the active-learning loop; no store involved."""
+    """Run (or resume after ``completed``) one experiment with the active-learning loop; no store involved.
+
+    Every backend runs experiments through this function.
+    """
     from forgetting.loop import run_active_learning
 
     rounds = [r.round for r in completed]
@@ -145,6 +217,7 @@ def run_spec(
             f"experiment {spec.id} ({spec.label}): stored rounds {rounds} are not 0..{len(rounds) - 1}; "
             "the run directory is inconsistent"
         )
+    on_round = _with_fail_once_hook(spec, on_round)
     data = prepare_data(spec)
     return run_active_learning(
         data.train,
@@ -270,11 +343,23 @@ class _Display:
             self.progress.remove_task(task)
 
 
+def resolve_backend(backend: str | None, jobs: int | None) -> str:
+    """The backend to use: ``backend`` when given, else ``process`` when ``jobs > 1`` and ``local`` if not."""
+    if backend is None:
+        return "process" if (jobs or 1) > 1 else "local"
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend: {backend!r} is not a backend; choose one of {list(BACKENDS)}")
+    return backend
+
+
 def run_experiments(
     config: ExperimentConfig | Sequence[ExperimentSpec],
     out_dir: str | Path,
     *,
     jobs: int | None = None,
+    backend: str | None = None,
+    ray_settings: RaySettings | None = None,
+    address: str | None = None,
     progress: bool = True,
     fail_fast: bool = False,
     console: Console | None = None,
@@ -285,20 +370,45 @@ def run_experiments(
     Args:
         config: a config (expanded with :func:`expand_grid`) or explicit specs.
         out_dir: the run directory; created if missing.
-        jobs: parallel experiments (default: the config's ``jobs``, else 1). 1 runs in this process; more
-            use a spawned process pool whose workers each get ``threads`` torch threads.
+        jobs: parallel experiments of the ``process`` backend (default: the config's ``jobs``; with
+            ``backend="process"`` and no jobs anywhere, one per CPU core). Ignored by ``local`` and ``ray``.
+        backend: ``local``, ``process`` or ``ray`` (default: the config's ``backend``, else ``process`` when
+            ``jobs > 1`` and ``local`` otherwise).
+        ray_settings: the ``ray`` backend's settings (default: the config's ``[ray]`` table).
+        address: the Ray cluster to join; overrides ``ray_settings.address``. Without any address the ``ray``
+            backend starts a local Ray instance (unless this process is already connected to one).
         progress: show rich progress bars (only when the console is a terminal).
         fail_fast: re-raise the first experiment error instead of recording it and going on.
         console: the rich console for the bars (default: stderr).
-        threads: torch threads per pool worker (default ``cpu_count // jobs``); ignored when ``jobs == 1``.
+        threads: torch threads per pool worker (default ``cpu_count // jobs``); only for ``process``.
 
     Returns:
         A :class:`RunSummary`. Failed experiments are also marked ``failed`` in the store.
+
+    Raises:
+        KeyboardInterrupt: after an interrupt (Ctrl-C); the rounds that reached the driver are stored, the
+            experiments in progress are marked ``failed`` with the error ``interrupted``, and rerunning the
+            same call resumes them.
     """
-    if jobs is None:
-        jobs = (config.jobs if isinstance(config, ExperimentConfig) else None) or 1
-    if jobs < 1:
+    if isinstance(config, ExperimentConfig):
+        jobs = jobs if jobs is not None else config.jobs
+        backend = backend if backend is not None else config.backend
+        ray_settings = ray_settings if ray_settings is not None else config.ray
+    if jobs is not None and jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    backend = resolve_backend(backend, jobs)
+    if ray_settings is None:
+        ray_settings = RaySettings()
+    if address is not None:
+        ray_settings = ray_settings.model_copy(update={"address": address})
+    if backend == "ray":  # fail before touching the run directory when Ray is missing
+        from forgetting.experiments.ray_backend import import_ray
+
+        import_ray()
+    if backend == "process" and jobs is None:
+        jobs = os.cpu_count() or 1
+    if backend != "process" and (jobs or 1) > 1:
+        logger.warning("jobs=%d is ignored by the %s backend", jobs, backend)
     specs = expand_grid(config) if isinstance(config, ExperimentConfig) else list(config)
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
@@ -324,11 +434,18 @@ def run_experiments(
             logger.info("%d experiments resume after their stored rounds", resumed)
         total = sum(max(0, s.total_rounds - len(c)) for s, c in todo)
         with _Display(progress, console, total) as display:
-            if jobs == 1 or len(todo) <= 1:
+            if not todo:
+                pass
+            elif backend == "ray":
+                from forgetting.experiments.ray_backend import run_ray
+
+                run_ray(todo, _Driver(store, display, summary, todo), ray_settings, fail_fast)
+            elif backend == "local" or len(todo) <= 1 or jobs == 1:
                 _run_serial(todo, store, display, summary, fail_fast)
             else:
+                assert jobs is not None
                 per_job = threads if threads is not None else max(1, (os.cpu_count() or 1) // jobs)
-                _run_pool(todo, store, display, summary, fail_fast, jobs, per_job)
+                _run_pool(todo, _Driver(store, display, summary, todo), fail_fast, jobs, per_job)
     summary.seconds = time.perf_counter() - t_start
     return summary
 
@@ -370,56 +487,132 @@ def _run_serial(
             display.stop(spec.id)
 
 
+class _Driver:
+    """The driver side of the parallel backends: turns what workers report into store writes and progress.
+
+    Workers report with messages (tuples): ``("progress", id, rounds_done, rounds_total)`` and
+    ``("round", id, RoundRecord)`` while an experiment runs, and the ``process`` backend's workers end each
+    experiment with ``("finished", id, seconds)`` or ``("failed", id, error, seconds)``; the ``ray`` backend
+    learns the end from the task's result and calls :meth:`finish` / :meth:`fail` itself.
+    """
+
+    def __init__(
+        self,
+        store: ResultStore,
+        display: _Display,
+        summary: RunSummary,
+        todo: Sequence[tuple[ExperimentSpec, Sequence[RoundRecord]]],
+    ) -> None:
+        self.store = store
+        self.display = display
+        self.summary = summary
+        self.specs = {spec.id: spec for spec, _ in todo}
+        self.started: dict[str, float] = {}  # id -> perf_counter() of its first message
+        self.terminal: set[str] = set()
+        self.received: dict[str, set[int]] = {}  # id -> round numbers received (and stored) in this run
+        self.next_round = {spec.id: len(completed) for spec, completed in todo}  # rounds stored: 0..n-1
+        self.gaps: set[str] = set()  # ids whose rounds arrived with a gap (a message was lost)
+
+    def begin(self, exp_id: str, done: int) -> None:
+        """Note that an experiment runs (on its first message): status ``running``, a progress bar."""
+        if exp_id in self.started or exp_id in self.terminal:
+            return
+        self.started[exp_id] = time.perf_counter()
+        self.store.mark_started(exp_id)
+        self.display.start(self.specs[exp_id], done)
+
+    def handle(self, msg: tuple[Any, ...]) -> None:
+        """Act on one message from a worker."""
+        kind, exp_id = msg[0], msg[1]
+        if kind == "round":
+            record: RoundRecord = msg[2]
+            if exp_id in self.terminal:  # the experiment failed here already: its later rounds are moot
+                return
+            self.begin(exp_id, record.round)
+            if record.round > self.next_round[exp_id]:  # stored rounds must stay 0..n-1: drop, retry later
+                self.gaps.add(exp_id)
+                logger.warning(
+                    "experiment %s: round %d arrived before round %d; not stored",
+                    exp_id,
+                    record.round,
+                    self.next_round[exp_id],
+                )
+                return
+            try:
+                if self.store.write_round(exp_id, record):
+                    self.summary.rounds_written += 1
+            except DuplicateRoundError as exc:  # fail this experiment, not the whole run
+                self.fail(exp_id, f"{type(exc).__name__}: {exc}")
+                return
+            self.received.setdefault(exp_id, set()).add(record.round)
+            self.next_round[exp_id] = max(self.next_round[exp_id], record.round + 1)
+        elif kind == "progress":
+            if exp_id in self.terminal:  # a late progress message of a finished experiment
+                return
+            self.begin(exp_id, msg[2])
+            self.display.update(exp_id, msg[2])
+        elif kind == "finished":
+            self.finish(exp_id, msg[2])
+        elif kind == "failed":
+            self.fail(exp_id, msg[2], msg[3])
+        else:
+            raise ValueError(f"unknown worker message {kind!r}")
+
+    def _seconds(self, exp_id: str, seconds: float | None) -> float:
+        if seconds is not None:
+            return seconds
+        t0 = self.started.get(exp_id)
+        return 0.0 if t0 is None else time.perf_counter() - t0
+
+    def finish(self, exp_id: str, seconds: float | None = None) -> None:
+        """The experiment ended normally (every one of its rounds has been handled)."""
+        if exp_id in self.terminal:
+            return
+        if exp_id in self.gaps:
+            self.fail(exp_id, "a round was lost on its way to the driver", seconds)
+            return
+        self.terminal.add(exp_id)
+        self.store.mark_done(exp_id, self._seconds(exp_id, seconds))
+        self.summary.finished.append(exp_id)
+        self.display.stop(exp_id)
+
+    def fail(self, exp_id: str, error: str, seconds: float | None = None) -> None:
+        """The experiment failed; its stored rounds stay and a rerun resumes after them."""
+        if exp_id in self.terminal:
+            return
+        self.terminal.add(exp_id)
+        self.store.mark_failed(exp_id, error, self._seconds(exp_id, seconds))
+        self.summary.failed[exp_id] = error
+        self.display.stop(exp_id)
+        logger.error("experiment %s (%s) failed: %s", exp_id, self.specs[exp_id].label, error)
+
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Mark every experiment that started and did not end as failed with ``reason`` (resumable)."""
+        for exp_id in [e for e in self.started if e not in self.terminal]:
+            self.terminal.add(exp_id)
+            self.store.mark_failed(exp_id, reason, self._seconds(exp_id, None))
+            self.summary.failed[exp_id] = reason
+            self.display.stop(exp_id)
+        logger.warning("%s: rerun the same command to resume", reason)
+
+
 def _run_pool(
     todo: list[tuple[ExperimentSpec, list[RoundRecord]]],
-    store: ResultStore,
-    display: _Display,
-    summary: RunSummary,
+    driver: _Driver,
     fail_fast: bool,
     jobs: int,
     threads: int,
 ) -> None:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    specs = {spec.id: spec for spec, _ in todo}
     pending: dict[Future[None], str] = {}
     awaiting: set[str] = set()  # returned or raised, terminal message not yet received
-    terminal: set[str] = set()
-    started: set[str] = set()
-
-    def fail(exp_id: str, error: str, seconds: float = 0.0) -> None:
-        if exp_id in summary.failed:
-            return
-        store.mark_failed(exp_id, error, seconds)
-        summary.failed[exp_id] = error
-        display.stop(exp_id)
-        logger.error("experiment %s (%s) failed: %s", exp_id, specs[exp_id].label, error)
-
-    def handle(msg: tuple[Any, ...]) -> None:
-        kind, exp_id = msg[0], msg[1]
-        if kind == "round":
-            if store.write_round(exp_id, msg[2]):
-                summary.rounds_written += 1
-        elif kind == "progress":
-            if exp_id not in started:
-                started.add(exp_id)
-                store.mark_started(exp_id)
-                display.start(specs[exp_id], msg[2])
-            display.update(exp_id, msg[2])
-        elif kind == "finished":
-            terminal.add(exp_id)
-            store.mark_done(exp_id, msg[2])
-            summary.finished.append(exp_id)
-            display.stop(exp_id)
-        elif kind == "failed":
-            terminal.add(exp_id)
-            fail(exp_id, msg[2], msg[3])
 
     def drain(timeout: float) -> None:
         try:
-            handle(q.get(timeout=timeout))
+            driver.handle(q.get(timeout=timeout))
             while True:
-                handle(q.get_nowait())
+                driver.handle(q.get_nowait())
         except queue_mod.Empty:
             return
 
@@ -430,13 +623,13 @@ def _run_pool(
             pending[pool.submit(_worker_run, spec.to_json(), completed, os.getpid())] = spec.id
         try:
             deadline = math.inf
-            while pending or (awaiting - terminal and time.monotonic() < deadline):
+            while pending or (awaiting - driver.terminal and time.monotonic() < deadline):
                 drain(0.2)
                 for fut in [f for f in pending if f.done()]:
                     exp_id = pending.pop(fut)
                     exc = fut.exception()
                     if isinstance(exc, BrokenProcessPool):  # the worker died: no terminal message will come
-                        fail(exp_id, f"worker process died: {exc}")
+                        driver.fail(exp_id, f"worker process died: {exc}")
                         continue
                     awaiting.add(exp_id)
                     if exc is not None and fail_fast:
@@ -446,10 +639,18 @@ def _run_pool(
                         raise exc
                 if not pending and deadline == math.inf:
                     deadline = time.monotonic() + 60.0  # terminal messages are at most a flush away
-        finally:
             drain(0.0)
-    for exp_id in awaiting - terminal:  # defensive: the terminal message never came
-        fail(exp_id, "the worker returned without reporting the end of the experiment")
+        except BaseException as exc:  # Ctrl-C or fail_fast: store what arrived, stop the workers, mark
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(Exception):
+                drain(0.0)
+            for proc in workers:
+                proc.terminate()
+            driver.interrupt("interrupted" if not isinstance(exc, Exception) else "stopped by fail_fast")
+            raise
+    for exp_id in awaiting - driver.terminal:  # defensive: the terminal message never came
+        driver.fail(exp_id, "the worker returned without reporting the end of the experiment")
 
 
 # --------------------------------------------------------------------------------------------------------
