@@ -536,6 +536,48 @@ def status(project: Annotated[Path, typer.Argument(help="A project directory.")]
     console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
 
 
+@app.command("augment")
+def augment_cmd(
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A TOML augment config. Without it: the built-in default (synthetic seismic, 3 seeds x 4 "
+            "arms, a few minutes on CPU)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/augment).")
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option("--seeds", help="Comma-separated seeds, overriding the config (e.g. 0,1,2).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Forgetting-guided augmentation: baseline, maps, restyled forgotten regions, retrain; before/after."""
+    from forgetting.segmentation.augment_protocol import (
+        default_augment_config,
+        load_augment_config,
+        run_augment_protocol,
+    )
+
+    _set_verbose(verbose)
+    try:
+        seed_list = None
+        if seeds is not None:
+            try:
+                seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+            except ValueError:
+                raise _fail(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+        cfg = default_augment_config() if config is None else load_augment_config(config)
+        out_dir = out if out is not None else Path("runs") / "augment"
+        err_console.print(f"forgetting augment [bold]{cfg.name}[/] into {out_dir}", highlight=False)
+        result = run_augment_protocol(cfg, out_dir, seeds=seed_list)
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
+    console.print(result.table, highlight=False, markup=False, soft_wrap=True)
+    console.print(f"report: {result.report}  ({result.seconds:.0f} s)", highlight=False)
+
+
 def main() -> None:
     """Entry point of the ``forgetting`` console script (and of ``python -m forgetting``)."""
     _setup_logging()
