@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from forgetting.exceptions import ConfigError
-from forgetting.models.base import Classifier
+from forgetting.models.base import Classifier, he_init
 
 __all__ = ["MLP", "VGG", "VGG_CONFIGS", "BasicBlock", "ResNet", "SmallCNN"]
 
@@ -42,6 +42,7 @@ class MLP(Classifier):
             layers += [nn.Linear(width, int(units)), nn.ReLU(inplace=True)]
             width = int(units)
         self.body = nn.Sequential(*layers)
+        he_init(self.body)
         self._init_head(width, num_classes, dropout)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,6 +92,7 @@ class SmallCNN(Classifier):
             nn.Linear(2 * w * 16, int(embed_dim)),
             nn.ReLU(inplace=True),
         )
+        he_init(self.body)  # see he_init: the default init leaves small-data rounds at chance
         self._init_head(embed_dim, num_classes, dropout)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
