@@ -126,6 +126,7 @@ rounds = 2
 lr = 0.01
 [track]
 every = [1, 2]
+subsample = "all"
 [model_options]
 dropout = 0.1
 [model_options.small-cnn]
@@ -176,6 +177,7 @@ def test_ids_stable_distinct_and_independent_of_run_settings():
     assert default.id == PINNED_DEFAULT_ID, default.canonical_json()
 
 
+# The default tracking is the papers' (whole pool after every epoch); changing a default changes this id.
 PINNED_DEFAULT_ID = "eba372aae9ce"
 
 

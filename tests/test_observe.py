@@ -444,3 +444,38 @@ def test_track_config_and_toml_accept_unstable_and_reject_unknown_modes() -> Non
     assert config.track.subsample_mode == "unstable"
     with pytest.raises(ConfigError, match="subsample_mode"):
         parse_config('[track]\nsubsample_mode = "busy"\n', validate_names=False)
+
+
+def test_track_presets_and_the_default() -> None:
+    from forgetting.experiments import expand_grid, parse_config
+    from forgetting.loop import TrackConfig
+    from forgetting.observe import DEFAULT_TRACK_PRESET, TRACK_PRESETS
+
+    assert TrackConfig() == TrackConfig.preset(DEFAULT_TRACK_PRESET)
+    assert TrackConfig() == TrackConfig.preset("paper-exact")
+    cheap = TrackConfig.preset("unstable-25")
+    assert (cheap.subsample, cheap.subsample_mode) == (0.25, "unstable")
+    paper = TrackConfig.preset("paper-exact", enabled=True)
+    assert (paper.unit, paper.every, paper.subsample, paper.enabled) == ("epoch", 1, None, True)
+    with pytest.raises(ConfigError, match="preset"):
+        TrackConfig.preset("paper")
+    # A config without tracking keys gets the default; the preset is one key away and is not stored, so it
+    # is the same experiment as its spelled-out values.
+    (default,) = expand_grid(parse_config("", validate_names=False))
+    assert default.loop_config().track == TrackConfig()
+    (preset,) = expand_grid(parse_config('[track]\npreset = "paper-exact"\n', validate_names=False))
+    spelled = '[track]\nunit = "epoch"\nevery = 1\nsubsample = "all"\nsubsample_mode = "rotating"\n'
+    (explicit,) = expand_grid(parse_config(spelled, validate_names=False))
+    assert preset.id == explicit.id == default.id
+    (cheap_spec,) = expand_grid(parse_config('[track]\npreset = "unstable-25"\n', validate_names=False))
+    assert cheap_spec.id != default.id and cheap_spec.loop_config().track == cheap
+    (all_rows,) = expand_grid(parse_config('[track]\nsubsample = "all"\n', validate_names=False))
+    assert all_rows.id == preset.id  # the mode means nothing without a subsample: stored as "rotating"
+    assert preset.loop_config().track == TrackConfig.preset("paper-exact")
+    assert set(TRACK_PRESETS) == {"paper-exact", "unstable-25"}
+    with pytest.raises(ConfigError, match="drop every or drop the preset"):
+        parse_config('[track]\npreset = "paper-exact"\nevery = 2\n', validate_names=False)
+    with pytest.raises(ConfigError, match="unknown preset 'paper'"):
+        parse_config('[track]\npreset = "paper"\n', validate_names=False)
+    with pytest.raises(ConfigError, match="allowed keys in \\[track\\]: enabled, every, preset"):
+        parse_config("[track]\nprest = 1\n", validate_names=False)

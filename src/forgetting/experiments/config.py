@@ -16,7 +16,7 @@ A config file has these parts (every key is optional; unknown keys are errors)::
               on_exhausted, mc_samples
     [train]   optimizer, lr (sweep), weight_decay, momentum, schedule, batch_size, target_accuracy,
               accuracy_source, min_epochs, max_epochs, epochs, augment, crop_padding, flip
-    [track]   enabled, unit (sweep), every (sweep), subsample (sweep), subsample_mode
+    [track]   enabled, unit (sweep), every (sweep), subsample (sweep), subsample_mode, preset
     [model_options]      options for every model, and/or one table per model name:
                          [model_options.resnet18] width = 16
     [strategy_options]   the same, per strategy name
@@ -33,8 +33,11 @@ of ``jobs`` spawned processes) or ``ray`` (one Ray task per experiment, see :cla
 ``jobs > 1`` means ``process`` and anything else ``local``.
 
 ``track.subsample`` takes a fraction in ``(0, 1]``, a sample count ``>= 1``, or ``"all"`` (TOML has no
-null). ``train.epochs`` set means a fixed number of epochs; otherwise training stops at
-``train.target_accuracy``.
+null). The default tracking observes the whole pool after every epoch, as the FALSE/GauSS papers do;
+``track.preset = "unstable-25"`` (instead of unit, every, subsample and subsample_mode) observes a quarter
+of the pool per epoch, unstable rows first (see ``forgetting.observe.TRACK_PRESETS`` and
+``benchmarks/dynamics_cost.py``). ``train.epochs`` set
+means a fixed number of epochs; otherwise training stops at ``train.target_accuracy``.
 """
 
 from __future__ import annotations
@@ -159,13 +162,43 @@ class TrainSettings(_Strict):
 
 
 class TrackSettings(_Strict):
-    """When the unlabeled pool is observed during training (section ``[track]``)."""
+    """When the unlabeled pool is observed during training (section ``[track]``).
+
+    The defaults are the preset ``"paper-exact"`` (the whole pool after every epoch). The input key
+    ``preset`` (a name of ``forgetting.observe.TRACK_PRESETS``, e.g. ``"unstable-25"``) stands for its unit,
+    every, subsample and subsample_mode, which must then be left out; it is not stored, so a preset and its
+    spelled-out values are the same experiment. With ``subsample = "all"`` the mode means nothing and is
+    stored as ``"rotating"``, so such experiments keep one id whatever the mode's default.
+    """
 
     enabled: bool | None = None
     unit: Literal["epoch", "step"] = "epoch"
     every: PositiveInt = 1
     subsample: Subsample = "all"
     subsample_mode: Literal["rotating", "fixed", "unstable"] = "rotating"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("subsample") == "all" and "preset" not in data:
+            return {**data, "subsample_mode": "rotating"}
+        if not isinstance(data, Mapping) or "preset" not in data:
+            return data
+        from forgetting.observe import TRACK_PRESETS
+
+        data = dict(data)
+        name = data.pop("preset")
+        if not isinstance(name, str) or name not in TRACK_PRESETS:
+            allowed = ", ".join(map(repr, TRACK_PRESETS))
+            raise ValueError(f"unknown preset {name!r}; allowed values: {allowed}")
+        values = TRACK_PRESETS[name]
+        clash = [k for k in values if k in data]
+        if clash:
+            raise ValueError(
+                f"preset {name!r} sets {', '.join(values)}; drop {', '.join(clash)} or drop the preset"
+            )
+        data.update({k: "all" if v is None else v for k, v in values.items()})
+        return data
 
     @field_validator("subsample")
     @classmethod
@@ -454,6 +487,9 @@ _TYPE_TAG = re.compile(
     r"is-instance\[.*\]|lax-.*|strict-.*|nullable\[.*\])$"
 )
 
+# Input keys a section accepts besides its fields (consumed by a before-validator).
+_PSEUDO_KEYS: dict[str, tuple[str, ...]] = {"track": ("preset",)}
+
 _SECTIONS: dict[str, type[BaseModel]] = {
     "": ExperimentConfig,
     "al": _ALSection,
@@ -489,7 +525,8 @@ def _format_validation_error(exc: ValidationError, raw: Mapping[str, Any], sourc
         if err["type"] == "extra_forbidden":
             section = path.rsplit(".", 1)[0] if "." in path else ""
             model = _SECTIONS.get(section)
-            allowed = sorted(model.model_fields) if model is not None else []
+            pseudo = _PSEUDO_KEYS.get(section, ())
+            allowed = sorted([*model.model_fields, *pseudo]) if model is not None else []
             line = f"unknown key `{path}`; allowed keys" + (
                 f" in [{section}]: " if section else " at the top level: "
             )
