@@ -18,16 +18,15 @@ selected switch mass a selection keeps (sum of the paper-exact counts of the pic
 for paper-exact's own picks). Reference row: paper-exact against itself with other selection seeds (GauSS
 samples, so its own overlap is far below 1).
 
-Part B, full runs. ``run_experiments`` over specs built from one quickstart-like config (20 initial labels,
-5 queries of 20, a 1,000-sample candidate pool per round, train to 92 % for 5-25 epochs, batch 16; eval
-sets ``test``, ``digits`` (mnist-5k only) and gaussian_noise-3, contrast-3, pixelate-3, 500 images each),
+Part B, full runs. ``run_experiments`` over specs built from one quickstart-like config (20 initial labels, 5
+queries of 20, a 1,000-sample candidate pool per round, train to 92 % for 5-40 epochs, batch 8, Adam 3e-3;
+eval sets ``test``, ``digits`` (mnist-5k only) and gaussian_noise-3, contrast-3, pixelate-3, 500 images each),
 ``switch`` and ``gauss`` x 3 seeds x both datasets x the settings that Part A found promising (each a
-``variant``). Per setting: tracking seconds of a run (sum of its rounds' ``seconds["track"]``, mean over
-runs) and their ratio to paper-exact (raw, and per training second), rows predicted (from the stored
-``observations``), AUBC test and mean OOD (%, mean ± std over seeds) and
-the paired difference to paper-exact (same dataset, strategy and seed; mean ± std over the pairs). The
-results live in ``runs/bench-dynamics/``: a rerun resumes (finished experiments are skipped, Part A's
-histories are reused).
+``variant``). Per setting: tracking seconds of a run (sum of its rounds' ``seconds["track"]``, mean over runs)
+and their ratio to paper-exact (raw, and per training second), rows predicted (from the stored
+``observations``), AUBC test and mean OOD (%, mean ± std over seeds) and the paired difference to paper-exact
+(same dataset, strategy and seed; mean ± std over the pairs). The results live in ``runs/bench-dynamics/``: a
+rerun resumes (finished experiments are skipped, Part A's histories are reused).
 
 The decision rule of the issue: a setting may become the default if its OOD AUBC is within 0.5 points of
 paper-exact at <= 25 % of its tracking seconds. Applied one-sided and conservatively: the one-sided 95 %
@@ -85,7 +84,7 @@ N_SELECT = 20
 SELECTION_SEEDS = 5
 MODEL_OPTIONS = {"width": 8, "embed_dim": 64}
 TRAIN = TrainConfig(
-    optimizer="adam", lr=2e-3, batch_size=16, target_accuracy=0.92, min_epochs=5, max_epochs=25
+    optimizer="adam", lr=3e-3, batch_size=8, target_accuracy=0.92, min_epochs=5, max_epochs=40
 )
 # Purposes of derived seeds (forgetting.loop uses 0..6 for its own; the tracking subsets use its _TRACK = 3).
 _LABELED, _MODEL, _TRAIN, _TRACK = 10, 11, 12, 3
@@ -163,11 +162,11 @@ pool_subsample = 1000
 
 [train]
 optimizer = "adam"
-lr = 2e-3
-batch_size = 16
+lr = 3e-3
+batch_size = 8
 target_accuracy = 0.92
 min_epochs = 5
-max_epochs = 25
+max_epochs = 40
 
 [model_options.small-cnn]
 width = 8
