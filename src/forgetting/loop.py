@@ -52,11 +52,9 @@ class TrackConfig:
 
     The default observes the whole pool after every epoch, as the FALSE/GauSS papers do (preset
     ``"paper-exact"``). ``TrackConfig.preset("unstable-25")`` observes a quarter of the pool after every
-    epoch, the rows whose prediction changed at their latest observation first: a quarter of the
-    predictions (about a fifth of the tracking time on a CPU) and an OOD AUBC that was not lower in
-    ``benchmarks/dynamics_cost.py`` (README, "Cheap dynamics"), which did not reproduce the papers' picks
-    exactly. It is not the default yet: that benchmark ran with models that were still near chance in the
-    first rounds, see the README.
+    epoch, the rows whose prediction changed at their latest observation first: about a sixth of the
+    tracking time, and in ``benchmarks/dynamics_cost.py`` an OOD AUBC 0.1 points below paper-exact on
+    average but not shown to be within 0.5 points (README, "Cheap dynamics"), so it is not the default.
 
     Attributes:
         enabled: ``None`` tracks the pool only when the strategy needs dynamics; ``True`` always (for
