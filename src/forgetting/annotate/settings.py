@@ -32,18 +32,18 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from forgetting._config import validate_toml
 from forgetting._io import atomic_write_text
 from forgetting.annotate.sources import ImageSource
 from forgetting.exceptions import ConfigError, ProjectError
 from forgetting.experiments.config import TrackSettings, TrainSettings
-from forgetting.loop import LoopConfig, TrackConfig
+from forgetting.loop import LoopConfig
 from forgetting.training import TrainConfig
 
 __all__ = [
@@ -123,9 +123,6 @@ class ProjectSettings(BaseModel):
 
     def loop_config(self, strategy: str, strategy_options: Mapping[str, Any], seed: int) -> LoopConfig:
         """The :class:`~forgetting.loop.LoopConfig` a query runs with."""
-        track = self.track.model_dump()
-        if track["subsample"] == "all":
-            track["subsample"] = None
         return LoopConfig(
             model=self.model,
             model_options=dict(self.model_options),
@@ -133,23 +130,12 @@ class ProjectSettings(BaseModel):
             strategy_options=dict(strategy_options),
             seed=seed,
             train=TrainConfig(**self.train.model_dump()),
-            track=TrackConfig(**track),
+            track=self.track.to_track_config(),
             mc_samples=self.mc_samples,
             pool_subsample=self.pool_subsample,
             device=self.device,
             eval_batch_size=self.eval_batch_size,
         )
-
-
-def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and re.match(r"^[a-z-]+\[", p)))
-        if err["type"] == "extra_forbidden":
-            lines.append(f"unknown key `{loc}`")
-        else:
-            lines.append(f"`{loc}`: {err['msg']}")
-    return f"{source}: invalid project settings\n  - " + "\n  - ".join(dict.fromkeys(lines))
 
 
 def _toml_key(key: str) -> str:
@@ -207,12 +193,10 @@ def dump_settings(settings: ProjectSettings) -> str:
 def load_settings(path: Path) -> ProjectSettings:
     """Read and validate ``forgetting.toml``."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProjectError(f"cannot read {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ProjectError(f"{path}: not valid TOML: {exc}") from exc
-    settings = validate_settings(raw, source=str(path))
+    settings = validate_settings(text, source=str(path))
     if settings.format_version > FORMAT_VERSION:
         raise ProjectError(
             f"{path}: format_version {settings.format_version} was written by a newer forgetting; upgrade it"
@@ -220,12 +204,12 @@ def load_settings(path: Path) -> ProjectSettings:
     return settings
 
 
-def validate_settings(raw: Mapping[str, Any], *, source: str) -> ProjectSettings:
-    """Validate a mapping into :class:`ProjectSettings`; a :class:`ProjectError` lists every bad key."""
-    try:
-        return ProjectSettings.model_validate(dict(raw), strict=False)
-    except ValidationError as exc:
-        raise ProjectError(_format_errors(exc, source)) from None
+def validate_settings(raw: str | Mapping[str, Any], *, source: str) -> ProjectSettings:
+    """Validate TOML text or a mapping into :class:`ProjectSettings`; a :class:`ProjectError` lists every
+    bad key and value."""
+    return validate_toml(
+        ProjectSettings, raw, source=source, what="project settings", error=ProjectError, strict=False
+    )
 
 
 def save_settings(path: Path, settings: ProjectSettings) -> Path:

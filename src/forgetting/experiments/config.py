@@ -46,22 +46,21 @@ import hashlib
 import itertools
 import json
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from forgetting._config import read_config_file, validate_toml
 from forgetting.exceptions import ConfigError, UnknownNameError
 
 __all__ = [
@@ -171,6 +170,9 @@ class TrackSettings(_Strict):
     stored as ``"rotating"``, so such experiments keep one id whatever the mode's default.
     """
 
+    #: Input keys accepted besides the fields (consumed by the preset validator), for error messages.
+    extra_input_keys: ClassVar[tuple[str, ...]] = ("preset",)
+
     enabled: bool | None = None
     unit: Literal["epoch", "step"] = "epoch"
     every: PositiveInt = 1
@@ -204,6 +206,15 @@ class TrackSettings(_Strict):
     @classmethod
     def _subsample_range(cls, v: Subsample) -> Subsample:
         return _check_subsample(v)
+
+    def to_track_config(self) -> Any:
+        """The ``forgetting.loop.TrackConfig`` of these settings (``subsample = "all"`` becomes ``None``)."""
+        from forgetting.loop import TrackConfig
+
+        track = self.model_dump()
+        if track["subsample"] == "all":
+            track["subsample"] = None
+        return TrackConfig(**track)
 
 
 def _check_subsample(v: Subsample) -> Subsample:
@@ -405,12 +416,8 @@ class ExperimentSpec(_Strict):
 
     def loop_config(self) -> Any:
         """The ``forgetting.loop.LoopConfig`` of this experiment."""
-        from forgetting.loop import LoopConfig, TrackConfig, TrainConfig
+        from forgetting.loop import LoopConfig, TrainConfig
 
-        train = self.train.model_dump()
-        track = self.track.model_dump()
-        if track["subsample"] == "all":
-            track["subsample"] = None
         return LoopConfig(
             model=self.model,
             model_options=dict(self.model_options),
@@ -421,8 +428,8 @@ class ExperimentSpec(_Strict):
             query_size=self.al.query_size,
             rounds=self.al.rounds,
             seed=self.seed,
-            train=TrainConfig(**train),
-            track=TrackConfig(**track),
+            train=TrainConfig(**self.train.model_dump()),
+            track=self.track.to_track_config(),
             mc_samples=self.al.mc_samples,
             pool_subsample=self.al.pool_subsample,
             on_exhausted=self.al.on_exhausted,
@@ -442,14 +449,7 @@ def load_config(path: str | Path, *, validate_names: bool = True) -> ExperimentC
         ConfigError: the file is missing, is not valid TOML, or a key or value is bad. The message names the
             key path (``train.optimizer``), the bad value and the allowed keys or values.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
-    return parse_config(text, source=str(path), validate_names=validate_names)
+    return parse_config(read_config_file(path), source=str(path), validate_names=validate_names)
 
 
 def quickstart_config(*, validate_names: bool = True) -> ExperimentConfig:
@@ -466,83 +466,10 @@ def parse_config(
     With ``validate_names`` (the default) dataset, model, strategy and eval-set names are checked against
     the registries, and per-name option tables against the names they refer to.
     """
-    if isinstance(text, str):
-        try:
-            raw: Mapping[str, Any] = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    else:
-        raw = text
-    try:
-        config = ExperimentConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, raw, source)) from None
+    config = validate_toml(ExperimentConfig, text, source=source)
     if validate_names:
         _validate_names(config, source)
     return config
-
-
-_TYPE_TAG = re.compile(
-    r"^(int|float|str|bool|none|list\[.*\]|dict\[.*\]|constrained-.*|function-.*|literal\[.*\]|"
-    r"is-instance\[.*\]|lax-.*|strict-.*|nullable\[.*\])$"
-)
-
-# Input keys a section accepts besides its fields (consumed by a before-validator).
-_PSEUDO_KEYS: dict[str, tuple[str, ...]] = {"track": ("preset",)}
-
-_SECTIONS: dict[str, type[BaseModel]] = {
-    "": ExperimentConfig,
-    "al": _ALSection,
-    "train": _TrainSection,
-    "track": _TrackSection,
-    "data": DataSettings,
-    "ray": RaySettings,
-}
-
-
-def _format_loc(loc: Sequence[str | int], raw: Mapping[str, Any]) -> tuple[str, Any]:
-    """A readable key path for a pydantic error location, and the raw value there (or ``...``)."""
-    parts: list[str | int] = [p for p in loc if not (isinstance(p, str) and _TYPE_TAG.match(p))]
-    text = ""
-    node: Any = raw
-    for p in parts:
-        if isinstance(p, int):
-            if isinstance(node, list):
-                text += f"[{p}]"
-                node = node[p] if p < len(node) else ...
-            # A scalar given for a sweep field is validated as a one-element list: keep the scalar's path.
-        else:
-            text = f"{text}.{p}" if text else p
-            node = node.get(p, ...) if isinstance(node, Mapping) else ...
-    return text or "<top level>", node
-
-
-def _format_validation_error(exc: ValidationError, raw: Mapping[str, Any], source: str) -> str:
-    lines: list[str] = []
-    seen: set[str] = set()
-    for err in exc.errors():
-        path, value = _format_loc(err["loc"], raw)
-        if err["type"] == "extra_forbidden":
-            section = path.rsplit(".", 1)[0] if "." in path else ""
-            model = _SECTIONS.get(section)
-            pseudo = _PSEUDO_KEYS.get(section, ())
-            allowed = sorted([*model.model_fields, *pseudo]) if model is not None else []
-            line = f"unknown key `{path}`; allowed keys" + (
-                f" in [{section}]: " if section else " at the top level: "
-            )
-            line += ", ".join(allowed)
-        else:
-            msg = err["msg"]
-            ctx = err.get("ctx") or {}
-            if err["type"] == "literal_error" and "expected" in ctx:
-                msg = f"allowed values: {ctx['expected']}"
-            shown = "" if value is ... else f" = {value!r}"
-            line = f"`{path}`{shown}: {msg}"
-        if line not in seen:  # a union reports one error per member; keep one line per message
-            seen.add(line)
-            lines.append(line)
-    head = f"{source}: invalid config ({len(lines)} problem{'s' if len(lines) != 1 else ''})"
-    return head + "\n  - " + "\n  - ".join(lines)
 
 
 def _registry(kind: str) -> list[str]:

@@ -31,7 +31,6 @@ import logging
 import math
 import os
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -41,8 +40,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from forgetting._config import read_config_file, validate_toml
 from forgetting.data.dataset import Split
 from forgetting.exceptions import ConfigError, UnknownNameError
 from forgetting.inference import to_input
@@ -155,22 +155,7 @@ def parse_augment_config(text: str | Mapping[str, Any], *, source: str = "<augme
     """
     from forgetting.segmentation.maps import _validate_names
 
-    if isinstance(text, str):
-        try:
-            raw: Mapping[str, Any] = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    else:
-        raw = text
-    try:
-        config = AugmentConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            path = ".".join(str(p) for p in err["loc"]) or "<top level>"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"`{path}`: {msg}")
-        raise ConfigError(f"{source}: invalid augment config\n  - " + "\n  - ".join(lines)) from None
+    config = validate_toml(AugmentConfig, text, source=source, what="augment config")
     _validate_names(config, source)  # type: ignore[arg-type]  # same fields as MapsConfig
     if config.style.method not in STYLE_TRANSFERS:
         raise UnknownNameError(
@@ -187,12 +172,7 @@ def parse_augment_config(text: str | Mapping[str, Any], *, source: str = "<augme
 
 def load_augment_config(path: str | Path) -> AugmentConfig:
     """Read and validate a ``forgetting augment`` TOML file (see :class:`AugmentConfig`)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
-    return parse_augment_config(text, source=str(path))
+    return parse_augment_config(read_config_file(path), source=str(path))
 
 
 def default_augment_config() -> AugmentConfig:
@@ -401,11 +381,10 @@ def run_augment_protocol(
         out_dir: the run directory (created; files in it are overwritten).
         seeds: override ``config.seeds``.
     """
-    from forgetting.data import load_dataset
     from forgetting.devices import resolve_device
     from forgetting.models import build_model
     from forgetting.segmentation.augment_report import write_augment_report
-    from forgetting.segmentation.maps import _check_split, _resolve_classes
+    from forgetting.segmentation.maps import load_segmentation_splits
     from forgetting.segmentation.training import class_weights_from_masks, predict_segmentation
 
     config = config or default_augment_config()
@@ -417,18 +396,8 @@ def run_augment_protocol(
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    try:
-        dataset = load_dataset(
-            config.dataset, root=config.data.root, seed=config.data.seed, **config.data.options
-        )
-    except UnknownNameError:
-        raise
-    except ConfigError as exc:
-        raise ConfigError(f"`data.options` for dataset {config.dataset!r}: {exc}") from None
-    train = _check_split(dataset, config.data.train_split, "data.train_split")
-    test = _check_split(dataset, config.data.test_split, "data.test_split")
+    dataset, train, test, classes = load_segmentation_splits(config, seed=config.data.seed)
     ignore = config.ignore_index
-    classes = _resolve_classes(dataset, ignore)
     k = len(classes)
     transfer = get_style_transfer(config.style.method, **config.style.options)
     weights = class_weights_from_masks(

@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,8 +34,9 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from forgetting._config import read_config_file, validate_toml
 from forgetting._io import atomic_savez
 from forgetting.callbacks import Callback
 from forgetting.data.dataset import Dataset, Split
@@ -154,42 +154,6 @@ class MapsConfig(_Strict):
     maps: MapsAnalysisSettings = Field(default_factory=MapsAnalysisSettings)
 
 
-_SECTION_MODELS: dict[str, type[BaseModel]] = {
-    "": MapsConfig,
-    "data": MapsData,
-    "train": MapsTrain,
-    "track": MapsTrack,
-    "maps": MapsAnalysisSettings,
-}
-
-
-# pydantic names union members in error locations ("list[...]", "literal[...]", "int"); they are dropped
-_TAGS = {"int", "float", "str", "bool", "list", "dict", "none", "literal", "constrained-int"}
-
-
-def _format_errors(exc: ValidationError, source: str) -> str:
-    lines: list[str] = []
-    for err in exc.errors():
-        parts = [str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _TAGS))]
-        path = ".".join(parts) or "<top level>"
-        if err["type"] == "extra_forbidden":
-            section = ".".join(parts[:-1])
-            model = _SECTION_MODELS.get(section)
-            allowed = ", ".join(sorted(model.model_fields)) if model is not None else ""
-            where = f"in [{section}]" if section else "at the top level"
-            line = f"unknown key `{path}`; allowed keys {where}: {allowed}"
-        else:
-            ctx = err.get("ctx") or {}
-            msg = f"allowed values: {ctx['expected']}" if "expected" in ctx else err["msg"]
-            value = err.get("input")
-            shown = "" if isinstance(value, dict) else f" = {value!r}"
-            line = f"`{path}`{shown}: {msg}"
-        if line not in lines:
-            lines.append(line)
-    head = f"{source}: invalid maps config ({len(lines)} problem{'s' if len(lines) != 1 else ''})"
-    return head + "\n  - " + "\n  - ".join(lines)
-
-
 def parse_maps_config(
     text: str | Mapping[str, Any], *, source: str = "<maps config>", validate_names: bool = True
 ) -> MapsConfig:
@@ -201,17 +165,7 @@ def parse_maps_config(
     Raises:
         ConfigError: naming the key path, the bad value and the allowed keys or values.
     """
-    if isinstance(text, str):
-        try:
-            raw: Mapping[str, Any] = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    else:
-        raw = text
-    try:
-        config = MapsConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+    config = validate_toml(MapsConfig, text, source=source, what="maps config")
     if validate_names:
         _validate_names(config, source)
     return config
@@ -249,14 +203,7 @@ def _validate_names(config: MapsConfig, source: str) -> None:
 
 def load_maps_config(path: str | Path, *, validate_names: bool = True) -> MapsConfig:
     """Read and validate a ``forgetting maps`` TOML config file (see :class:`MapsConfig`)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
-    return parse_maps_config(text, source=str(path), validate_names=validate_names)
+    return parse_maps_config(read_config_file(path), source=str(path), validate_names=validate_names)
 
 
 def default_maps_config() -> MapsConfig:
@@ -591,40 +538,21 @@ def _check_split(dataset: Dataset, name: str, key: str) -> Split:
     return split
 
 
-def run_forgetting_maps(config: MapsConfig | None = None, out_dir: str | Path = "runs/maps") -> MapsResult:
-    """Train a segmenter while tracking per-pixel forgetting, analyse the maps and write the report.
+def load_segmentation_splits(config: Any, *, seed: int) -> tuple[Dataset, Split, Split, tuple[str, ...]]:
+    """Load ``config.dataset`` and its train/test splits for the maps and augmentation pipelines.
 
-    Args:
-        config: the run's settings; default :func:`default_maps_config`.
-        out_dir: the run directory (created; files in it are overwritten).
+    ``config`` has ``dataset``, ``ignore_index`` and ``data`` (``root``, ``options``, ``train_split``,
+    ``test_split``). Returns the dataset, the two splits (uint8 ``[N, C, H, W]`` images, int64 ``[N, H, W]``
+    masks) and the class names (a void class equal to ``ignore_index`` dropped).
 
-    Returns:
-        A :class:`MapsResult` with the paths written and every number.
+    Raises:
+        ConfigError: bad ``data.options`` or split names.
+        DatasetFormatError: a mask value that is neither a class id nor ``ignore_index``.
     """
     from forgetting.data import load_dataset
-    from forgetting.devices import resolve_device
-    from forgetting.models import build_model
-    from forgetting.segmentation.report import write_maps_report
-    from forgetting.segmentation.training import (
-        fit_segmentation,
-        predict_segmentation,
-        segmentation_train_config,
-    )
 
-    config = config or default_maps_config()
-    out = Path(out_dir)
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    device = resolve_device(config.device)
-
-    tick = time.perf_counter()
     try:
-        dataset = load_dataset(
-            config.dataset,
-            root=config.data.root,
-            seed=config.seed if config.data.seed is None else config.data.seed,
-            **config.data.options,
-        )
+        dataset = load_dataset(config.dataset, root=config.data.root, seed=seed, **config.data.options)
     except UnknownNameError:
         raise
     except ConfigError as exc:
@@ -646,6 +574,40 @@ def run_forgetting_maps(config: MapsConfig | None = None, out_dir: str | Path = 
                 f"of classes {list(classes)}; set `ignore_index` to the void/padding label "
                 f"(currently {ignore!r}) or pass the class names"
             )
+    return dataset, train, test, classes
+
+
+def run_forgetting_maps(config: MapsConfig | None = None, out_dir: str | Path = "runs/maps") -> MapsResult:
+    """Train a segmenter while tracking per-pixel forgetting, analyse the maps and write the report.
+
+    Args:
+        config: the run's settings; default :func:`default_maps_config`.
+        out_dir: the run directory (created; files in it are overwritten).
+
+    Returns:
+        A :class:`MapsResult` with the paths written and every number.
+    """
+    from forgetting.devices import resolve_device
+    from forgetting.models import build_model
+    from forgetting.segmentation.report import write_maps_report
+    from forgetting.segmentation.training import (
+        fit_segmentation,
+        predict_segmentation,
+        segmentation_train_config,
+    )
+
+    config = config or default_maps_config()
+    out = Path(out_dir)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+
+    tick = time.perf_counter()
+    dataset, train, test, classes = load_segmentation_splits(
+        config, seed=config.seed if config.data.seed is None else config.data.seed
+    )
+    ignore = config.ignore_index
+    k = len(classes)
     seconds["data"] = time.perf_counter() - tick
     logger.info(
         "maps: %s train %s, test %s, %d classes, device %s",
