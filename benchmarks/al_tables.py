@@ -1,9 +1,13 @@
-"""Active-learning accuracy tables from a run directory, as Markdown (for issue notes and the README).
+"""Active-learning tables from a run directory, as Markdown (for issue notes and the README).
 
 Prints, per strategy (mean ± std over seeds, finished experiments only):
 
-1. the accuracy of the last round on every evaluation set, and the mean over the OOD sets;
-2. the normalised area under the budget curve (AUBC) in distribution and for the mean OOD accuracy.
+1. the metric of the last round on every evaluation set, and the mean over the OOD sets;
+2. the normalised area under the budget curve (AUBC) in distribution and for the mean OOD value.
+
+The metric is ``--metric``: by default (``auto``) ``miou`` for segmentation experiments (their rounds hold
+it) and ``accuracy`` otherwise; any stored metric name (``pixel_accuracy``, ``fwiou``, ``nll``...) works.
+A run that mixes both tasks under ``auto`` prints one pair of tables per metric.
 
 With ``--config`` it first runs (or resumes) that config into the run directory, so one command reproduces
 the numbers. Issue 4's table:
@@ -29,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from forgetting.experiments import ResultStore, load_config, run_experiments
-from forgetting.experiments.report import MEAN_OOD, ExperimentCurves, load_curves
+from forgetting.experiments.report import MEAN_OOD, ExperimentCurves, load_curves, metric_label
 
 
 def _cell(values: list[float], scale: float = 100.0) -> str:
@@ -41,33 +45,52 @@ def _cell(values: list[float], scale: float = 100.0) -> str:
     return f"{arr.mean():.1f} ± {arr.std(ddof=1):.1f}"
 
 
-def tables(run_dir: Path) -> str:
-    """The two Markdown tables of ``run_dir`` (accuracy and AUBC in percent)."""
+def tables(run_dir: Path, metric: str = "auto") -> str:
+    """The Markdown tables of ``run_dir`` (last-round values and AUBC in percent) for ``metric``.
+
+    Args:
+        run_dir: a run directory holding ``results.sqlite``.
+        metric: a stored metric name, or ``"auto"``: ``miou`` where the experiment's rounds hold it,
+            otherwise ``accuracy`` (one pair of tables per metric when a run mixes both).
+    """
     with ResultStore(run_dir) as store:
-        curves = [c for c in load_curves(store) if c.row.status == "done"]
+        curves = [c for c in load_curves(store, metric) if c.row.status == "done"]
     if not curves:
-        raise SystemExit(f"{run_dir}: no finished experiment in results.sqlite")
+        what = "" if metric == "auto" else f" with metric {metric!r}"
+        raise SystemExit(f"{run_dir}: no finished experiment{what} in results.sqlite")
+    by_metric: dict[str, list[ExperimentCurves]] = defaultdict(list)
+    for c in curves:
+        by_metric[c.metric].append(c)
+    order = sorted(by_metric, key=lambda m: (m != "accuracy", m))
+    return "\n\n".join(_metric_tables(name, by_metric[name]) for name in order)
+
+
+def _metric_tables(metric: str, curves: list[ExperimentCurves]) -> str:
+    """The last-round and AUBC tables of ``curves`` (all of one metric)."""
+    label = metric_label(metric)
+    unit = "labeled images" if any(c.segmentation for c in curves) else "labels"
     groups: dict[tuple[str, str, str], list[ExperimentCurves]] = defaultdict(list)
     for c in curves:
         groups[(c.row.spec.dataset, c.row.spec.model, c.row.spec.strategy)].append(c)
-    sets = sorted({s for c in curves for s in c.accuracy}, key=lambda s: (s != "test", s == MEAN_OOD, s))
+    sets = sorted({s for c in curves for s in c.values}, key=lambda s: (s != "test", s == MEAN_OOD, s))
     labels = sorted({int(c.n_labeled[-1]) for c in curves})
+    title = label[0].upper() + label[1:] if label.islower() else label
     out = [
-        f"Accuracy (%) after the last round ({', '.join(map(str, labels))} labels), mean ± std over seeds",
+        f"{title} (%) after the last round ({', '.join(map(str, labels))} {unit}), mean ± std over seeds",
         "",
-        "| dataset | model | strategy | seeds | " + " | ".join(sets) + " |",
+        "| dataset | model | strategy | seeds | " + " | ".join(f"{s} {label}" for s in sets) + " |",
         "|---|---|---|---|" + "---|" * len(sets),
     ]
     for (dataset, model, strategy), members in sorted(groups.items()):
         cells = [
-            _cell([float(m.accuracy[s][-1]) if s in m.accuracy else math.nan for m in members]) for s in sets
+            _cell([float(m.values[s][-1]) if s in m.values else math.nan for m in members]) for s in sets
         ]
         out.append(f"| {dataset} | {model} | {strategy} | {len(members)} | " + " | ".join(cells) + " |")
     out += [
         "",
-        "Normalised AUBC (%), mean ± std over seeds",
+        f"Normalised AUBC of {label} (%), mean ± std over seeds",
         "",
-        "| dataset | model | strategy | seeds | AUBC test | AUBC mean OOD |",
+        f"| dataset | model | strategy | seeds | AUBC test {label} | AUBC mean OOD {label} |",
         "|---|---|---|---|---|---|",
     ]
     for (dataset, model, strategy), members in sorted(groups.items()):
@@ -84,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", nargs="?", type=Path, help="run directory holding results.sqlite")
     parser.add_argument("--config", type=Path, help="run (or resume) this config into RUN_DIR first")
     parser.add_argument("--jobs", type=int, default=None, help="parallel experiments for --config")
+    parser.add_argument(
+        "--metric",
+        default="auto",
+        help="metric of the tables (default auto: miou where the rounds hold it, otherwise accuracy)",
+    )
     args = parser.parse_args(argv)
     if args.run_dir is None:
         parser.print_help()
@@ -102,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             for exp_id, error in summary.failed.items():
                 print(f"failed: {exp_id}: {error}", file=sys.stderr)
             return 1
-    print(tables(args.run_dir))
+    print(tables(args.run_dir, args.metric))
     return 0
 
 

@@ -67,10 +67,12 @@ if TYPE_CHECKING:
     from forgetting.experiments import load_config, run_experiments, write_report
     from forgetting.segmentation import (
         MapsConfig,
+        SegmentationOptions,
         analyze_forgetting,
         fit_segmentation,
         load_maps_config,
         predict_segmentation,
+        reduce_pixel_scores,
         run_forgetting_maps,
         segmentation_metrics,
     )
@@ -78,10 +80,12 @@ if TYPE_CHECKING:
 _LAZY = {"load_config", "run_experiments", "write_report"}
 _LAZY_SEGMENTATION = {  # imports pydantic and scipy: on first use
     "MapsConfig",
+    "SegmentationOptions",
     "analyze_forgetting",
     "fit_segmentation",
     "load_maps_config",
     "predict_segmentation",
+    "reduce_pixel_scores",
     "run_forgetting_maps",
     "segmentation_metrics",
 }
@@ -126,6 +130,7 @@ __all__ = [
     "ProjectError",
     "QueryResult",
     "RoundRecord",
+    "SegmentationOptions",
     "Selection",
     "Split",
     "Strategy",
@@ -160,6 +165,7 @@ __all__ = [
     "per_class_rates",
     "predict",
     "predict_segmentation",
+    "reduce_pixel_scores",
     "resolve_device",
     "run_active_learning",
     "run_experiments",

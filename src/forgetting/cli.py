@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from forgetting._version import __version__
-from forgetting.exceptions import ForgettingError
+from forgetting.exceptions import ConfigError, ForgettingError
 
 if TYPE_CHECKING:
     from forgetting.experiments.config import ExperimentConfig
@@ -296,6 +296,14 @@ def report_cmd(
         int | None,
         typer.Option("--round", help="Round of the switch-count histograms (default: the middle one)."),
     ] = None,
+    query_round: Annotated[
+        int | None,
+        typer.Option(
+            "--query-round",
+            help="Segmentation runs: round of the queried-sections figures (default: the middle one "
+            "with stored query images).",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Write the HTML report of a run directory (report/index.html) and print its path."""
@@ -303,7 +311,7 @@ def report_cmd(
 
     _set_verbose(verbose)
     try:
-        index = write_report(run_dir, histogram_round=round_)
+        index = write_report(run_dir, histogram_round=round_, query_round=query_round)
     except ForgettingError as exc:
         raise _fail(str(exc)) from None
     console.print(f"report: {index}", highlight=False)
@@ -333,15 +341,22 @@ def datasets(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) 
 
 @app.command()
 def strategies() -> None:
-    """The active-learning strategies (names for `strategy = ...`)."""
+    """The active-learning strategies (names for `strategy = ...`) and how each runs on segmentation."""
+    from forgetting.segmentation.active import segmentation_form
     from forgetting.strategies import get_strategy, list_strategies
 
     table = Table(title="strategies")
     table.add_column("name")
     table.add_column("needs")
+    table.add_column("segmentation")
     for name in list_strategies():
-        needs = ", ".join(sorted(str(x) for x in get_strategy(name).requires)) or "nothing"
-        table.add_row(name, needs)
+        strategy = get_strategy(name)
+        needs = ", ".join(sorted(str(x) for x in strategy.requires)) or "nothing"
+        try:
+            seg = segmentation_form(strategy)
+        except ConfigError:
+            seg = "-"
+        table.add_row(name, needs, seg)
     console.print(table)
 
 

@@ -5,6 +5,11 @@ the unlabeled pool when the strategy needs dynamics, evaluate it on every evalua
 samples and reveal their labels. The loop knows nothing of files or databases: it hands each finished
 :class:`~forgetting.records.RoundRecord` to ``on_round`` and the caller persists it.
 
+Segmentation: when the training targets are masks (int64 ``[N, H, W]``), each round trains with class
+weights from the labeled masks and ``config.segmentation.ignore_index``, tracks the pool per pixel, scores
+it per pixel and reduces the scores to one per section (:mod:`forgetting.segmentation.active`), records mIoU
+and per-class IoU and accuracy, and stores the queried sections with their score and switch maps.
+
 Resuming: pass the rounds already persisted as ``completed``. The initial set depends only on the seed and
 each round's randomness only on (seed, round), so a resumed run makes exactly the queries an uninterrupted
 run makes.
@@ -16,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -31,6 +36,9 @@ from forgetting.observe import SUBSAMPLE_MODES, TRACK_PRESETS, ObservationCallba
 from forgetting.records import RoundRecord, TrainRecord
 from forgetting.strategies import Input, Selection, Strategy, StrategyInputs, get_strategy
 from forgetting.training import TrainConfig, fit
+
+if TYPE_CHECKING:  # the segmentation modules load scipy and pydantic: imported when a run needs them
+    from forgetting.segmentation.active import SegmentationOptions
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,9 @@ def derive_seed(seed: int, round_: int, purpose: int) -> int:
 @dataclass
 class TrackConfig:
     """When and what to observe while a round trains.
+
+    For segmentation the pool is observed per pixel (one :class:`~forgetting.events.EventTracker` of shape
+    ``(P, H, W)``).
 
     The default observes the whole pool after every epoch, as the FALSE/GauSS papers do (preset
     ``"paper-exact"``). ``TrackConfig.preset("unstable-25")`` observes a quarter of the pool after every
@@ -91,7 +102,9 @@ class LoopConfig:
     """One active-learning experiment on in-memory data.
 
     ``rounds`` is the number of queries; ``rounds + 1`` models are trained and evaluated, the last one on
-    ``initial_size + rounds * query_size`` labels.
+    ``initial_size + rounds * query_size`` labels. ``segmentation`` (reduction, ignore index, class weights)
+    applies when the targets are masks; ``None`` means the defaults of :class:`SegmentationOptions`.
+    ``class_names`` name the per-class metrics of segmentation rounds (default ``"0"``, ``"1"``, ...).
     """
 
     model: str = "small-cnn"
@@ -110,6 +123,8 @@ class LoopConfig:
     on_exhausted: Literal["error", "partial"] = "partial"
     device: str | None = None
     eval_batch_size: int | None = None
+    segmentation: SegmentationOptions | None = None
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_choice("initial_selection", self.initial_selection, INITIAL_SELECTIONS)
@@ -131,14 +146,15 @@ def initial_labeled_set(
     """The seeded initial labeled set: int64 ``[size]`` sorted indices into ``labels`` (int64 ``[N]``).
 
     ``stratified`` takes ``size // C`` of each class and fills the remainder from a seeded uniform draw of the
-    rest; ``uniform`` draws ``size`` samples uniformly. Different seeds give different sets.
+    rest; ``uniform`` draws ``size`` samples uniformly. Different seeds give different sets. Masks (int64
+    ``[N, H, W]``) have no per-sample class, so both selections draw segmentation sections uniformly.
     """
     y = labels.cpu().numpy()
     n = y.shape[0]
     if size > n:
         raise PoolExhaustedError(f"initial_size={size} exceeds the {n} training samples")
     rng = np.random.default_rng(seed)
-    if selection == "uniform":
+    if selection == "uniform" or y.ndim > 1:
         return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
     check_choice("initial_selection", selection, INITIAL_SELECTIONS)
     classes = np.unique(y)
@@ -184,6 +200,18 @@ def run_active_learning(
     device = resolve_device(config.device)
     plan = plan_strategy(config, int(train.images.shape[1]), num_classes)
     requires = plan.requires
+    segmentation = train.targets.ndim == 3
+    if segmentation:
+        from forgetting.segmentation.active import (
+            SegmentationOptions,
+            queried_section_arrays,
+            segmentation_eval_metrics,
+            segmentation_form,
+            segmentation_strategy_inputs,
+        )
+
+        seg_options = config.segmentation or SegmentationOptions()
+        segmentation_form(plan.strategy)  # fails early, listing the strategies that work
 
     n_train = len(train)
     labeled = initial_labeled_set(
@@ -232,15 +260,30 @@ def run_active_learning(
         )
 
         t0 = time.perf_counter()
-        metrics = {
-            name: evaluate(model, split, batch_size=config.eval_batch_size)
-            for name, split in eval_on_device.items()
-        }
+        if segmentation:
+            metrics = {
+                name: segmentation_eval_metrics(
+                    model,
+                    split,
+                    num_classes=num_classes,
+                    class_names=config.class_names,
+                    ignore_index=seg_options.ignore_index,
+                    batch_size=config.eval_batch_size,
+                )
+                for name, split in eval_on_device.items()
+            }
+        else:
+            metrics = {
+                name: evaluate(model, split, batch_size=config.eval_batch_size)
+                for name, split in eval_on_device.items()
+            }
         eval_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         query_idx = np.zeros(0, dtype=np.int64)
         query_scores = np.zeros(0, dtype=np.float64)
+        query_arrays: dict[str, np.ndarray] = {}
+        seg_switch_scores: torch.Tensor | None = None
         if not is_last:
             n_query = config.query_size
             if n_query > pool.size:
@@ -250,6 +293,38 @@ def run_active_learning(
                         "set on_exhausted='partial' to take what is left"
                     )
                 n_query = int(pool.size)
+        if not is_last and segmentation:
+            seg_inputs = segmentation_strategy_inputs(
+                model,
+                plan.strategy,
+                images=images,
+                pool=pool,
+                pool_t=pool_t,
+                labeled_t=labeled_t,
+                num_classes=num_classes,
+                options=seg_options,
+                tracker=observer.tracker if observer is not None else None,
+                batch_size=config.eval_batch_size,
+            )
+            selection = plan.strategy.select(
+                seg_inputs.inputs, n_query, seed=derive_seed(config.seed, rnd, _QUERY)
+            )
+            positions = np.asarray(selection.indices, dtype=np.int64)
+            query_idx = pool[positions]
+            query_scores = np.asarray(selection.scores, dtype=np.float64)
+            query_arrays = queried_section_arrays(
+                model,
+                plan.strategy,
+                seg_inputs.form,
+                images=images,
+                masks=targets,
+                positions=positions,
+                pool_t=pool_t,
+                tracker=observer.tracker if observer is not None else None,
+                batch_size=config.eval_batch_size,
+            )
+            seg_switch_scores = seg_inputs.switch_scores
+        elif not is_last:
             selection = query_round(
                 model,
                 plan,
@@ -268,7 +343,13 @@ def run_active_learning(
         query_seconds = time.perf_counter() - t0
 
         dynamics: dict[str, np.ndarray] = {}
-        if observer is not None:
+        if observer is not None and seg_switch_scores is not None:
+            # Per section: the reduced pixel switch counts (what GauSS fits) and the observation count.
+            tracker = observer.tracker
+            dynamics["switches"] = seg_switch_scores.cpu().numpy().astype(np.float32)
+            obs = tracker.observations.reshape(tracker.n, -1).amax(1)
+            dynamics["observations"] = obs.cpu().numpy().astype(np.int32)
+        elif observer is not None:
             tracker = observer.tracker
             dynamics["switches"] = tracker.switches.cpu().numpy().astype(np.int16)
             dynamics["observations"] = tracker.observations.cpu().numpy().astype(np.int32)
@@ -291,14 +372,17 @@ def run_active_learning(
             query_scores=query_scores,
             dynamics=dynamics,
             pool_indices=pool if dynamics else np.zeros(0, dtype=np.int64),
+            query_arrays=query_arrays,
         )
+        headline = "miou" if segmentation else "accuracy"
         logger.info(
-            "round %d/%d: %d labels, %d epochs, test accuracy %.4f",
+            "round %d/%d: %d labels, %d epochs, test %s %.4f",
             rnd,
             total_rounds - 1,
             labeled.size,
             train_record.epochs,
-            metrics.get("test", {}).get("accuracy", float("nan")),
+            headline,
+            metrics.get("test", {}).get(headline, float("nan")),
         )
         records.append(record)
         if on_round is not None:
@@ -376,7 +460,8 @@ def train_round(
     Args:
         config: model, training and tracking settings, and the seed.
         rnd: the round; with the seed it fixes the initialisation, batch order and tracking subsets.
-        labeled: uint8 ``[L, C, H, W]`` images and int64 ``[L]`` labels to train on.
+        labeled: uint8 ``[L, C, H, W]`` images and int64 ``[L]`` labels (or ``[L, H, W]`` masks: class
+            weights from ``config.segmentation.class_weights``, ``ignore_index`` honoured) to train on.
         num_classes: C.
         device: where the model lives.
         pool_images: uint8 ``[P, C, H, W]`` images to observe while training, or ``None`` to observe nothing.
@@ -406,12 +491,25 @@ def train_round(
             batch_size=config.eval_batch_size,
             name="pool",
         )
+    class_weights = None
+    ignore_index = None
+    if labeled.targets.ndim == 3:  # segmentation: weights from this round's labeled masks
+        from forgetting.segmentation.active import SegmentationOptions
+        from forgetting.segmentation.training import class_weights_from_masks
+
+        seg = config.segmentation or SegmentationOptions()
+        ignore_index = seg.ignore_index
+        class_weights = class_weights_from_masks(
+            labeled.targets, num_classes, scheme=seg.class_weights, ignore_index=ignore_index
+        )
     record = fit(
         model,
         labeled,
         config.train,
         seed=derive_seed(config.seed, rnd, _TRAIN),
         callbacks=[observer] if observer is not None else [],
+        class_weights=class_weights,
+        ignore_index=ignore_index,
     )
     return model, record, observer
 

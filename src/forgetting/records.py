@@ -52,6 +52,12 @@ class RoundRecord:
         dynamics: per pool sample arrays, keyed by name (``switches``, ``forgetting``...), aligned with
             ``pool_indices``. Empty when no dynamics were tracked.
         pool_indices: int64 ``[P]`` training-split indices of the pool tracked this round.
+        query_arrays: per queried sample arrays, keyed by name and aligned with ``query_indices``. A
+            segmentation round stores ``images`` (uint8 ``[n, C, H, W]``), ``masks`` (the revealed masks,
+            int16 ``[n, H, W]``), ``pred`` (the round model's prediction, uint8 ``[n, H, W]``),
+            ``pixel_scores`` (the strategy's per-pixel score, float16 ``[n, H, W]``; absent for ``random``)
+            and ``switch_maps`` (switch counts per pixel, uint8 ``[n, H, W]``, when the pool was tracked).
+            Empty for classification.
     """
 
     round: int
@@ -63,3 +69,4 @@ class RoundRecord:
     query_scores: np.ndarray
     dynamics: dict[str, np.ndarray] = field(default_factory=dict)
     pool_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    query_arrays: dict[str, np.ndarray] = field(default_factory=dict)

@@ -7,7 +7,10 @@ Names:
 * a dataset name, e.g. ``"digits"`` or ``"stl10"``: that dataset's every sample (``split("all")``),
   converted to the test split's channels and size;
 * ``"cifar10-c/<corruption>-<severity>"``, e.g. ``"cifar10-c/fog-3"``: the real CIFAR-10-C images
-  (needs ``root``).
+  (needs ``root``);
+* ``"split:<name>"``, e.g. ``"split:shifted"``: another split of the experiment's own dataset (the shifted
+  test volume of ``seismic-synthetic`` with ``test_geology = "both"``); resolved by the caller, which holds
+  the dataset (:func:`build_eval_set` takes it as ``dataset``).
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from pathlib import Path
 from typing import Literal
 
 from forgetting.data.corruptions import CORRUPTIONS, check_corruption, corrupt
-from forgetting.data.dataset import Split
+from forgetting.data.dataset import Dataset, Split
 from forgetting.data.formats import convert_channels, resize_images
 from forgetting.data.registry import DATASETS, list_datasets, load_dataset
 from forgetting.data.user_formats import CIFAR10C_CORRUPTIONS
 from forgetting.exceptions import ConfigError, UnknownNameError
 
-EvalSetKind = Literal["test", "corruption", "dataset"]
+EvalSetKind = Literal["test", "corruption", "dataset", "split"]
+SPLIT_PREFIX = "split:"
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CORRUPTION_NAME = re.compile(r"^(?P<corruption>[a-z_]+)-(?P<severity>-?\d+)$")
 
 
@@ -35,7 +40,7 @@ class EvalSetName:
 
     Attributes:
         name: the name as given.
-        kind: ``"test"``, ``"corruption"`` (synthetic, from :func:`corrupt`) or ``"dataset"``.
+        kind: ``"test"``, ``"corruption"`` (synthetic, from :func:`corrupt`), ``"dataset"`` or ``"split"``.
         corruption: the corruption (``"corruption"`` kind, and ``cifar10-c/...``).
         severity: 1..5 when ``corruption`` is set.
         dataset: the dataset to load (``"dataset"`` kind).
@@ -54,7 +59,7 @@ def _unknown(name: str) -> UnknownNameError:
     return UnknownNameError(
         f"unknown evaluation set {name!r}; use 'test', '<corruption>-<severity 1..5>' with a corruption "
         f"from {', '.join(CORRUPTIONS)}, a dataset from {', '.join(list_datasets())}, "
-        "or 'cifar10-c/<corruption>-<severity>'"
+        "'cifar10-c/<corruption>-<severity>', or 'split:<name>' for another split of the dataset"
     )
 
 
@@ -67,6 +72,14 @@ def parse_eval_set_name(name: str) -> EvalSetName:
     """
     if name == "test":
         return EvalSetName(name, "test")
+    if name.startswith(SPLIT_PREFIX):
+        split = name[len(SPLIT_PREFIX) :]
+        if not _SPLIT_NAME.match(split):
+            raise UnknownNameError(
+                f"evaluation set {name!r}: write 'split:<name>' with the name of a split of the dataset, "
+                "e.g. 'split:shifted'"
+            )
+        return EvalSetName(name, "split", dataset=split)
     match = _CORRUPTION_NAME.match(name)
     if match and match["corruption"] in CORRUPTIONS:
         severity = int(match["severity"])
@@ -104,6 +117,7 @@ def build_eval_set(
     seed: int,
     root: str | Path | None = None,
     classes: Sequence[str] | None = None,
+    dataset: Dataset | None = None,
 ) -> Split:
     """The evaluation set called ``name`` for a model trained on data shaped like ``test``.
 
@@ -113,6 +127,7 @@ def build_eval_set(
         seed: seeds the corruption noise (and any split a loaded dataset makes).
         root: data path for a dataset that needs one (``stl10``, ``cifar10-c/...``).
         classes: the model's class names; when given, a dataset eval set must have the same ones.
+        dataset: the experiment's dataset, whose splits ``split:<name>`` refers to.
 
     Returns:
         A :class:`Split` with ``test``'s channel count and image size.
@@ -124,17 +139,32 @@ def build_eval_set(
     parsed = parse_eval_set_name(name)
     if parsed.kind == "test":
         return test
+    if parsed.kind == "split":
+        split = str(parsed.dataset)
+        if dataset is None:
+            raise ConfigError(f"evaluation set {name!r} refers to a split of the dataset; pass `dataset`")
+        if split not in dataset.splits:
+            raise ConfigError(
+                f"evaluation set {name!r}: dataset {dataset.name!r} has no split {split!r}; its splits are "
+                f"{', '.join(sorted(dataset.splits))}"
+                + (
+                    " (seismic-synthetic makes a 'shifted' split with data.options.test_geology = 'both')"
+                    if dataset.name == "seismic-synthetic"
+                    else ""
+                )
+            )
+        return dataset.splits[split]
     if parsed.kind == "corruption" and parsed.corruption is not None and parsed.severity is not None:
         return Split(corrupt(test.images, parsed.corruption, parsed.severity, seed=seed), test.targets)
-    dataset = load_dataset(str(parsed.dataset), root=root, seed=seed, **parsed.options)
-    if classes is not None and tuple(classes) != dataset.classes:
+    other = load_dataset(str(parsed.dataset), root=root, seed=seed, **parsed.options)
+    if classes is not None and tuple(classes) != other.classes:
         raise ConfigError(
-            f"evaluation set {name!r} has classes {dataset.classes}, but the model's are {tuple(classes)}; "
+            f"evaluation set {name!r} has classes {other.classes}, but the model's are {tuple(classes)}; "
             "a domain-shift set must use the same class ids"
         )
-    if (dataset.task == "segmentation") != (test.targets.ndim == 3):
-        raise ConfigError(f"evaluation set {name!r} is a {dataset.task} dataset; the test split is not")
-    whole = dataset.split("all")
+    if (other.task == "segmentation") != (test.targets.ndim == 3):
+        raise ConfigError(f"evaluation set {name!r} is a {other.task} dataset; the test split is not")
+    whole = other.split("all")
     size = (int(test.images.shape[2]), int(test.images.shape[3]))
     images = resize_images(convert_channels(whole.images, int(test.images.shape[1])), size)
     targets = whole.targets

@@ -414,7 +414,7 @@ def synthetic_seismic(
     seed: int = 0,
     orientation: Orientation = "both",
     stride: int = 1,
-    test_geology: Literal["shifted", "same"] = "shifted",
+    test_geology: Literal["shifted", "same", "both"] = "shifted",
     train: Geology = TRAIN_GEOLOGY,
     test: Geology = TEST_GEOLOGY,
 ) -> Dataset:
@@ -427,28 +427,40 @@ def synthetic_seismic(
         orientation: ``"inline"``, ``"crossline"`` or ``"both"``.
         stride: keep every ``stride``-th section of each orientation.
         test_geology: ``"shifted"``: the test volume follows ``test`` (a domain shift); ``"same"``: it
-            follows ``train`` (an independent draw of the same geology).
+            follows ``train`` (an independent draw of the same geology); ``"both"``: ``test`` is an
+            independent volume of the training geology (in-distribution) and a third split ``shifted`` is
+            the shifted volume of ``"shifted"`` (the same sections), as active-learning experiments use it.
 
     Returns:
-        A segmentation :class:`Dataset` with classes :data:`F3_CLASSES`, splits ``train`` and ``test``:
+        A segmentation :class:`Dataset` with classes :data:`F3_CLASSES`, splits ``train`` and ``test`` (and
+        ``shifted`` with ``test_geology="both"``):
         images uint8 ``[N, 1, depth, W]``, masks int64 ``[N, depth, W]``. Amplitudes map to uint8 with one
         clip (the 99.5th percentile of ``|train amplitude|``) for both volumes. ``meta`` holds
         ``ignore_index`` (:data:`PAD_LABEL`), ``section_names`` per split and the class pixel shares.
     """
-    if test_geology not in ("shifted", "same"):
-        raise ConfigError(f"option 'test_geology' must be 'shifted' or 'same', got {test_geology!r}")
+    if test_geology not in ("shifted", "same", "both"):
+        raise ConfigError(f"option 'test_geology' must be 'shifted', 'same' or 'both', got {test_geology!r}")
     inlines = _check_size("inlines", inlines, 4)
     crosslines = _check_size("crosslines", crosslines, 4)
     depth = _check_size("depth", depth, 16)
-    train_seed, test_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(2))
-    vol_train = make_seismic_volume(inlines, crosslines, depth, seed=train_seed, geology=train)
-    vol_test = make_seismic_volume(
-        inlines, crosslines, depth, seed=test_seed, geology=test if test_geology == "shifted" else train
+    # Children 0 and 1 are the train and test volumes of "shifted"/"same"; "both" adds child 2 for its
+    # in-distribution test volume, so its "shifted" split is exactly the "shifted" test volume.
+    train_seed, test_seed, same_seed = (
+        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(3)
     )
+    vol_train = make_seismic_volume(inlines, crosslines, depth, seed=train_seed, geology=train)
+    volumes = {"train": vol_train}
+    if test_geology == "both":
+        volumes["test"] = make_seismic_volume(inlines, crosslines, depth, seed=same_seed, geology=train)
+        volumes["shifted"] = make_seismic_volume(inlines, crosslines, depth, seed=test_seed, geology=test)
+    else:
+        volumes["test"] = make_seismic_volume(
+            inlines, crosslines, depth, seed=test_seed, geology=test if test_geology == "shifted" else train
+        )
     clip = amplitude_clip(vol_train.amplitude)
     splits: dict[str, Split] = {}
     names: dict[str, list[str]] = {}
-    for split, vol in (("train", vol_train), ("test", vol_test)):
+    for split, vol in volumes.items():
         amplitude, masks, section_names = sections_from_volume(
             vol.amplitude, vol.labels, orientation=orientation, stride=stride
         )

@@ -21,6 +21,7 @@ A config file has these parts (every key is optional; unknown keys are errors)::
                          [model_options.resnet18] width = 16
     [strategy_options]   the same, per strategy name
     [data]    root, seed, train_limit, eval_limit, options (the same, per dataset name)
+    [segmentation]  ignore_index, reduction (sweep), top_q, class_weights: segmentation datasets only
     [ray]     address, num_cpus, num_gpus, max_retries, runtime_env, local_num_cpus (see RaySettings)
 
 Sweep fields (:data:`SWEEP_FIELDS`) take a single value or a list; the grid is the Cartesian product of
@@ -38,6 +39,12 @@ null). The default tracking observes the whole pool after every epoch, as the FA
 of the pool per epoch, unstable rows first (see ``forgetting.observe.TRACK_PRESETS`` and
 ``benchmarks/dynamics_cost.py``). ``train.epochs`` set
 means a fixed number of epochs; otherwise training stops at ``train.target_accuracy``.
+
+A segmentation dataset (``seismic-synthetic``, ``f3``, ``arrays`` with masks) runs the same loop on sections:
+the pool is tracked per pixel and pixel scores are reduced to one score per section
+(``segmentation.reduction``: ``mean``, ``sum``, ``top-q`` or ``class-balanced``, see
+:mod:`forgetting.segmentation.active`); rounds record mIoU and per-class IoU. Without a ``[segmentation]``
+section a segmentation experiment uses its defaults and the dataset's own ignore index.
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ __all__ = [
     "ExperimentConfig",
     "ExperimentSpec",
     "RaySettings",
+    "SegmentationSettings",
     "TrackSettings",
     "TrainSettings",
     "expand_grid",
@@ -90,6 +98,7 @@ SWEEP_FIELDS: tuple[str, ...] = (
     "track.every",
     "track.unit",
     "track.subsample",
+    "segmentation.reduction",
 )
 
 #: Where experiments run: this process, a local process pool, or Ray tasks.
@@ -240,6 +249,26 @@ class DataSettings(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class SegmentationSettings(_Strict):
+    """Segmentation experiments (section ``[segmentation]``); mirrors
+    ``forgetting.segmentation.active.SegmentationOptions``.
+
+    Attributes:
+        ignore_index: mask value that counts nothing; ``"dataset"`` (default) takes the dataset's own (255
+            for the seismic datasets), ``"none"`` makes every value a class.
+        reduction: pixel scores -> one score per section: ``mean``, ``sum``, ``top-q``, ``class-balanced``.
+        top_q: the fraction of pixels ``top-q`` averages, in ``(0, 1]``.
+        class_weights: ``median``, ``balanced``, ``sqrt``, ``none``, or one weight per class.
+    """
+
+    ignore_index: int | Literal["dataset", "none"] = "dataset"
+    reduction: Literal["mean", "sum", "top-q", "class-balanced"] = "mean"
+    top_q: Annotated[float, Field(gt=0, le=1)] = 0.1
+    class_weights: Literal["median", "balanced", "sqrt", "none"] | list[Annotated[float, Field(ge=0)]] = (
+        "median"
+    )
+
+
 class RaySettings(_Strict):
     """How the ``ray`` backend runs (section ``[ray]``); a run setting, not part of any experiment's id.
 
@@ -300,6 +329,17 @@ class _TrackSection(TrackSettings):
         return _unique([_check_subsample(x) for x in v])
 
 
+class _SegmentationSection(SegmentationSettings):
+    reduction: Annotated[  # type: ignore[assignment]
+        list[Literal["mean", "sum", "top-q", "class-balanced"]], BeforeValidator(_as_list)
+    ] = ["mean"]
+
+    @field_validator("reduction")
+    @classmethod
+    def _unique_values(cls, v: list[str]) -> list[str]:
+        return _unique(v)
+
+
 class ExperimentConfig(_Strict):
     """A whole config file: settings plus sweep lists. :func:`expand_grid` turns it into experiments."""
 
@@ -318,6 +358,7 @@ class ExperimentConfig(_Strict):
     train: _TrainSection = Field(default_factory=_TrainSection)
     track: _TrackSection = Field(default_factory=_TrackSection)
     data: DataSettings = Field(default_factory=DataSettings)
+    segmentation: _SegmentationSection | None = None
     model_options: dict[str, Any] = Field(default_factory=dict)
     strategy_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -347,7 +388,10 @@ class ExperimentConfig(_Strict):
 
 
 def _get_path(obj: Any, dotted: str) -> Any:
+    """The value at a dotted path; ``[None]`` below an unset section (one value: no sweep)."""
     for part in dotted.split("."):
+        if obj is None:
+            return [None]
         obj = getattr(obj, part)
     return obj
 
@@ -379,12 +423,18 @@ class ExperimentSpec(_Strict):
     train: TrainSettings = Field(default_factory=TrainSettings)
     track: TrackSettings = Field(default_factory=TrackSettings)
     data: DataSettings = Field(default_factory=DataSettings)
+    segmentation: SegmentationSettings | None = None
     device: str | None = None
     eval_batch_size: PositiveInt | None = None
 
     def canonical_json(self) -> str:
-        """JSON of every field that determines the results, keys sorted (the input of :attr:`id`)."""
-        payload = self.model_dump(mode="json", exclude=set(_RUN_SETTINGS))
+        """JSON of every field that determines the results, keys sorted (the input of :attr:`id`).
+
+        ``segmentation`` is left out when unset, so experiments without it keep the ids they had before the
+        section existed.
+        """
+        exclude = set(_RUN_SETTINGS) | ({"segmentation"} if self.segmentation is None else set())
+        payload = self.model_dump(mode="json", exclude=exclude)
         return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -414,10 +464,31 @@ class ExperimentSpec(_Strict):
         data["eval_sets"] = tuple(data.get("eval_sets", ("test",)))
         return cls.model_validate(data, strict=False)
 
-    def loop_config(self) -> Any:
-        """The ``forgetting.loop.LoopConfig`` of this experiment."""
-        from forgetting.loop import LoopConfig, TrainConfig
+    def loop_config(
+        self, *, dataset_ignore_index: int | None = None, class_names: Sequence[str] | None = None
+    ) -> Any:
+        """The ``forgetting.loop.LoopConfig`` of this experiment.
 
+        Args:
+            dataset_ignore_index: the dataset's own ignore index (segmentation; used by
+                ``segmentation.ignore_index = "dataset"``).
+            class_names: the dataset's class names (name the per-class metrics of segmentation rounds).
+        """
+        from forgetting.loop import LoopConfig, TrainConfig
+        from forgetting.segmentation.active import SegmentationOptions
+
+        seg = self.segmentation or SegmentationSettings()
+        ignore = seg.ignore_index
+        if ignore == "dataset":
+            ignore = dataset_ignore_index
+        elif ignore == "none":
+            ignore = None
+        segmentation = SegmentationOptions(
+            ignore_index=ignore,
+            reduction=seg.reduction,
+            top_q=seg.top_q,
+            class_weights=seg.class_weights,
+        )
         return LoopConfig(
             model=self.model,
             model_options=dict(self.model_options),
@@ -435,6 +506,8 @@ class ExperimentSpec(_Strict):
             on_exhausted=self.al.on_exhausted,
             device=self.device,
             eval_batch_size=self.eval_batch_size,
+            segmentation=segmentation,
+            class_names=None if class_names is None else tuple(class_names),
         )
 
 
@@ -579,8 +652,8 @@ def _options_for(table: Mapping[str, Any], name: str) -> dict[str, Any]:
 def expand_grid(config: ExperimentConfig) -> list[ExperimentSpec]:
     """Every experiment of ``config``: the Cartesian product of the sweep fields.
 
-    Order: dataset, model, the other sweeps (query size, lr, track unit/every/subsample), seed, strategy, so
-    that an interrupted run has every strategy of the first seeds.
+    Order: dataset, model, the other sweeps (query size, lr, track unit/every/subsample, segmentation
+    reduction), seed, strategy, so that an interrupted run has every strategy of the first seeds.
     """
     specs: list[ExperimentSpec] = []
     base_al = config.al.model_dump(exclude={"query_size"})
@@ -592,12 +665,15 @@ def expand_grid(config: ExperimentConfig) -> list[ExperimentSpec]:
         "track.unit": config.track.unit,
         "track.every": config.track.every,
         "track.subsample": config.track.subsample,
+        "segmentation.reduction": config.segmentation.reduction if config.segmentation else [None],
     }
+    base_seg = config.segmentation.model_dump(exclude={"reduction"}) if config.segmentation else None
     varied = [k for k, v in other.items() if len(v) > 1]
     for dataset, model in itertools.product(config.dataset, config.model):
         data = config.data.model_copy(update={"options": _options_for(config.data.options, dataset)})
-        for q, lr, unit, every, sub in itertools.product(*other.values()):
-            values = dict(zip(other, (q, lr, unit, every, sub), strict=True))
+        for q, lr, unit, every, sub, reduction in itertools.product(*other.values()):
+            values = dict(zip(other, (q, lr, unit, every, sub, reduction), strict=True))
+            seg = None if base_seg is None else SegmentationSettings(**base_seg, reduction=reduction)
             variant = ",".join(f"{k}={values[k]}" for k in varied)
             for seed, strategy in itertools.product(config.seeds, config.strategy):
                 specs.append(
@@ -615,6 +691,7 @@ def expand_grid(config: ExperimentConfig) -> list[ExperimentSpec]:
                         train=TrainSettings(**base_train, lr=lr),
                         track=TrackSettings(**base_track, unit=unit, every=every, subsample=sub),
                         data=data,
+                        segmentation=seg,
                         device=config.device,
                         eval_batch_size=config.eval_batch_size,
                     )

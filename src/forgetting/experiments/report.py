@@ -4,13 +4,18 @@ Everything is computed from the results store (``results.sqlite`` and the ``arra
 ``<run_dir>/report/`` as ``index.html`` plus PNG figures and ``metrics.csv``. The page is readable offline
 (no scripts, no external resources).
 
+Every experiment has a *headline metric*: ``miou`` when its rounds hold it (segmentation), otherwise
+``accuracy`` (classification). Curves, AUBC, win/tie/loss and the per-experiment table use it; a run that
+mixes both tasks gets one table per metric (each dataset has one task). Segmentation runs also get the
+final per-class IoU and figures of the sections queried at one round.
+
 Definitions:
 
-* **Learning curve**: accuracy against the number of labels, per eval set and for the *mean OOD* accuracy
-  (mean over every eval set other than ``test`` at the same round); mean ± sample standard deviation over
-  seeds, rounds aligned by index.
-* **Normalised AUBC** (area under the budget curve): ``trapezoid(accuracy, n_labeled) / (n_max - n_min)``,
-  in ``[0, 1]``; with a single round it is that round's accuracy.
+* **Learning curve**: the headline metric against the number of labels (labeled images for segmentation),
+  per eval set and for the *mean OOD* value (mean over every eval set other than ``test`` at the same
+  round); mean ± sample standard deviation over seeds, rounds aligned by index.
+* **Normalised AUBC** (area under the budget curve): ``trapezoid(metric, n_labeled) / (n_max - n_min)``,
+  in ``[0, 1]``; with a single round it is that round's value.
 * **Win/tie/loss**: for ``switch`` and ``gauss`` against every other strategy of the same dataset, model and
   variant, paired by seed on AUBC; a tie is ``|difference| < 0.005``. The paired test is the Wilcoxon
   signed-rank test (scipy) with at least 6 pairs, otherwise the paired t-test; the table names the test.
@@ -24,7 +29,7 @@ import math
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,7 @@ import numpy as np
 from forgetting._html import CSS, new_figure, slug, table, td
 from forgetting.exceptions import ForgettingError
 from forgetting.experiments.store import DB_NAME, PHASES, ExperimentRow, ResultStore
+from forgetting.records import RoundRecord
 
 __all__ = [
     "PROPOSED",
@@ -42,7 +48,9 @@ __all__ = [
     "ExperimentCurves",
     "aubc",
     "compare_paired",
+    "headline_metric",
     "load_curves",
+    "metric_label",
     "write_report",
 ]
 
@@ -54,6 +62,33 @@ PROPOSED = ("switch", "gauss")
 TIE_THRESHOLD = 0.005
 MEAN_OOD = "mean OOD"
 _WILCOXON_MIN_PAIRS = 6
+#: The headline metric of segmentation experiments; classification experiments use ``accuracy``.
+SEGMENTATION_METRIC = "miou"
+_METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "miou": "mIoU",
+    "pixel_accuracy": "pixel accuracy",
+    "mean_class_accuracy": "mean class accuracy",
+    "fwiou": "fwIoU",
+    "nll": "NLL",
+    "ece": "ECE",
+}
+#: Queried sections drawn per strategy in the "Queried sections" figures.
+_MAX_QUERY_ROWS = 4
+
+
+def headline_metric(metrics: Collection[str]) -> str:
+    """``"miou"`` when ``metrics`` (the metric names of one experiment) hold it, otherwise ``"accuracy"``."""
+    return SEGMENTATION_METRIC if SEGMENTATION_METRIC in metrics else "accuracy"
+
+
+def metric_label(metric: str) -> str:
+    """The display name of a metric (``miou`` -> ``mIoU``); unknown names are returned unchanged."""
+    return _METRIC_LABELS.get(metric, metric)
+
+
+def _budget_unit(segmentation: bool) -> str:
+    return "labeled images" if segmentation else "labels"
 
 
 def aubc(n_labeled: Sequence[float] | np.ndarray, accuracy: Sequence[float] | np.ndarray) -> float:
@@ -80,50 +115,82 @@ def aubc(n_labeled: Sequence[float] | np.ndarray, accuracy: Sequence[float] | np
 
 @dataclass
 class ExperimentCurves:
-    """The accuracy curves of one experiment.
+    """The curves of one experiment's metric (its headline metric unless another one was asked for).
 
     Attributes:
         row: the experiment's store row.
-        n_labeled: int ``[R]`` labels per round.
-        accuracy: eval set -> float64 ``[R]``; includes :data:`MEAN_OOD` when the experiment has OOD sets.
+        n_labeled: int ``[R]`` labels (labeled images for segmentation) per round.
+        values: eval set -> float64 ``[R]``; includes :data:`MEAN_OOD` when the experiment has OOD sets.
+        metric: the metric of :attr:`values` (``accuracy``, ``miou``...).
+        segmentation: whether the experiment is a segmentation one (its rounds hold ``miou``).
     """
 
     row: ExperimentRow
     n_labeled: np.ndarray
-    accuracy: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    metric: str = "accuracy"
+    segmentation: bool = False
+
+    @property
+    def accuracy(self) -> dict[str, np.ndarray]:
+        """Alias of :attr:`values` (the name from when every curve was an accuracy curve)."""
+        return self.values
 
     @property
     def ood_sets(self) -> list[str]:
-        return [k for k in self.accuracy if k not in ("test", MEAN_OOD)]
+        return [k for k in self.values if k not in ("test", MEAN_OOD)]
 
     def aubc(self, eval_set: str) -> float:
         """Normalised AUBC of ``eval_set`` (NaN if the experiment has no such set)."""
-        if eval_set not in self.accuracy:
+        if eval_set not in self.values:
             return math.nan
-        return aubc(self.n_labeled, self.accuracy[eval_set])
+        return aubc(self.n_labeled, self.values[eval_set])
 
 
-def load_curves(store: ResultStore) -> list[ExperimentCurves]:
-    """Accuracy curves of every experiment with at least one stored round."""
-    by_exp: dict[str, dict[int, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+def load_curves(store: ResultStore, metric: str = "auto") -> list[ExperimentCurves]:
+    """Curves of every experiment with at least one stored round of ``metric``.
+
+    Args:
+        store: the results store.
+        metric: a metric name, or ``"auto"`` for each experiment's headline metric (``miou`` when its rounds
+            hold it, otherwise ``accuracy``).
+    """
+    return _curves_from_frame(store.metrics_frame(), store.experiments(), metric)
+
+
+def _curves_from_frame(
+    frame: list[dict[str, Any]], experiments: list[ExperimentRow], metric: str
+) -> list[ExperimentCurves]:
+    wanted = {"accuracy", SEGMENTATION_METRIC} if metric == "auto" else {metric}
+    # experiment -> metric -> round -> eval set -> value
+    by_exp: dict[str, dict[str, dict[int, dict[str, float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(dict))
+    )
     labels: dict[str, dict[int, int]] = defaultdict(dict)
-    for r in store.metrics_frame():
-        if r["metric"] != "accuracy":
+    segmentation: set[str] = set()
+    for r in frame:
+        if r["metric"] == SEGMENTATION_METRIC:
+            segmentation.add(r["experiment_id"])
+        if r["metric"] not in wanted:
             continue
-        by_exp[r["experiment_id"]][r["round"]][r["eval_set"]] = r["value"]
+        by_exp[r["experiment_id"]][r["metric"]][r["round"]][r["eval_set"]] = r["value"]
         labels[r["experiment_id"]][r["round"]] = r["n_labeled"]
     out = []
-    for row in store.experiments():
-        rounds = by_exp.get(row.id)
+    for row in experiments:
+        chosen = metric
+        if metric == "auto":
+            chosen = headline_metric(set(by_exp.get(row.id, {})))
+        rounds = by_exp.get(row.id, {}).get(chosen)
         if not rounds:
             continue
         order = sorted(rounds)
         sets = sorted({s for r in order for s in rounds[r]}, key=lambda s: (s != "test", s))
-        acc = {s: np.array([rounds[r].get(s, math.nan) for r in order]) for s in sets}
+        values = {s: np.array([rounds[r].get(s, math.nan) for r in order]) for s in sets}
         ood = [s for s in sets if s != "test"]
         if ood:
-            acc[MEAN_OOD] = np.mean(np.stack([acc[s] for s in ood]), axis=0)
-        out.append(ExperimentCurves(row, np.array([labels[row.id][r] for r in order]), acc))
+            values[MEAN_OOD] = np.mean(np.stack([values[s] for s in ood]), axis=0)
+        n_labeled = np.array([labels[row.id][r] for r in order])
+        out.append(ExperimentCurves(row, n_labeled, values, chosen, row.id in segmentation))
     return out
 
 
@@ -210,17 +277,18 @@ def _line_label(strategy: str, variant: str) -> str:
 
 
 def _plot_learning_curves(curves: list[ExperimentCurves], title: str, path: Path) -> None:
+    """One panel per eval set (and mean OOD) of ``curves`` (one metric), one line per strategy and variant."""
     lines: dict[tuple[str, str], list[ExperimentCurves]] = defaultdict(list)
     for c in curves:
         lines[(c.row.spec.strategy, c.row.spec.variant)].append(c)
-    panels = sorted({s for c in curves for s in c.accuracy}, key=lambda s: (s != "test", s == MEAN_OOD, s))
+    panels = sorted({s for c in curves for s in c.values}, key=lambda s: (s != "test", s == MEAN_OOD, s))
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig = new_figure(4.2 * ncols, 3.2 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, panel in zip(axes, panels, strict=False):
         for (strategy, variant), members in sorted(lines.items()):
-            members = [m for m in members if panel in m.accuracy]
+            members = [m for m in members if panel in m.values]
             if not members:
                 continue
             # Round by round over the seeds that reached it (an unfinished seed does not cut the curve).
@@ -228,15 +296,15 @@ def _plot_learning_curves(curves: list[ExperimentCurves], title: str, path: Path
             x, mean, std = np.zeros(length), np.zeros(length), np.zeros(length)
             for i in range(length):
                 have = [m for m in members if len(m.n_labeled) > i]
-                ys = np.array([m.accuracy[panel][i] for m in have])
+                ys = np.array([m.values[panel][i] for m in have])
                 x[i] = np.mean([m.n_labeled[i] for m in have])
                 mean[i] = ys.mean()
                 std[i] = ys.std(ddof=1) if len(have) > 1 else 0.0
             (line,) = ax.plot(x, mean, marker=".", label=_line_label(strategy, variant))
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
         ax.set_title(panel)
-        ax.set_xlabel("labels")
-        ax.set_ylabel("accuracy")
+        ax.set_xlabel(_budget_unit(any(c.segmentation for c in curves)))
+        ax.set_ylabel(metric_label(curves[0].metric))
         ax.grid(alpha=0.3)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
@@ -245,12 +313,22 @@ def _plot_learning_curves(curves: list[ExperimentCurves], title: str, path: Path
     fig.savefig(path)
 
 
-def _plot_histogram(counts: np.ndarray, info: Any, title: str, path: Path, n_high: int | None) -> None:
+def _plot_histogram(
+    counts: np.ndarray,
+    info: Any,
+    title: str,
+    path: Path,
+    n_high: int | None,
+    *,
+    xlabel: str = "switch count",
+) -> None:
     fig = new_figure(5.5, 3.6)
     ax = fig.subplots()
     counts = np.asarray(counts, dtype=np.float64)
     lo, hi = float(counts.min()), float(counts.max())
-    bins = np.arange(math.floor(lo) - 0.5, math.ceil(hi) + 1.5, 1.0) if hi - lo <= 200 else 100
+    integral = bool(np.all(counts == np.round(counts)))
+    # unit bins for counts; image scores of segmentation (reduced pixel counts) are real-valued
+    bins = np.arange(math.floor(lo) - 0.5, math.ceil(hi) + 1.5, 1.0) if integral and hi - lo <= 200 else 100
     ax.hist(counts, bins=bins, density=True, color="#9ab", label=f"pool ({counts.size} samples)")
     if info is not None and np.all(np.isfinite(info.means)):
         grid = np.linspace(lo - 1, hi + 1, 400)
@@ -261,7 +339,7 @@ def _plot_histogram(counts: np.ndarray, info: Any, title: str, path: Path, n_hig
                 grid, dens[k], label=f"{names[k]}: mean {info.means[k]:.2f}, weight {info.weights[k]:.2f}"
             )
         ax.plot(grid, np.nansum(dens, axis=0), "k--", linewidth=1, label="mixture")
-    ax.set_xlabel("switch count")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     sub = "" if n_high is None else f"\n{n_high} of {counts.size} samples in the high-mean component"
     ax.set_title(title + sub, fontsize=9)
@@ -269,17 +347,132 @@ def _plot_histogram(counts: np.ndarray, info: Any, title: str, path: Path, n_hig
     fig.savefig(path)
 
 
+def _class_colormap(n_classes: int) -> Any:
+    """A fixed categorical colormap of ``n_classes`` colours (tab10, tab20 beyond 10); bad values grey."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    base = colormaps["tab10" if n_classes <= 10 else "tab20"]
+    colors = [base(i % base.N) for i in range(max(1, n_classes))]
+    return ListedColormap(colors).with_extremes(bad="#bbbbbb")
+
+
+def _plot_queried_sections(
+    arrays: dict[str, np.ndarray],
+    query_indices: np.ndarray,
+    class_names: Sequence[str],
+    title: str,
+    path: Path,
+    *,
+    score_name: str,
+) -> int:
+    """One row per queried section (at most :data:`_MAX_QUERY_ROWS`): image, masks, pixel scores, switches.
+
+    Args:
+        arrays: the round's ``query_arrays`` (``images``, ``masks``, ``pred``, optionally ``pixel_scores`` and
+            ``switch_maps``), aligned with ``query_indices``.
+        query_indices: the queried training-split indices, for the row labels.
+        class_names: the class names (their number fixes the colormap); mask values outside
+            ``[0, len(class_names))`` (the ignore value) are drawn grey, in the true mask and the prediction.
+        title: the figure title.
+        path: the PNG to write.
+        score_name: the title of the pixel-score column.
+
+    Returns:
+        The number of rows drawn.
+    """
+    from matplotlib.patches import Patch
+
+    images = np.asarray(arrays["images"])
+    n = min(_MAX_QUERY_ROWS, images.shape[0])
+    columns: list[tuple[str, str]] = [("images", "image")]
+    for key, name in (
+        ("masks", "true mask"),
+        ("pred", "prediction"),
+        ("pixel_scores", score_name),
+        ("switch_maps", "switches while training"),
+    ):
+        if key in arrays and np.asarray(arrays[key]).shape[0] >= n:
+            columns.append((key, name))
+    n_classes = len(class_names)
+    if n_classes == 0:  # no per-class metrics: the classes seen in the predictions
+        n_classes = int(np.asarray(arrays.get("pred", np.zeros(1))).max(initial=0)) + 1
+        class_names = [str(i) for i in range(n_classes)]
+    cmap_classes = _class_colormap(n_classes)
+    h, w = images.shape[-2:]
+    panel_w = 2.6
+    panel_h = min(2.6, max(0.8, panel_w * h / max(w, 1)))
+    cols = len(columns)
+    width, height = (panel_w + 0.7) * cols + 0.6, (panel_h + 0.55) * n + 1.2
+    # a fixed layout: constrained layout costs seconds per figure with colorbars
+    fig = new_figure(width, height, constrained=False)
+    axes = fig.subplots(n, cols, squeeze=False)
+    fig.subplots_adjust(
+        left=0.6 / width,
+        right=1 - 0.3 / width,
+        bottom=0.75 / height,
+        top=1 - 0.8 / height,
+        wspace=0.35,
+        hspace=0.55 / (panel_h + 0.55),
+    )
+    for j, (key, name) in enumerate(columns):
+        limits: dict[str, float] = {}
+        if key in ("pixel_scores", "switch_maps"):  # one scale per column: the sections compare directly
+            values = np.asarray(arrays[key][:n], dtype=np.float32)
+            finite = values[np.isfinite(values)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            limits = {"vmin": lo, "vmax": hi if hi > lo else lo + 1.0}
+        im = None
+        for i in range(n):
+            ax = axes[i, j]
+            data = np.asarray(arrays[key][i])
+            kwargs: dict[str, Any] = {"interpolation": "nearest", "aspect": "auto"}
+            if key == "images":  # [C, H, W]: RGB when C == 3, otherwise the first channel in grey
+                img = data if data.ndim == 2 else (data.transpose(1, 2, 0) if data.shape[0] == 3 else data[0])
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, **kwargs)
+            elif key in ("masks", "pred"):
+                labels = data.astype(np.int64)
+                bad = (labels < 0) | (labels >= n_classes)
+                if key == "pred" and "masks" in arrays:  # the ignored pixels of the true mask, grey in both
+                    truth = np.asarray(arrays["masks"][i])
+                    bad |= (truth < 0) | (truth >= n_classes)
+                shown = np.ma.masked_where(bad, labels)
+                ax.imshow(shown, cmap=cmap_classes, vmin=-0.5, vmax=n_classes - 0.5, **kwargs)
+            else:
+                cmap = "viridis" if key == "pixel_scores" else "inferno"
+                shown = np.ma.masked_invalid(data.astype(np.float32))
+                im = ax.imshow(shown, cmap=cmap, **limits, **kwargs)
+            ax.set_title(name, fontsize=8)
+            ax.set_xticks([])  # pixel ticks say nothing here, and drawing them costs most of the time
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(f"sample {int(query_indices[i])}" if i < len(query_indices) else "", fontsize=8)
+        if im is not None:
+            cbar = fig.colorbar(im, ax=list(axes[:, j]), fraction=0.08, pad=0.02)
+            cbar.ax.tick_params(labelsize=6)
+    handles = [Patch(color=cmap_classes(k), label=str(name)) for k, name in enumerate(class_names)]
+    handles.append(Patch(color="#bbbbbb", label="ignored"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(path)
+    return n
+
+
 # --------------------------------------------------------------------------------------------------------
 # The report
 
 
-def write_report(run_dir: str | Path, *, histogram_round: int | None = None) -> Path:
+def write_report(
+    run_dir: str | Path, *, histogram_round: int | None = None, query_round: int | None = None
+) -> Path:
     """Write ``<run_dir>/report/index.html`` (plus PNGs and ``metrics.csv``) and return its path.
 
     Args:
         run_dir: a run directory holding ``results.sqlite``.
         histogram_round: the round whose switch counts are histogrammed; default the middle round among those
             with stored dynamics.
+        query_round: segmentation runs: the round whose queried sections are drawn; default the middle round
+            among those with stored query images.
 
     Raises:
         ForgettingError: ``run_dir`` holds no results database.
@@ -291,7 +484,8 @@ def write_report(run_dir: str | Path, *, histogram_round: int | None = None) -> 
         )
     report_dir = run_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*report_dir.glob("curves-*.png"), *report_dir.glob("switches-*.png")]:
+    stale_patterns = ("curves-*.png", "switches-*.png", "queries-*.png")
+    for stale in [p for pattern in stale_patterns for p in report_dir.glob(pattern)]:
         stale.unlink()  # figures of an earlier report (e.g. another histogram round)
     with ResultStore(run_dir) as store:
         name = store.get_meta("name") or run_dir.name
@@ -300,15 +494,20 @@ def write_report(run_dir: str | Path, *, histogram_round: int | None = None) -> 
         round_rows = store.round_table()
         store.export_csv(report_dir / "metrics.csv")
         finished = [c for c in curves if c.row.status == "done"]
+        segmentation = {c.row.id for c in curves if c.segmentation}
         sections = [
             _section_summary(name, rows),
             _section_curves(curves, report_dir),
             _section_aubc(finished),
             _section_wtl(finished),
-            _section_histograms(store, rows, report_dir, histogram_round),
-            _section_cost(round_rows),
-            _section_per_experiment(curves),
         ]
+        if segmentation:
+            sections.append(_section_per_class_iou(store, [c for c in finished if c.segmentation]))
+        sections.append(_section_histograms(store, rows, report_dir, histogram_round, segmentation))
+        if segmentation:
+            seg_rows = [r for r in rows if r.id in segmentation]
+            sections.append(_section_queries(store, seg_rows, report_dir, query_round))
+        sections += [_section_cost(round_rows), _section_per_experiment(curves)]
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>forgetting report: {html.escape(name)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
@@ -360,10 +559,46 @@ def _section_summary(name: str, rows: list[ExperimentRow]) -> str:
     return "\n".join(parts)
 
 
-def _groups(curves: list[ExperimentCurves]) -> dict[tuple[str, str], list[ExperimentCurves]]:
-    out: dict[tuple[str, str], list[ExperimentCurves]] = defaultdict(list)
+def _by_metric(curves: list[ExperimentCurves]) -> dict[str, list[ExperimentCurves]]:
+    """``curves`` grouped by metric, ``accuracy`` first."""
+    out: dict[str, list[ExperimentCurves]] = defaultdict(list)
     for c in curves:
-        out[(c.row.spec.dataset, c.row.spec.model)].append(c)
+        out[c.metric].append(c)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] != "accuracy", kv[0])))
+
+
+def _metric_phrases(curves: list[ExperimentCurves], connector: str) -> list[str]:
+    """``"<metric> <connector> <budget unit>"`` per metric of ``curves`` (``accuracy vs labels`` if none)."""
+    seen: dict[str, bool] = {}
+    for c in curves:
+        seen[c.metric] = seen.get(c.metric, False) or c.segmentation
+    if not seen:
+        seen = {"accuracy": False}
+    order = sorted(seen, key=lambda m: (m != "accuracy", m))
+    return [f"{metric_label(m)} {connector} {_budget_unit(seen[m])}" for m in order]
+
+
+def _table_class(base: str, metric: str) -> str:
+    """``base`` for accuracy tables (as before segmentation existed), ``"<base> <metric>"`` otherwise."""
+    return base if metric == "accuracy" else f"{base} {metric}"
+
+
+def _aubc_headers(metric: str) -> tuple[str, str]:
+    if metric == "accuracy":
+        return "AUBC test", "AUBC mean OOD"
+    label = metric_label(metric)
+    return f"AUBC test ({label})", f"AUBC mean OOD ({label})"
+
+
+def _metric_heading(metric: str, groups: dict[str, list[ExperimentCurves]]) -> str:
+    """An ``<h3>`` naming the metric when a run mixes metrics (one table each), else nothing."""
+    return f"<h3>{html.escape(metric_label(metric))}</h3>" if len(groups) > 1 else ""
+
+
+def _groups(curves: list[ExperimentCurves]) -> dict[tuple[str, str, str], list[ExperimentCurves]]:
+    out: dict[tuple[str, str, str], list[ExperimentCurves]] = defaultdict(list)
+    for c in curves:
+        out[(c.row.spec.dataset, c.row.spec.model, c.metric)].append(c)
     return dict(sorted(out.items()))
 
 
@@ -371,14 +606,19 @@ def _section_curves(curves: list[ExperimentCurves], report_dir: Path) -> str:
     parts = ["<h2>Learning curves</h2>"]
     if not curves:
         return parts[0] + "\n<p>No rounds stored yet.</p>"
+    phrases = _metric_phrases(curves, "against the number of")
+    what = " and ".join(phrases)
+    what = what[0].upper() + what[1:] if what.startswith("accuracy") else what
     parts.append(
-        '<p class="note">Accuracy against the number of labels; mean ± standard deviation over seeds; one '
+        f'<p class="note">{html.escape(what)}; mean ± standard deviation over seeds; one '
         "line per strategy. <em>mean OOD</em> averages every eval set other than <code>test</code>.</p>"
     )
-    for (dataset, model), members in _groups(curves).items():
-        fname = f"curves-{slug(dataset, model)}.png"
-        _plot_learning_curves(members, f"{dataset} / {model}", report_dir / fname)
-        parts.append(f"<h3>{html.escape(dataset)} / {html.escape(model)}</h3>")
+    for (dataset, model, metric), members in _groups(curves).items():
+        suffix = () if metric == "accuracy" else (metric,)
+        fname = f"curves-{slug(dataset, model, *suffix)}.png"
+        title = f"{dataset} / {model}" + ("" if metric == "accuracy" else f": {metric_label(metric)}")
+        _plot_learning_curves(members, title, report_dir / fname)
+        parts.append(f"<h3>{html.escape(title)}</h3>")
         parts.append(
             f'<img src="{html.escape(fname)}" '
             f'alt="learning curves {html.escape(dataset)} {html.escape(model)}">'
@@ -392,37 +632,66 @@ def _condition_key(c: ExperimentCurves) -> tuple[str, str, str, str]:
 
 
 def _section_aubc(curves: list[ExperimentCurves]) -> str:
+    what = " and ".join(_metric_phrases(curves, "vs"))
     parts = [
         "<h2>Normalised area under the budget curve (AUBC)</h2>",
-        '<p class="note">Trapezoid area under accuracy vs labels divided by the label range (in [0, 1]); '
+        f'<p class="note">Trapezoid area under {html.escape(what)} divided by the label range (in [0, 1]); '
         "mean ± standard deviation over seeds; finished experiments only.</p>",
     ]
-    cond: dict[tuple[str, str, str, str], list[ExperimentCurves]] = defaultdict(list)
-    for c in curves:
-        cond[_condition_key(c)].append(c)
-    rows = []
-    for (dataset, model, strategy, variant), members in sorted(cond.items()):
-        rows.append(
-            td(dataset)
-            + td(model)
-            + td(_line_label(strategy, variant))
-            + td(len(members))
-            + _mean_std_cell([m.aubc("test") for m in members])
-            + _mean_std_cell([m.aubc(MEAN_OOD) for m in members])
-        )
-    parts.append(table(["dataset", "model", "strategy", "seeds", "AUBC test", "AUBC mean OOD"], rows, "aubc"))
+    groups = _by_metric(curves) or {"accuracy": []}
+    for metric, group in groups.items():
+        cond: dict[tuple[str, str, str, str], list[ExperimentCurves]] = defaultdict(list)
+        for c in group:
+            cond[_condition_key(c)].append(c)
+        rows = []
+        for (dataset, model, strategy, variant), members in sorted(cond.items()):
+            rows.append(
+                td(dataset)
+                + td(model)
+                + td(_line_label(strategy, variant))
+                + td(len(members))
+                + _mean_std_cell([m.aubc("test") for m in members])
+                + _mean_std_cell([m.aubc(MEAN_OOD) for m in members])
+            )
+        heading = _metric_heading(metric, groups)
+        if heading:
+            parts.append(heading)
+        headers = ["dataset", "model", "strategy", "seeds", *_aubc_headers(metric)]
+        parts.append(table(headers, rows, _table_class("aubc", metric)))
     return "\n".join(parts)
 
 
 def _section_wtl(curves: list[ExperimentCurves]) -> str:
+    groups = _by_metric(curves)
+    of = "" if set(groups) <= {"accuracy"} else " of " + " / ".join(metric_label(m) for m in groups)
     parts = [
         "<h2>Win / tie / loss</h2>",
         f'<p class="note">Each of {", ".join(PROPOSED)} against every other strategy with the same dataset, '
-        "model and variant, paired by seed on AUBC (finished experiments only). "
+        f"model and variant, paired by seed on AUBC{html.escape(of)} (finished experiments only). "
         f"Win: difference ≥ {TIE_THRESHOLD}; loss: ≤ −{TIE_THRESHOLD}; otherwise a tie. "
         f"Test: Wilcoxon signed-rank (scipy) with ≥ {_WILCOXON_MIN_PAIRS} pairs, "
         "else the paired t-test; the column names the test used.</p>",
     ]
+    made = 0
+    for metric, group in groups.items():
+        rows = _wtl_rows(group)
+        if not rows:
+            continue
+        heading = _metric_heading(metric, groups)
+        if heading:
+            parts.append(heading)
+        headers = ["dataset", "model", "variant", "strategy", "baseline"]
+        for column in ("test", "mean OOD"):
+            headers += [f"{column}: W/T/L", f"{column}: mean diff", f"{column}: test", f"{column}: p"]
+        parts.append(table(headers, rows, _table_class("wtl", metric)))
+        made += 1
+    if not made:
+        parts.append(f"<p>No run holds {' or '.join(PROPOSED)} together with another strategy.</p>")
+    return "\n".join(parts)
+
+
+def _wtl_rows(curves: list[ExperimentCurves]) -> list[str]:
+    """The rendered win/tie/loss rows of ``curves`` (one metric)."""
     by_group: dict[tuple[str, str, str], dict[str, dict[int, ExperimentCurves]]] = defaultdict(
         lambda: defaultdict(dict)
     )
@@ -450,18 +719,91 @@ def _section_wtl(curves: list[ExperimentCurves]) -> str:
                         + _num_cell(cmp.p_value, 3)
                     )
                 rows.append(cells)
-    if not rows:
-        parts.append(f"<p>No run holds {' or '.join(PROPOSED)} together with another strategy.</p>")
+    return rows
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    """Mean of the non-NaN ``values``; NaN when there are none (no warning)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
+def _class_names(metrics: dict[str, dict[str, float]]) -> list[str]:
+    """The class names of a segmentation round's metrics (``iou/<name>`` keys), in stored order."""
+    names: dict[str, None] = {}
+    for values in metrics.values():
+        for key in values:
+            if key.startswith("iou/"):
+                names.setdefault(key.removeprefix("iou/"), None)
+    return list(names)
+
+
+#: eval set (``test`` or :data:`MEAN_OOD`) -> (mIoU, class name -> IoU) of one experiment's last round.
+_FinalIoU = dict[str, tuple[float, dict[str, float]]]
+
+
+def _section_per_class_iou(store: ResultStore, curves: list[ExperimentCurves]) -> str:
+    parts = [
+        "<h2>Per-class IoU</h2>",
+        '<p class="note">IoU of each class after the last round, on the in-distribution <code>test</code> '
+        "set and averaged over the OOD eval sets (a class absent from a set is left out of that average); "
+        "mean over seeds, finished segmentation experiments only; – where a class is absent everywhere.</p>",
+    ]
+    # (dataset, model) -> (strategy, variant) -> one (eval -> (mIoU, per-class IoU)) per seed
+    table_rows: dict[tuple[str, str], dict[tuple[str, str], list[_FinalIoU]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    names: dict[tuple[str, str], dict[str, None]] = defaultdict(dict)
+    for c in curves:
+        records = store.load_rounds(c.row.id, arrays=False)
+        if not records:
+            continue
+        metrics = records[-1].metrics
+        s = c.row.spec
+        classes = _class_names(metrics)
+        names[(s.dataset, s.model)].update(dict.fromkeys(classes))
+        per_eval: _FinalIoU = {}
+        if "test" in metrics:
+            test = metrics["test"]
+            per_eval["test"] = (
+                test.get(SEGMENTATION_METRIC, math.nan),
+                {k: test.get(f"iou/{k}", math.nan) for k in classes},
+            )
+        ood = [v for k, v in metrics.items() if k != "test"]
+        if ood:
+            per_eval[MEAN_OOD] = (
+                float(np.mean([v.get(SEGMENTATION_METRIC, math.nan) for v in ood])),
+                {k: _nanmean([v.get(f"iou/{k}", math.nan) for v in ood]) for k in classes},
+            )
+        table_rows[(s.dataset, s.model)][(s.strategy, s.variant)].append(per_eval)
+    if not table_rows:
+        parts.append("<p>No finished segmentation experiment yet.</p>")
         return "\n".join(parts)
-    headers = ["dataset", "model", "variant", "strategy", "baseline"]
-    for column in ("test", "mean OOD"):
-        headers += [f"{column}: W/T/L", f"{column}: mean diff", f"{column}: test", f"{column}: p"]
-    parts.append(table(headers, rows, "wtl"))
+    for (dataset, model), strategies in sorted(table_rows.items()):
+        classes = list(names[(dataset, model)])
+        rows = []
+        for (strategy, variant), seeds in sorted(strategies.items()):
+            for eval_set in ("test", MEAN_OOD):
+                have = [p[eval_set] for p in seeds if eval_set in p]
+                if not have:
+                    continue
+                cells = td(_line_label(strategy, variant)) + td(len(have)) + td(eval_set)
+                cells += _num_cell(_nanmean([miou for miou, _ in have]))
+                for k in classes:
+                    cells += _num_cell(_nanmean([per_class.get(k, math.nan) for _, per_class in have]))
+                rows.append(cells)
+        parts.append(f"<h3>{html.escape(dataset)} / {html.escape(model)}</h3>")
+        parts.append(table(["strategy", "seeds", "eval set", "mIoU", *classes], rows, "per-class-iou"))
     return "\n".join(parts)
 
 
 def _section_histograms(
-    store: ResultStore, rows: list[ExperimentRow], report_dir: Path, histogram_round: int | None
+    store: ResultStore,
+    rows: list[ExperimentRow],
+    report_dir: Path,
+    histogram_round: int | None,
+    segmentation: set[str] | frozenset[str] = frozenset(),
 ) -> str:
     from forgetting.strategies import gauss_select
 
@@ -471,6 +813,11 @@ def _section_histograms(
         "unless chosen), for the first seed of each strategy that tracked the pool, with the two-component "
         "Gaussian mixture GauSS fits (fit seed 0).</p>",
     ]
+    if segmentation:
+        parts.append(
+            '<p class="note">Segmentation: one score per pool image, the reduction of its pixel switch '
+            "counts that the strategies rank.</p>"
+        )
     chosen: dict[tuple[str, str, str, str], ExperimentRow] = {}
     for r in sorted(rows, key=lambda r: r.spec.seed):
         key = (r.spec.dataset, r.spec.model, r.spec.strategy, r.spec.variant)
@@ -494,17 +841,74 @@ def _section_histograms(
         n = max(1, min(row.spec.al.query_size, counts.size))
         _, info = gauss_select(counts, n, seed=0, return_info=True)
         dataset, model, strategy, variant = key
+        seg = row.id in segmentation
         title = (
             f"{dataset} / {model} / {_line_label(strategy, variant)}, seed {row.spec.seed}, "
-            f"round {rec.round} ({rec.n_labeled} labels)"
+            f"round {rec.round} ({rec.n_labeled} {_budget_unit(seg)})"
         )
         fname = f"switches-{slug(dataset, model, strategy, variant)}-r{rec.round}.png"
-        _plot_histogram(counts, info, title, report_dir / fname, getattr(info, "n_high", None))
+        xlabel = "image switch score" if seg else "switch count"
+        _plot_histogram(counts, info, title, report_dir / fname, getattr(info, "n_high", None), xlabel=xlabel)
         parts.append(f"<h3>{html.escape(title)}</h3>")
         parts.append(f'<img src="{html.escape(fname)}" alt="switch histogram {html.escape(title)}">')
         made += 1
     if made == 0:
         parts.append("<p>No stored round holds switch counts (no strategy tracked the pool).</p>")
+    return "\n".join(parts)
+
+
+def _has_query_images(rec: RoundRecord) -> bool:
+    images = rec.query_arrays.get("images")
+    return images is not None and images.ndim == 4 and images.shape[0] > 0
+
+
+def _section_queries(
+    store: ResultStore, rows: list[ExperimentRow], report_dir: Path, query_round: int | None
+) -> str:
+    parts = [
+        "<h2>Queried sections</h2>",
+        '<p class="note">The sections that each strategy queried at one round (the middle one with stored '
+        "query images unless chosen; first seed and first variant of each strategy; at most "
+        f"{_MAX_QUERY_ROWS} sections): the image, its true mask, the round model's prediction (grey: "
+        "ignored pixels), the strategy's per-pixel score (absent for <code>random</code>) and the pixel "
+        "switch counts while training (when the pool was tracked).</p>",
+    ]
+    chosen: dict[tuple[str, str, str], ExperimentRow] = {}
+    for r in sorted(rows, key=lambda r: (r.spec.variant, r.spec.seed)):
+        chosen.setdefault((r.spec.dataset, r.spec.model, r.spec.strategy), r)
+    made = 0
+    for (dataset, model, strategy), row in sorted(chosen.items()):
+        with_images = [rec for rec in store.load_rounds(row.id, arrays=True) if _has_query_images(rec)]
+        if not with_images:
+            continue
+        if query_round is not None:
+            picked = [rec for rec in with_images if rec.round == query_round]
+            if not picked:
+                continue
+            rec = picked[0]
+        else:
+            rec = with_images[len(with_images) // 2]
+        variant = row.spec.variant
+        total = int(rec.query_arrays["images"].shape[0])
+        title = (
+            f"{dataset} / {model} / {_line_label(strategy, variant)}, seed {row.spec.seed}, "
+            f"round {rec.round} ({rec.n_labeled} labeled images)"
+        )
+        fname = f"queries-{slug(dataset, model, strategy, variant)}-r{rec.round}.png"
+        shown = _plot_queried_sections(
+            rec.query_arrays,
+            rec.query_indices,
+            _class_names(rec.metrics),
+            title,
+            report_dir / fname,
+            score_name=f"{strategy} pixel score",
+        )
+        parts.append(f"<h3>{html.escape(title)}: {shown} of {total} queried sections</h3>")
+        parts.append(f'<img src="{html.escape(fname)}" alt="queried sections {html.escape(title)}">')
+        made += 1
+    if made == 0:
+        where = "" if query_round is None else f" at round {query_round}"
+        parts.append(f"<p>No stored round{html.escape(where)} holds queried sections.</p>")
     return "\n".join(parts)
 
 
@@ -534,24 +938,26 @@ def _section_cost(round_rows: list[dict[str, Any]]) -> str:
 
 
 def _section_per_experiment(curves: list[ExperimentCurves]) -> str:
-    rows = []
-    for c in curves:
-        s = c.row.spec
-        rows.append(
-            td(c.row.id)
-            + td(s.dataset)
-            + td(s.model)
-            + td(s.strategy)
-            + td(s.variant)
-            + td(s.seed)
-            + td(c.row.status)
-            + td(f"{len(c.n_labeled)}/{s.total_rounds}")
-            + _num_cell(c.aubc("test"))
-            + _num_cell(c.aubc(MEAN_OOD))
-            + _num_cell(float(c.accuracy["test"][-1]) if "test" in c.accuracy else math.nan)
-        )
-    html_table = table(
-        [
+    groups = _by_metric(curves) or {"accuracy": []}
+    tables = []
+    for metric, group in groups.items():
+        rows = []
+        for c in group:
+            s = c.row.spec
+            rows.append(
+                td(c.row.id)
+                + td(s.dataset)
+                + td(s.model)
+                + td(s.strategy)
+                + td(s.variant)
+                + td(s.seed)
+                + td(c.row.status)
+                + td(f"{len(c.n_labeled)}/{s.total_rounds}")
+                + _num_cell(c.aubc("test"))
+                + _num_cell(c.aubc(MEAN_OOD))
+                + _num_cell(float(c.values["test"][-1]) if "test" in c.values else math.nan)
+            )
+        headers = [
             "id",
             "dataset",
             "model",
@@ -560,15 +966,15 @@ def _section_per_experiment(curves: list[ExperimentCurves]) -> str:
             "seed",
             "status",
             "rounds",
-            "AUBC test",
-            "AUBC mean OOD",
-            "final test accuracy",
-        ],
-        rows,
-        "experiments",
-    )
+            *_aubc_headers(metric),
+            f"final test {metric_label(metric)}",
+        ]
+        heading = _metric_heading(metric, groups)
+        tables.append(
+            (heading + "\n" if heading else "") + table(headers, rows, _table_class("experiments", metric))
+        )
     return (
         "<h2>Experiments</h2>\n<details open><summary>AUBC of every experiment</summary>\n"
-        + html_table
+        + "\n".join(tables)
         + "\n</details>"
     )

@@ -86,14 +86,21 @@ class PreparedData:
     """The tensors one experiment runs on.
 
     Attributes:
-        train: the training split (the pool and the oracle), ``uint8 [N, C, H, W]`` / ``int64 [N]``.
+        train: the training split (the pool and the oracle), ``uint8 [N, C, H, W]`` / ``int64 [N]`` (masks
+            ``int64 [N, H, W]`` for segmentation).
         eval_sets: eval-set name -> split.
         num_classes: C.
+        task: ``"classification"`` or ``"segmentation"``.
+        class_names: the dataset's class names.
+        ignore_index: the dataset's mask value that counts nothing (segmentation), or ``None``.
     """
 
     train: Split
     eval_sets: dict[str, Split]
     num_classes: int
+    task: str = "classification"
+    class_names: tuple[str, ...] = ()
+    ignore_index: int | None = None
 
 
 _DATASET_CACHE: dict[tuple[Any, ...], Any] = {}
@@ -113,7 +120,8 @@ def prepare_data(spec: ExperimentSpec) -> PreparedData:
     """Load the dataset and build the eval sets of ``spec``, cached per (dataset, data settings) in-process.
 
     ``test`` is the dataset's test split; any other eval set comes from
-    :func:`forgetting.data.build_eval_set` (a corruption of the test split or a domain-shift dataset).
+    :func:`forgetting.data.build_eval_set` (a corruption of the test split, a domain-shift dataset, or
+    ``split:<name>``, another split of the dataset).
     ``data.train_limit`` / ``data.eval_limit`` cut seeded random subsets (seeded by ``data.seed``).
     """
     from forgetting.data import build_eval_set, load_dataset
@@ -123,11 +131,6 @@ def prepare_data(spec: ExperimentSpec) -> PreparedData:
     dataset = _DATASET_CACHE.get(key)
     if dataset is None:
         dataset = load_dataset(spec.dataset, root=d.root, seed=d.seed, **d.options)
-        if getattr(dataset, "task", "classification") != "classification":
-            raise ConfigError(
-                f"dataset {spec.dataset!r} is a {dataset.task} dataset; active-learning experiments need a "
-                "classification dataset"
-            )
         _DATASET_CACHE[key] = dataset
     train_key = (*key, "train", d.train_limit)
     if train_key not in _SPLIT_CACHE:
@@ -143,11 +146,21 @@ def prepare_data(spec: ExperimentSpec) -> PreparedData:
             split = (
                 test
                 if name == "test"
-                else build_eval_set(name, test, seed=d.seed, root=d.root, classes=dataset.classes)
+                else build_eval_set(
+                    name, test, seed=d.seed, root=d.root, classes=dataset.classes, dataset=dataset
+                )
             )
             _SPLIT_CACHE[eval_key] = _seeded_subset(split, d.eval_limit, d.seed, f"eval:{name}")
         eval_sets[name] = _SPLIT_CACHE[eval_key]
-    return PreparedData(train=_SPLIT_CACHE[train_key], eval_sets=eval_sets, num_classes=dataset.num_classes)
+    ignore = dataset.meta.get("ignore_index") if dataset.task == "segmentation" else None
+    return PreparedData(
+        train=_SPLIT_CACHE[train_key],
+        eval_sets=eval_sets,
+        num_classes=dataset.num_classes,
+        task=dataset.task,
+        class_names=tuple(dataset.classes),
+        ignore_index=None if ignore is None else int(ignore),  # type: ignore[call-overload]
+    )
 
 
 def clear_data_cache() -> None:
@@ -219,11 +232,18 @@ def run_spec(
         )
     on_round = _with_fail_once_hook(spec, on_round)
     data = prepare_data(spec)
+    if spec.segmentation is not None and data.task != "segmentation":
+        logger.warning(
+            "experiment %s: dataset %r is a %s dataset; the [segmentation] settings do not apply to it",
+            spec.label,
+            spec.dataset,
+            data.task,
+        )
     return run_active_learning(
         data.train,
         data.eval_sets,
         data.num_classes,
-        spec.loop_config(),
+        spec.loop_config(dataset_ignore_index=data.ignore_index, class_names=data.class_names),
         completed=completed,
         on_round=on_round,
         progress=progress,
@@ -696,6 +716,7 @@ def _time_model(spec: ExperimentSpec, data: PreparedData) -> tuple[float, float]
     batch = data.train.images[: min(256, len(data.train))]
     x = to_input(batch, device)
     y = data.train.targets[: batch.shape[0]].to(device)
+    ignore = data.ignore_index if data.ignore_index is not None else -100
     with eval_mode(model), torch.no_grad():
         model(x)  # warm-up
         t0 = time.perf_counter()
@@ -707,11 +728,16 @@ def _time_model(spec: ExperimentSpec, data: PreparedData) -> tuple[float, float]
     bs = min(spec.train.batch_size, batch.shape[0])
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     model.train()
+
+    def step_once() -> None:
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x[:bs]), y[:bs], ignore_index=ignore).backward()
+        opt.step()
+
+    step_once()  # warm-up: the first backward allocates and picks kernels
     t0 = time.perf_counter()
     for _ in range(3):
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x[:bs]), y[:bs]).backward()
-        opt.step()
+        step_once()
     if device.type == "cuda":
         torch.cuda.synchronize()
     step = (time.perf_counter() - t0) / (3 * bs)

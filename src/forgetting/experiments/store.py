@@ -188,7 +188,11 @@ def records_equal(a: RoundRecord, b: RoundRecord) -> bool:
         return False
     if not _arrays_equal(a.pool_indices, b.pool_indices) or set(a.dynamics) != set(b.dynamics):
         return False
-    return all(_arrays_equal(a.dynamics[k], b.dynamics[k]) for k in a.dynamics)
+    if set(a.query_arrays) != set(b.query_arrays):
+        return False
+    return all(_arrays_equal(a.dynamics[k], b.dynamics[k]) for k in a.dynamics) and all(
+        _arrays_equal(a.query_arrays[k], b.query_arrays[k]) for k in a.query_arrays
+    )
 
 
 class ResultStore:
@@ -360,10 +364,11 @@ class ResultStore:
         if existing is not None:
             return self._check_identical(experiment_id, record)
         rel: str | None = None
-        if record.dynamics or len(record.pool_indices) > 0:
+        if record.dynamics or len(record.pool_indices) > 0 or record.query_arrays:
             rel_path = self._arrays_path(experiment_id, record.round)
             payload = {"pool_indices": np.asarray(record.pool_indices, dtype=np.int64)}
             payload.update({f"dynamics.{k}": np.asarray(v) for k, v in record.dynamics.items()})
+            payload.update({f"query.{k}": np.asarray(v) for k, v in record.query_arrays.items()})
             atomic_savez(self.root / rel_path, payload)
             rel = rel_path.as_posix()
         seconds = {k: float(v) for k, v in record.seconds.items()}
@@ -473,6 +478,7 @@ class ResultStore:
         for r in rows:
             qs = queries.get(r["round"], [])
             dynamics: dict[str, np.ndarray] = {}
+            query_arrays: dict[str, np.ndarray] = {}
             pool = np.zeros(0, dtype=np.int64)
             if arrays and r["arrays"]:
                 with np.load(self.root / r["arrays"]) as z:
@@ -480,6 +486,7 @@ class ResultStore:
                     dynamics = {
                         k.removeprefix("dynamics."): z[k] for k in z.files if k.startswith("dynamics.")
                     }
+                    query_arrays = {k.removeprefix("query."): z[k] for k in z.files if k.startswith("query.")}
             reached = r["reached_target"]
             out.append(
                 RoundRecord(
@@ -499,6 +506,7 @@ class ResultStore:
                     query_scores=np.array([s for _, s in qs], dtype=np.float64),
                     dynamics=dynamics,
                     pool_indices=pool,
+                    query_arrays=query_arrays,
                 )
             )
         return out

@@ -10,8 +10,14 @@ Notebook use on your own model and data (masks int64 ``[N, H, W]``, images uint8
                               class_names=names, ignore_index=255, margin_N_H_W=margin, tau=2)
     maps.regions.count, maps.margin_correlation.rho, maps.per_class["fraction_frequent"]
 
-or the whole pipeline: ``run_forgetting_maps(load_maps_config("maps.toml"), "runs/maps")``. The report
-writer (:func:`write_maps_report`, :func:`plot_section_maps`) is imported on first use (it loads
+or the whole pipeline: ``run_forgetting_maps(load_maps_config("maps.toml"), "runs/maps")``.
+
+Active learning on sections (:mod:`forgetting.segmentation.active`): pass masks to
+:func:`forgetting.run_active_learning` with
+``LoopConfig(segmentation=SegmentationOptions(reduction="top-q"))``; :func:`reduce_pixel_scores` turns
+pixel scores into one score per section.
+
+The report writer (:func:`write_maps_report`, :func:`plot_section_maps`) is imported on first use (it loads
 matplotlib).
 """
 
@@ -19,6 +25,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from forgetting.segmentation.active import (
+    REDUCTIONS,
+    PixelScoreReducer,
+    SegmentationOptions,
+    reduce_pixel_scores,
+    segmentation_eval_metrics,
+    segmentation_form,
+    segmentation_strategies,
+)
 from forgetting.segmentation.maps import (
     MapsAnalysis,
     MapsConfig,
@@ -82,6 +97,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CLASS_WEIGHTING",
+    "REDUCTIONS",
     "TEMPORAL_GROUPS",
     "ConfusionMatrix",
     "Correlation",
@@ -89,9 +105,11 @@ __all__ = [
     "MapsConfig",
     "MapsReport",
     "MapsResult",
+    "PixelScoreReducer",
     "RegionStats",
     "SegmentationFit",
     "SegmentationMetrics",
+    "SegmentationOptions",
     "TemporalGroups",
     "analyze_forgetting",
     "boundary_distance",
@@ -109,8 +127,12 @@ __all__ = [
     "pick_sections",
     "plot_section_maps",
     "predict_segmentation",
+    "reduce_pixel_scores",
     "run_forgetting_maps",
+    "segmentation_eval_metrics",
+    "segmentation_form",
     "segmentation_metrics",
+    "segmentation_strategies",
     "segmentation_train_config",
     "spearman",
     "spearman_by_class",

@@ -44,6 +44,10 @@ class StrategyInputs:
         forgetting_N: integer ``[N]`` forgetting counts, from tracking with the pool's true labels.
         never_learned_N: bool ``[N]`` pool samples never predicted correctly (oracle tracking only).
         pool_labels_N: int64 ``[N]`` true labels (oracle analysis only).
+        image_scores_N: float ``[N]`` scores computed outside the strategy, which a
+            :class:`~forgetting.strategies.scored.ScoredStrategy` ranks instead of calling its ``score``:
+            for segmentation, the strategy's own pixel scores reduced to one score per section (see
+            :mod:`forgetting.segmentation.active`).
     """
 
     n_pool: int
@@ -55,6 +59,7 @@ class StrategyInputs:
     forgetting_N: torch.Tensor | None = None
     never_learned_N: torch.Tensor | None = None
     pool_labels_N: torch.Tensor | None = None
+    image_scores_N: torch.Tensor | None = None
 
     def require(self, name: str) -> torch.Tensor:
         """The field ``name``, or a :class:`MissingInputError` naming it."""

@@ -31,9 +31,11 @@ class ScoredStrategy(Strategy):
         """One float score per pool position, higher = more worth labelling: ``[N]`` (NaN = no score)."""
 
     def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:
-        """Top-``n`` of :meth:`score`, ties broken uniformly at random by ``seed``."""
+        """Top-``n`` of :meth:`score` (or of ``inputs.image_scores_N`` when the loop computed the scores,
+        as for segmentation), ties broken uniformly at random by ``seed``."""
         n = check_n(n, inputs.n_pool)
-        scores = as_numpy_1d(self.score(inputs), f"{self.name} scores")
+        raw = self.score(inputs) if inputs.image_scores_N is None else inputs.image_scores_N
+        scores = as_numpy_1d(raw, f"{self.name} scores")
         if scores.size != inputs.n_pool:
             raise ValueError(f"{self.name} produced {scores.size} scores for a pool of {inputs.n_pool}")
         indices = select_top_k(scores, n, seed=seed)

@@ -1,0 +1,579 @@
+"""Active learning for segmentation: per-pixel scores of the unlabeled sections, reduced to one score per
+section, then ranked by the classification strategies' own selectors.
+
+A segmentation round differs from a classification round in three places (see
+:func:`forgetting.loop.run_active_learning`, which calls this module when the targets are masks):
+
+* **Scores.** The pool is observed per pixel while the model trains (switch counts of every pixel, from an
+  :class:`~forgetting.events.EventTracker` of shape ``(P, H, W)``), or scored per pixel after training
+  (entropy, margin, least confidence of each pixel's softmax). A :class:`PixelScoreReducer` turns the pixel
+  scores of each section into one image score, streaming over batches so that no ``[P, K, H, W]``
+  probability tensor is ever held.
+* **Selection.** The image scores take the place of the classification scores: switch-type strategies
+  (``switch``, ``gauss``, ``sampled-switch``) rank them as counts, probability strategies (``entropy``,
+  ``margin``, ``least-confidence``) as their top-k score; ``coreset`` runs on the segmenter's pooled
+  bottleneck embedding (``model.embed``) and ``random`` needs nothing. :func:`segmentation_form` says which
+  of these a strategy is, and rejects the others (BADGE, BALD, the oracle) with the list of what works.
+* **Evaluation.** mIoU, pixel accuracy, mean class accuracy, FWIoU and per-class IoU and accuracy
+  (:func:`segmentation_eval_metrics`).
+
+Reductions (``reduction``) over the valid pixels ``V`` of a section, pixel scores ``s_p``:
+
+* ``mean``: ``Σ_V s_p / |V|``, the default;
+* ``sum``: ``Σ_V s_p`` (favours large sections when sizes differ);
+* ``top-q``: the mean of the ``ceil(q |V|)`` highest pixel scores (``top_q = q``, default 0.1): a section
+  with one unstable region beats a section that is slightly unstable everywhere;
+* ``class-balanced``: a weighted mean, each pixel weighted by ``1 / f_c`` where ``f_c`` is the share of the
+  pool's pixels predicted as its predicted class ``c``: the scores of pixels predicted as rare classes (thin
+  facies such as chalk and scruff) count as much, in total, as those of the common ones.
+
+On the unlabeled pool every pixel is valid (its mask is unknown); ``valid`` masks serve callers that know
+their padding.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from forgetting.data.dataset import Split
+from forgetting.exceptions import ConfigError, check_choice
+from forgetting.inference import (
+    autocast_context,
+    default_batch_size,
+    eval_mode,
+    iter_batches,
+    model_device,
+    to_input,
+)
+from forgetting.segmentation.metrics import ConfusionMatrix
+from forgetting.segmentation.training import CLASS_WEIGHTING
+from forgetting.strategies import Input, Strategy, StrategyInputs
+from forgetting.strategies.dynamics import CountStrategy
+from forgetting.strategies.scored import ScoredStrategy
+
+__all__ = [
+    "REDUCTIONS",
+    "SEGMENTATION_FORMS",
+    "PixelScoreReducer",
+    "SegmentationOptions",
+    "reduce_pixel_scores",
+    "segmentation_eval_metrics",
+    "segmentation_form",
+    "segmentation_strategies",
+]
+
+logger = logging.getLogger(__name__)
+
+#: How pixel scores become one score per section.
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "top-q", "class-balanced")
+Reduction = Literal["mean", "sum", "top-q", "class-balanced"]
+
+#: How a strategy applies to segmentation (see :func:`segmentation_form`).
+SEGMENTATION_FORMS: tuple[str, ...] = ("none", "pixel-probs", "pixel-switches", "image-scores", "embeddings")
+SegmentationForm = Literal["none", "pixel-probs", "pixel-switches", "image-scores", "embeddings"]
+
+# Switch counts above this are stored as 255 in the uint8 switch maps of the queried sections.
+_UINT8_MAX = 255
+
+
+@dataclass
+class SegmentationOptions:
+    """What a segmentation experiment adds to :class:`~forgetting.loop.LoopConfig` (``config.segmentation``).
+
+    Attributes:
+        ignore_index: mask value that adds no loss, no metric and no event (padding such as 255);
+            ``None``: every value is a class.
+        reduction: how pixel scores become one score per section: one of :data:`REDUCTIONS`.
+        top_q: the fraction of a section's pixels that ``reduction = "top-q"`` averages, in ``(0, 1]``.
+        class_weights: cross-entropy class weights, recomputed each round from the labeled masks: a scheme of
+            :data:`~forgetting.segmentation.training.CLASS_WEIGHTING` or one weight per class.
+    """
+
+    ignore_index: int | None = None
+    reduction: Reduction = "mean"
+    top_q: float = 0.1
+    class_weights: str | Sequence[float] = "median"
+
+    def __post_init__(self) -> None:
+        check_choice("segmentation.reduction", self.reduction, REDUCTIONS)
+        if not 0.0 < float(self.top_q) <= 1.0:
+            raise ConfigError(f"segmentation.top_q must lie in (0, 1], got {self.top_q}")
+        if isinstance(self.class_weights, str):
+            check_choice("segmentation.class_weights", self.class_weights, CLASS_WEIGHTING)
+
+
+class PixelScoreReducer:
+    """Streaming reduction of per-pixel scores to one score per section (``update`` per batch, ``finalize``).
+
+    Args:
+        n: number of sections N.
+        num_classes: K (needed by ``class-balanced``, which keeps ``[N, K]`` sums and counts).
+        reduction: one of :data:`REDUCTIONS`.
+        top_q: the fraction of valid pixels ``top-q`` averages.
+        device: where the ``[N]`` (``[N, K]``) accumulators live; default the device of the first update.
+
+    State is O(N) (O(N K) for ``class-balanced``); each update is vectorised over its batch and does not
+    synchronise with the host.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        num_classes: int,
+        *,
+        reduction: Reduction = "mean",
+        top_q: float = 0.1,
+        device: torch.device | str | None = None,
+    ) -> None:
+        check_choice("reduction", reduction, REDUCTIONS)
+        if not 0.0 < float(top_q) <= 1.0:
+            raise ConfigError(f"top_q must lie in (0, 1], got {top_q}")
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        self.n = int(n)
+        self.num_classes = int(num_classes)
+        self.reduction: Reduction = reduction
+        self.top_q = float(top_q)
+        self._device = None if device is None else torch.device(device)
+        self._state: dict[str, torch.Tensor] | None = None
+
+    def _allocate(self, device: torch.device) -> dict[str, torch.Tensor]:
+        n, k = self.n, self.num_classes
+        f64 = {"dtype": torch.float64, "device": device}
+        if self.reduction == "class-balanced":
+            return {"class_sum": torch.zeros(n, k, **f64), "class_count": torch.zeros(n, k, **f64)}
+        if self.reduction == "top-q":
+            return {"top": torch.full((n,), math.nan, **f64)}
+        return {"sum": torch.zeros(n, **f64), "count": torch.zeros(n, **f64)}
+
+    def update(
+        self,
+        rows: slice | torch.Tensor,
+        scores_B_H_W: torch.Tensor,
+        pred_B_H_W: torch.Tensor | None = None,
+        valid_B_H_W: torch.Tensor | None = None,
+    ) -> None:
+        """Add the pixel scores of sections ``rows`` (a slice or int64 ``[B]`` row indices, each row once).
+
+        Args:
+            rows: which of the N sections this batch holds.
+            scores_B_H_W: float (or integer counts) pixel scores, higher = more worth labelling.
+            pred_B_H_W: int64 predicted classes; required by ``class-balanced``.
+            valid_B_H_W: bool pixels to count; default all.
+        """
+        if scores_B_H_W.ndim != 3:
+            raise ValueError(f"pixel scores must be [B, H, W], got shape {tuple(scores_B_H_W.shape)}")
+        device = self._device or scores_B_H_W.device
+        if self._state is None:
+            self._state = self._allocate(device)
+        b = int(scores_B_H_W.shape[0])
+        s = scores_B_H_W.to(device=device, dtype=torch.float64).reshape(b, -1)
+        valid = (
+            torch.ones_like(s, dtype=torch.bool)
+            if valid_B_H_W is None
+            else valid_B_H_W.to(device=device, dtype=torch.bool).reshape(b, -1)
+        )
+        if isinstance(rows, torch.Tensor):
+            rows = rows.to(device)
+        st = self._state
+        if self.reduction == "class-balanced":
+            if pred_B_H_W is None:
+                raise ValueError("reduction 'class-balanced' needs the predicted classes of the pixels")
+            k = self.num_classes
+            pred = pred_B_H_W.to(device=device, dtype=torch.int64).reshape(b, -1)
+            slot = torch.where(valid & (pred >= 0) & (pred < k), pred, k)
+            sums = torch.zeros(b, k + 1, dtype=torch.float64, device=device)
+            counts = torch.zeros_like(sums)
+            sums.scatter_add_(1, slot, torch.where(valid, s, 0.0))
+            counts.scatter_add_(1, slot, torch.ones_like(s))
+            st["class_sum"][rows] = sums[:, :k]
+            st["class_count"][rows] = counts[:, :k]
+        elif self.reduction == "top-q":
+            n_valid = valid.sum(1)
+            k_top = torch.ceil(n_valid.double() * self.top_q).long().clamp_min(1)
+            ordered = torch.where(valid, s, -math.inf).sort(dim=1, descending=True).values
+            taken = torch.arange(ordered.shape[1], device=device)[None, :] < k_top[:, None]
+            top = torch.where(taken, ordered, 0.0).sum(1) / k_top.double()
+            st["top"][rows] = torch.where(n_valid > 0, top, math.nan)
+        else:
+            st["sum"][rows] = torch.where(valid, s, 0.0).sum(1)
+            st["count"][rows] = valid.sum(1).double()
+
+    def finalize(self) -> torch.Tensor:
+        """float64 ``[N]`` section scores (NaN for a section without valid pixels or never updated)."""
+        if self._state is None:
+            return torch.full((self.n,), math.nan, dtype=torch.float64)
+        st = self._state
+        if self.reduction == "top-q":
+            return st["top"].clone()
+        if self.reduction == "class-balanced":
+            share = st["class_count"].sum(0)
+            share = share / share.sum().clamp_min(1.0)
+            weight = torch.where(share > 0, 1.0 / share, 0.0)  # [K]
+            num = (st["class_sum"] * weight).sum(1)
+            den = (st["class_count"] * weight).sum(1)
+            return torch.where(den > 0, num / den, math.nan)
+        if self.reduction == "sum":
+            return torch.where(st["count"] > 0, st["sum"], math.nan)
+        return torch.where(st["count"] > 0, st["sum"] / st["count"].clamp_min(1.0), math.nan)
+
+
+def reduce_pixel_scores(
+    scores_N_H_W: torch.Tensor,
+    *,
+    reduction: Reduction = "mean",
+    top_q: float = 0.1,
+    pred_N_H_W: torch.Tensor | None = None,
+    valid_N_H_W: torch.Tensor | None = None,
+    num_classes: int | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """One score per section from pixel scores: float64 ``[N]`` on the scores' device (see the module
+    docstring for the reductions).
+
+    Args:
+        scores_N_H_W: float or integer pixel scores (e.g. switch counts).
+        reduction: one of :data:`REDUCTIONS`.
+        top_q: fraction of valid pixels averaged by ``top-q``.
+        pred_N_H_W: int64 predicted classes (``class-balanced`` only).
+        valid_N_H_W: bool pixels to count; default all.
+        num_classes: K; default ``pred_N_H_W.max() + 1`` (``class-balanced``) or 1.
+        batch_size: sections per vectorised chunk (bounds the temporaries).
+    """
+    if scores_N_H_W.ndim != 3:
+        raise ValueError(f"pixel scores must be [N, H, W], got shape {tuple(scores_N_H_W.shape)}")
+    if num_classes is None:
+        num_classes = int(pred_N_H_W.max()) + 1 if pred_N_H_W is not None and pred_N_H_W.numel() else 1
+    n = int(scores_N_H_W.shape[0])
+    reducer = PixelScoreReducer(n, num_classes, reduction=reduction, top_q=top_q)
+    for sl in iter_batches(n, batch_size):
+        reducer.update(
+            sl,
+            scores_N_H_W[sl],
+            None if pred_N_H_W is None else pred_N_H_W[sl],
+            None if valid_N_H_W is None else valid_N_H_W[sl],
+        )
+    out = reducer.finalize()
+    return out.to(scores_N_H_W.device) if n else out
+
+
+def segmentation_form(strategy: Strategy) -> SegmentationForm:
+    """How ``strategy`` applies to segmentation.
+
+    * ``"none"``: needs no input (``random``);
+    * ``"pixel-probs"``: a scored strategy that needs only probabilities (``entropy``, ``margin``,
+      ``least-confidence``): its own ``score`` runs on every pixel's softmax, then the reduction;
+    * ``"pixel-switches"``: a count strategy on switch counts (``switch``, ``gauss``, ``sampled-switch``):
+      the pool's pixel switch counts, reduced, take the place of the counts;
+    * ``"image-scores"``: a count strategy with a ``scores_file`` (one precomputed score per section);
+    * ``"embeddings"``: needs only embeddings (``coreset``): the segmenter's pooled bottleneck.
+
+    Raises:
+        ConfigError: the strategy has no segmentation form (it needs gradient embeddings, MC dropout, the
+            pool's labels, or a tie-break on probabilities); the message lists the strategies that work.
+    """
+    form = _form_of(strategy)
+    if form is None:
+        name = getattr(strategy, "name", type(strategy).__name__)
+        requires = ", ".join(sorted(strategy.requires))
+        raise ConfigError(
+            f"strategy {name!r} has no segmentation form (it needs {requires}); segmentation "
+            f"experiments support: {', '.join(segmentation_strategies())}"
+        )
+    return form
+
+
+def _form_of(strategy: Strategy) -> SegmentationForm | None:
+    requires = frozenset(strategy.requires)
+    if not requires:
+        return "none"
+    if isinstance(strategy, CountStrategy) and requires == {Input.DYNAMICS}:
+        if getattr(strategy, "uses_precomputed", False):
+            return "image-scores"
+        if strategy.count_field == "switches_N":
+            return "pixel-switches"
+    if requires == {Input.PROBS} and isinstance(strategy, ScoredStrategy):
+        return "pixel-probs"
+    if requires == {Input.EMBEDDINGS}:
+        return "embeddings"
+    return None
+
+
+def segmentation_strategies() -> list[str]:
+    """The registered strategies (with default options) that run on segmentation."""
+    from forgetting.strategies import get_strategy, list_strategies
+
+    names = []
+    for name in list_strategies():
+        try:
+            strategy = get_strategy(name)
+        except (ConfigError, TypeError):  # a strategy that cannot be built without options
+            continue
+        if _form_of(strategy) is not None:
+            names.append(name)
+    return names
+
+
+@torch.inference_mode()
+def _pixel_probability_scores(
+    model: nn.Module,
+    images: torch.Tensor,
+    strategy: ScoredStrategy,
+    reducer: PixelScoreReducer | None,
+    *,
+    batch_size: int,
+    keep: bool = False,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Score every pixel of ``images`` (uint8 ``[M, C, H, W]``) with the strategy's probability scorer.
+
+    Feeds ``reducer`` (rows ``0..M-1``); with ``keep`` also returns ``(scores float32 [M, H, W], pred int64
+    [M, H, W])`` on the model's device, else ``(None, None)``.
+    """
+    device = model_device(model)
+    kept_scores: list[torch.Tensor] = []
+    kept_pred: list[torch.Tensor] = []
+    with eval_mode(model), autocast_context(device):
+        for sl in iter_batches(int(images.shape[0]), batch_size):
+            probs = model(to_input(images[sl], device)).float().softmax(1)  # [B, K, H, W]
+            b, k, h, w = probs.shape
+            flat = probs.permute(0, 2, 3, 1).reshape(-1, k)
+            scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[0]), probs_N_C=flat))
+            scores = scores.reshape(b, h, w)
+            pred = probs.argmax(1)
+            if reducer is not None:
+                reducer.update(sl, scores, pred)
+            if keep:
+                kept_scores.append(scores.float())
+                kept_pred.append(pred)
+    if not keep:
+        return None, None
+    if not kept_scores:
+        h, w = images.shape[-2:]
+        empty = torch.zeros((0, h, w), device=device)
+        return empty, empty.long()
+    return torch.cat(kept_scores), torch.cat(kept_pred)
+
+
+@torch.inference_mode()
+def _predict_masks(model: nn.Module, images: torch.Tensor, *, batch_size: int) -> torch.Tensor:
+    """int64 ``[M, H, W]`` eval-mode predictions on the model's device."""
+    device = model_device(model)
+    parts = []
+    with eval_mode(model), autocast_context(device):
+        for sl in iter_batches(int(images.shape[0]), batch_size):
+            parts.append(model(to_input(images[sl], device)).argmax(1))
+    if not parts:
+        return torch.zeros((0, *images.shape[-2:]), dtype=torch.int64, device=device)
+    return torch.cat(parts)
+
+
+def _reduce_switches(
+    switches_P_H_W: torch.Tensor, pred_P_H_W: torch.Tensor, num_classes: int, options: SegmentationOptions
+) -> torch.Tensor:
+    return reduce_pixel_scores(
+        switches_P_H_W,
+        reduction=options.reduction,
+        top_q=options.top_q,
+        pred_N_H_W=pred_P_H_W,
+        num_classes=num_classes,
+    )
+
+
+def tracked_switch_scores(tracker: object, num_classes: int, options: SegmentationOptions) -> torch.Tensor:
+    """The reduced switch counts of a pixel tracker of shape ``(P, H, W)``: float64 ``[P]`` on its device.
+
+    A section the tracker never observed scores 0, as an unobserved sample's switch count is 0.
+    """
+    switches = tracker.switches  # type: ignore[attr-defined]
+    if switches.ndim != 3:
+        raise ConfigError(
+            f"segmentation tracking expected pixel switch counts [P, H, W], got {tuple(switches.shape)}; "
+            "does the model predict per pixel?"
+        )
+    pred = tracker.read("prediction")  # type: ignore[attr-defined]
+    return _reduce_switches(switches, pred, num_classes, options)
+
+
+@dataclass
+class SegmentationQueryInputs:
+    """What :func:`segmentation_strategy_inputs` computed: the strategy inputs plus what the round stores.
+
+    Attributes:
+        inputs: the :class:`StrategyInputs` the strategy selects from.
+        form: the strategy's :func:`segmentation_form`.
+        switch_scores: float64 ``[P]`` reduced switch counts when the pool was tracked, else ``None``.
+    """
+
+    inputs: StrategyInputs
+    form: SegmentationForm
+    switch_scores: torch.Tensor | None
+
+
+def segmentation_strategy_inputs(
+    model: nn.Module,
+    strategy: Strategy,
+    *,
+    images: torch.Tensor,
+    pool: np.ndarray,
+    pool_t: torch.Tensor,
+    labeled_t: torch.Tensor,
+    num_classes: int,
+    options: SegmentationOptions,
+    tracker: object | None = None,
+    batch_size: int | None = None,
+) -> SegmentationQueryInputs:
+    """The inputs ``strategy`` selects from on a segmentation pool.
+
+    Args:
+        model: the round's trained segmenter.
+        strategy: the strategy (see :func:`segmentation_form`).
+        images: uint8 ``[N, C, H, W]`` every training section.
+        pool: int64 ``[P]`` the candidates' indices into ``images`` (read by ``scores_file`` strategies).
+        pool_t, labeled_t: int64 index tensors of the candidates and of the labeled sections.
+        num_classes: K.
+        options: the reduction settings.
+        tracker: the pool's pixel :class:`~forgetting.events.EventTracker` of shape ``(P, H, W)``, when the
+            pool was observed while the model trained.
+        batch_size: sections per inference batch.
+    """
+    form = segmentation_form(strategy)
+    device = model_device(model)
+    batch_size = batch_size or default_batch_size(device)
+    n_pool = int(pool.size)
+    inputs = StrategyInputs(n_pool=n_pool)
+    switch_scores = None
+    if tracker is not None:
+        switch_scores = tracked_switch_scores(tracker, num_classes, options)
+    if form == "pixel-switches":
+        if switch_scores is None:
+            raise ConfigError(
+                f"strategy {strategy.name!r} needs the pool's switch counts, but the pool was not tracked"
+            )
+        inputs.switches_N = switch_scores
+    elif form == "image-scores":
+        inputs.switches_N = strategy.precomputed_scores(pool)  # type: ignore[attr-defined]
+    elif form == "pixel-probs":
+        reducer = PixelScoreReducer(n_pool, num_classes, reduction=options.reduction, top_q=options.top_q)
+        _pixel_probability_scores(
+            model,
+            images[pool_t],
+            strategy,  # type: ignore[arg-type]
+            reducer,
+            batch_size=batch_size,
+        )
+        inputs.image_scores_N = reducer.finalize()
+    elif form == "embeddings":
+        from forgetting.inference import predict
+
+        inputs.embeddings_N_D = predict(
+            model, images[pool_t], probs=False, embeddings=True, batch_size=batch_size
+        ).embeddings_N_D
+        inputs.labeled_embeddings_L_D = predict(
+            model, images[labeled_t], probs=False, embeddings=True, batch_size=batch_size
+        ).embeddings_N_D
+    return SegmentationQueryInputs(inputs, form, switch_scores)
+
+
+def queried_section_arrays(
+    model: nn.Module,
+    strategy: Strategy,
+    form: SegmentationForm,
+    *,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    positions: np.ndarray,
+    pool_t: torch.Tensor,
+    tracker: object | None = None,
+    batch_size: int | None = None,
+) -> dict[str, np.ndarray]:
+    """What a segmentation round stores about its queried sections (``RoundRecord.query_arrays``).
+
+    Args:
+        positions: int64 ``[n]`` the selected positions into the pool.
+        images, masks: every training section (uint8 ``[N, C, H, W]``, int64 ``[N, H, W]``).
+        pool_t: int64 ``[P]`` the pool's indices into ``images``.
+        tracker: the pool's pixel tracker, if it was observed.
+
+    Returns:
+        ``images`` uint8 ``[n, C, H, W]``, ``masks`` int16 ``[n, H, W]`` (the revealed labels), ``pred``
+        uint8 ``[n, H, W]``, ``pixel_scores`` float16 ``[n, H, W]`` (the strategy's per-pixel score; absent
+        for strategies without one) and ``switch_maps`` uint8 ``[n, H, W]`` (saturating at 255; only with a
+        tracker).
+    """
+    device = model_device(model)
+    batch_size = batch_size or default_batch_size(device)
+    pos_t = torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(pool_t.device)
+    rows = pool_t[pos_t]
+    chosen = images[rows]
+    out: dict[str, np.ndarray] = {
+        "images": chosen.cpu().numpy().astype(np.uint8),
+        "masks": masks[rows].cpu().numpy().astype(np.int16),
+    }
+    if form == "pixel-probs":
+        scores, pred = _pixel_probability_scores(
+            model,
+            chosen,
+            strategy,  # type: ignore[arg-type]
+            None,
+            batch_size=batch_size,
+            keep=True,
+        )
+        assert scores is not None and pred is not None
+        out["pixel_scores"] = scores.cpu().numpy().astype(np.float16)
+    else:
+        pred = _predict_masks(model, chosen, batch_size=batch_size)
+    out["pred"] = pred.clamp(0, _UINT8_MAX).cpu().numpy().astype(np.uint8)
+    if tracker is not None:
+        switches = tracker.switches  # type: ignore[attr-defined]
+        picked = switches[pos_t.to(switches.device)].to(torch.int32)
+        if form == "pixel-switches":
+            out["pixel_scores"] = picked.cpu().numpy().astype(np.float16)
+        out["switch_maps"] = picked.clamp(0, _UINT8_MAX).cpu().numpy().astype(np.uint8)
+    return out
+
+
+@torch.inference_mode()
+def segmentation_eval_metrics(
+    model: nn.Module,
+    data: Split,
+    *,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    ignore_index: int | None = None,
+    batch_size: int | None = None,
+) -> dict[str, float]:
+    """The metrics a segmentation round records per eval set (eval mode, one host transfer at the end).
+
+    Returns:
+        ``miou``, ``pixel_accuracy``, ``mean_class_accuracy``, ``fwiou`` and, per class name,
+        ``iou/<name>`` and ``class_accuracy/<name>`` (NaN for a class absent from ``data`` and never
+        predicted, or without pixels).
+    """
+    device = model_device(model)
+    batch_size = batch_size or default_batch_size(device)
+    cm = ConfusionMatrix(num_classes, ignore_index)
+    with eval_mode(model), autocast_context(device):
+        for sl in iter_batches(len(data), batch_size):
+            pred = model(to_input(data.images[sl], device)).argmax(1)
+            cm.update(pred, data.targets[sl].to(device, non_blocking=True))
+    m = cm.compute()
+    names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+    if len(names) != num_classes:
+        raise ConfigError(f"{len(names)} class names for {num_classes} classes")
+    out = {
+        "miou": m.mean_iou,
+        "pixel_accuracy": m.pixel_accuracy,
+        "mean_class_accuracy": m.mean_class_accuracy,
+        "fwiou": m.fw_iou,
+    }
+    out.update({f"iou/{n}": float(v) for n, v in zip(names, m.iou, strict=True)})
+    out.update({f"class_accuracy/{n}": float(v) for n, v in zip(names, m.class_accuracy, strict=True)})
+    return out
