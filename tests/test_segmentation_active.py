@@ -418,3 +418,12 @@ def test_loop_same_seed_same_queries_on_masks():
         run_active_learning(
             ds.train, {"test": ds.test}, ds.num_classes, LoopConfig(strategy="badge", model="unet")
         )
+
+
+def test_pixel_batch_size_bounds_pixels_per_batch():
+    from forgetting.segmentation.active import pixel_batch_size
+
+    cpu = torch.device("cpu")
+    assert pixel_batch_size(cpu, 255, 701) == 5  # full F3 sections: about a million pixels per batch
+    assert pixel_batch_size(cpu, 28, 28) == 1024  # small images keep the sample batch size
+    assert pixel_batch_size(cpu, 4000, 4000) == 1

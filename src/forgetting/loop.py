@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -204,6 +204,7 @@ def run_active_learning(
     if segmentation:
         from forgetting.segmentation.active import (
             SegmentationOptions,
+            pixel_batch_size,
             queried_section_arrays,
             segmentation_eval_metrics,
             segmentation_form,
@@ -212,6 +213,9 @@ def run_active_learning(
 
         seg_options = config.segmentation or SegmentationOptions()
         segmentation_form(plan.strategy)  # fails early, listing the strategies that work
+        if config.eval_batch_size is None:  # sections are large: bound the pixels per inference batch
+            h, w = (int(x) for x in train.images.shape[-2:])
+            config = replace(config, eval_batch_size=pixel_batch_size(device, h, w))
 
     n_train = len(train)
     labeled = initial_labeled_set(

@@ -64,6 +64,7 @@ __all__ = [
     "SEGMENTATION_FORMS",
     "PixelScoreReducer",
     "SegmentationOptions",
+    "pixel_batch_size",
     "reduce_pixel_scores",
     "segmentation_eval_metrics",
     "segmentation_form",
@@ -82,6 +83,17 @@ SegmentationForm = Literal["none", "pixel-probs", "pixel-switches", "image-score
 
 # Switch counts above this are stored as 255 in the uint8 switch maps of the queried sections.
 _UINT8_MAX = 255
+# Pixels per inference batch when the caller sets no batch size: about 2**20 on a CPU, 2**22 on an
+# accelerator (a [B, K, H, W] float32 logit tensor of 6 classes is then 24 MiB / 96 MiB).
+_PIXELS_PER_BATCH = {"cpu": 1 << 20, "accelerator": 1 << 22}
+
+
+def pixel_batch_size(device: torch.device, height: int, width: int) -> int:
+    """Sections per inference batch for ``height x width`` sections: the sample batch size of
+    :func:`~forgetting.inference.default_batch_size`, capped to about a million pixels per batch on a CPU
+    (four million on an accelerator), and at least 1. A full F3 section (255 x 701) gives 5 on a CPU."""
+    budget = _PIXELS_PER_BATCH["cpu" if device.type == "cpu" else "accelerator"]
+    return max(1, min(default_batch_size(device), budget // max(1, height * width)))
 
 
 @dataclass
