@@ -403,19 +403,36 @@ def init_project_cmd(
     classes: Annotated[
         str | None,
         typer.Option(
-            help="Class names, comma-separated; fixes the classes. Omit to take them from the labels."
+            help="Class names, comma-separated; fixes the classes. Omit to take them from the labels. "
+            "Segmentation: required, in the order of the mask values (class id 0 first)."
+        ),
+    ] = None,
+    task: Annotated[
+        str,
+        typer.Option(help="classification (a class per image) or segmentation (a mask per image)."),
+    ] = "classification",
+    ignore_index: Annotated[
+        str | None,
+        typer.Option(
+            "--ignore-index",
+            help="Segmentation: the mask value of unlabelled pixels (default 255), or 'none'.",
         ),
     ] = None,
     model: Annotated[
-        str, typer.Option(help="A classification model (see `forgetting models`).")
-    ] = "small-cnn",
+        str | None,
+        typer.Option(help="A model of the task (see `forgetting models`; default small-cnn, or unet)."),
+    ] = None,
     strategy: Annotated[str, typer.Option(help="The default strategy of `forgetting query`.")] = "gauss",
     query_size: Annotated[
         int, typer.Option("-n", "--query-size", min=1, help="Default images per query.")
     ] = 20,
     labels: Annotated[
         Path | None,
-        typer.Option("--labels", help="Labels known so far: a CSV (item,label) or a Label Studio export."),
+        typer.Option(
+            "--labels",
+            help="Labels known so far: a CSV (item,label) or a Label Studio export; segmentation: a folder "
+            "of masks or an .npz (masks, ids).",
+        ),
     ] = None,
     key: Annotated[str | None, typer.Option(help="The array inside an .npz (default: images).")] = None,
     size: Annotated[
@@ -428,11 +445,25 @@ def init_project_cmd(
     from forgetting.annotate import init_project
 
     _set_verbose(verbose)
+    ignore: int | None = 255
+    if ignore_index is not None and ignore_index.strip().lower() != "none":
+        try:
+            ignore = int(ignore_index)
+        except ValueError:
+            raise _fail(
+                f"--ignore-index must be a mask value (e.g. 255) or 'none', got {ignore_index!r}"
+            ) from None
+    elif ignore_index is not None:
+        ignore = None
+    if ignore_index is not None and task != "segmentation":
+        raise _fail("--ignore-index applies to --task segmentation only")
     try:
         proj = init_project(
             project,
             images,
             classes=classes,
+            task=task,
+            ignore_index=ignore,
             model=model,
             strategy=strategy,
             query_size=query_size,
@@ -444,8 +475,9 @@ def init_project_cmd(
         st = proj.status()
     except ForgettingError as exc:
         raise _fail(str(exc)) from None
+    what = "masks" if st.task == "segmentation" else "labelled"
     console.print(
-        f"project {st.root}: {st.n_items} images ({st.kind} {st.images}), {st.n_labeled} labelled",
+        f"project {st.root} ({st.task}): {st.n_items} images ({st.kind} {st.images}), {st.n_labeled} {what}",
         highlight=False,
     )
     first = "gauss" if st.n_labeled else "kcenter-pixels"
@@ -477,46 +509,72 @@ def query(
     except ForgettingError as exc:
         raise _fail(str(exc)) from None
     table = Table(title=f"round {result.round}: {len(result.items)} images to label ({result.strategy})")
-    for col in ("rank", "item", "score", "model says"):
+    segmentation = result.task == "segmentation"  # no per-image prediction: the page shows the maps
+    for col in ("rank", "item", "score") if segmentation else ("rank", "item", "score", "model says"):
         table.add_column(col, overflow="fold")
     for r in result.items:
         score = "" if r.score != r.score else f"{r.score:.4g}"
         said = "" if r.predicted is None else f"{r.predicted} ({r.confidence:.2f})"
-        table.add_row(str(r.rank), r.item, score, said)
+        table.add_row(str(r.rank), r.item, score, *(() if segmentation else (said,)))
     console.print(table)
     note = " (unchanged, already on disk)" if result.reused else ""
     console.print(f"ranked CSV: {result.csv_path}{note}", highlight=False)
-    console.print(f"Label Studio tasks: {result.label_studio_path}", highlight=False)
+    if result.label_studio_path.is_file():
+        console.print(f"Label Studio tasks: {result.label_studio_path}", highlight=False)
     console.print(f"page: {result.html_path}", highlight=False)
-    console.print(f"next: forgetting label {project} --import FILE", highlight=False)
+    if segmentation:
+        console.print(
+            "draw one mask per image (pixel value = class id), named as the CSV's mask_file column, in one "
+            "folder",
+            highlight=False,
+        )
+        console.print(f"next: forgetting label {project} FOLDER", highlight=False)
+    else:
+        console.print(f"next: forgetting label {project} --import FILE", highlight=False)
 
 
 @app.command()
 def label(
     project: Annotated[Path, typer.Argument(help="A project directory.")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="What to import (or use --import): a CSV or Label Studio export; segmentation: a folder of "
+            "masks or an .npz (masks, ids).",
+            show_default=False,
+        ),
+    ] = None,
     import_file: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--import",
-            help="A CSV (item,label; e.g. a round's query.csv filled in) or a Label Studio export.",
+            help="A CSV (item,label; e.g. a round's query.csv filled in) or a Label Studio export; "
+            "segmentation: a folder of masks (PNG class ids or .npy, named after the images) or an .npz.",
         ),
-    ],
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace labels that contradict the project's.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Add returned labels to a project (safe to repeat: labels already there are skipped)."""
+    """Add returned labels (or masks) to a project (safe to repeat: labels already there are skipped)."""
     from forgetting.annotate import LabelingProject
 
     _set_verbose(verbose)
+    if (path is None) == (import_file is None):
+        raise _fail("give what to import once: `forgetting label PROJECT PATH` or `--import PATH`")
+    source = path if path is not None else import_file
+    assert source is not None
     try:
-        summary = LabelingProject.open(project).import_labels(import_file, overwrite=overwrite)
+        proj = LabelingProject.open(project)
+        summary = proj.import_labels(source, overwrite=overwrite)
     except ForgettingError as exc:
         raise _fail(str(exc)) from None
+    unit = "mask(s)" if proj.settings.task == "segmentation" else "label(s)"
+    empty = "without labelled pixels" if proj.settings.task == "segmentation" else "without a label"
     console.print(
         f"{summary.source}: {summary.added} added, {summary.unchanged} already there, "
-        f"{summary.overwritten} overwritten, {summary.skipped} without a label",
+        f"{summary.overwritten} overwritten, {summary.skipped} {empty} ({unit})",
         highlight=False,
     )
     if summary.new_classes:
@@ -538,17 +596,32 @@ def status(project: Annotated[Path, typer.Argument(help="A project directory.")]
     console.print(f"project {st.root}", highlight=False)
     console.print(f"images: {st.n_items} ({st.kind} {st.images})", highlight=False)
     console.print(f"labelled: {st.n_labeled}; rounds queried: {st.rounds}", highlight=False)
-    table = Table(title="labels per class")
-    table.add_column("class")
-    table.add_column("labelled", justify="right")
-    for name, count in st.class_counts.items():
-        table.add_row(name, str(count))
-    console.print(table)
+    if st.task == "segmentation":
+        total = sum(st.pixel_counts.values())
+        table = Table(title="labelled pixels per class")
+        table.add_column("class")
+        table.add_column("images", justify="right")
+        table.add_column("pixels", justify="right")
+        table.add_column("share", justify="right")
+        for name, pixels in st.pixel_counts.items():
+            share = f"{pixels / total:.1%}" if total else ""
+            table.add_row(name, str(st.class_counts.get(name, 0)), str(pixels), share)
+        console.print(table)
+        console.print(f"unlabelled (ignore-index) pixels: {st.ignored_pixels}", highlight=False)
+    else:
+        table = Table(title="labels per class")
+        table.add_column("class")
+        table.add_column("labelled", justify="right")
+        for name, count in st.class_counts.items():
+            table.add_row(name, str(count))
+        console.print(table)
     if st.pending:
-        console.print(f"round {st.rounds - 1} still waits for {len(st.pending)} label(s)", highlight=False)
+        unit = "mask(s)" if st.task == "segmentation" else "label(s)"
+        console.print(f"round {st.rounds - 1} still waits for {len(st.pending)} {unit}", highlight=False)
     if st.missing:
         console.print(f"{len(st.missing)} labelled item(s) are no longer in the images", highlight=False)
-    console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
+    if st.task != "segmentation":
+        console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
 
 
 @app.command("augment")

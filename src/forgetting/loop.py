@@ -54,6 +54,11 @@ def derive_seed(seed: int, round_: int, purpose: int) -> int:
     return int(np.random.SeedSequence([seed, round_, purpose]).generate_state(1, dtype=np.uint32)[0] >> 1)
 
 
+def query_seed(config: LoopConfig, rnd: int) -> int:
+    """The seed a strategy's ``select`` gets in round ``rnd`` (classification and segmentation alike)."""
+    return derive_seed(config.seed, rnd, _QUERY)
+
+
 @dataclass
 class TrackConfig:
     """When and what to observe while a round trains.
@@ -310,9 +315,7 @@ def run_active_learning(
                 tracker=observer.tracker if observer is not None else None,
                 batch_size=config.eval_batch_size,
             )
-            selection = plan.strategy.select(
-                seg_inputs.inputs, n_query, seed=derive_seed(config.seed, rnd, _QUERY)
-            )
+            selection = plan.strategy.select(seg_inputs.inputs, n_query, seed=query_seed(config, rnd))
             positions = np.asarray(selection.indices, dtype=np.int64)
             query_idx = pool[positions]
             query_scores = np.asarray(selection.scores, dtype=np.float64)
@@ -548,7 +551,7 @@ def query_round(
     inputs = _strategy_inputs(
         model, plan.strategy, plan.requires, images, targets, pool, pool_t, labeled_t, observer, config, rnd
     )
-    return plan.strategy.select(inputs, n, seed=derive_seed(config.seed, rnd, _QUERY))
+    return plan.strategy.select(inputs, n, seed=query_seed(config, rnd))
 
 
 def _strategy_inputs(

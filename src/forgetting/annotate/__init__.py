@@ -14,6 +14,15 @@ and the next query continues from there::
     project.import_labels("pets/rounds/0/query.csv")      # after filling in its label column
     second = project.query(20)                            # GauSS (the default strategy)
 
+Segmentation projects (``task="segmentation"``) take masks instead of class labels: a folder of mask files
+(class id per pixel, named after the images) or an ``.npz``; each query trains a U-Net on them and ranks the
+unlabelled images by their pixel scores, reduced to one per image::
+
+    seismic = init_project("f3", "sections/", classes=["sand", "shale", "salt"], task="segmentation")
+    first = seismic.query(8, strategy="kcenter-pixels")
+    seismic.import_labels("returned-masks/")              # named as the mask_file column of query.csv
+    second = seismic.query(8)                             # GauSS on per-pixel switch counts
+
 Modules: :mod:`~forgetting.annotate.project` (the project, its settings and label ledger),
 :mod:`~forgetting.annotate.sources` (reading the images), :mod:`~forgetting.annotate.session` (one query),
 :mod:`~forgetting.annotate.importers` and :mod:`~forgetting.annotate.exporters` (file formats).
@@ -22,7 +31,7 @@ Modules: :mod:`~forgetting.annotate.project` (the project, its settings and labe
 from __future__ import annotations
 
 from forgetting.annotate.exporters import write_png
-from forgetting.annotate.importers import LabelRow, read_label_file
+from forgetting.annotate.importers import LabelRow, MaskRow, read_label_file, read_mask_file, read_mask_source
 from forgetting.annotate.project import (
     ImportSummary,
     LabelEntry,
@@ -32,7 +41,13 @@ from forgetting.annotate.project import (
     init_project,
 )
 from forgetting.annotate.results import QueryResult, RankedItem
-from forgetting.annotate.session import COLD_START_STRATEGIES, PIXEL_KCENTER, rank_pool
+from forgetting.annotate.session import (
+    COLD_START_STRATEGIES,
+    PIXEL_KCENTER,
+    rank_pool,
+    rank_sections,
+    segmentation_query_strategies,
+)
 from forgetting.annotate.sources import ImageSource
 from forgetting.exceptions import LabelConflictError, LabelImportError, ProjectError
 
@@ -46,6 +61,7 @@ __all__ = [
     "LabelImportError",
     "LabelRow",
     "LabelingProject",
+    "MaskRow",
     "ProjectError",
     "ProjectSettings",
     "ProjectStatus",
@@ -53,6 +69,10 @@ __all__ = [
     "RankedItem",
     "init_project",
     "rank_pool",
+    "rank_sections",
     "read_label_file",
+    "read_mask_file",
+    "read_mask_source",
+    "segmentation_query_strategies",
     "write_png",
 ]

@@ -1,5 +1,9 @@
 """Write what annotators work from: a ranked CSV, a Label Studio import file, an HTML page, PNG files.
 
+Segmentation projects get their own CSV (:func:`write_segmentation_csv`: the name of the mask file to return
+per image) and page (:func:`write_segmentation_html`: each image with the model's prediction, its per-pixel
+score map and switch map); there is no Label Studio file for them.
+
 Every file is written atomically (temporary file + rename) and depends only on its arguments, so the same
 ranking gives byte-identical files.
 """
@@ -26,6 +30,10 @@ from forgetting.annotate.results import RankedItem
 
 __all__ = [
     "CSV_COLUMNS",
+    "SEGMENTATION_CSV_COLUMNS",
+    "class_colors",
+    "colorize_classes",
+    "colorize_scores",
     "label_studio_config",
     "label_studio_tasks",
     "png_bytes",
@@ -33,6 +41,8 @@ __all__ = [
     "write_json",
     "write_png",
     "write_ranked_csv",
+    "write_segmentation_csv",
+    "write_segmentation_html",
 ]
 
 #: Columns of the ranked CSV. ``label`` is left empty for the annotator to fill in.
@@ -46,6 +56,13 @@ CSV_COLUMNS: tuple[str, ...] = (
     "confidence",
     "label",
 )
+
+
+#: Columns of the ranked CSV of a segmentation project. ``mask_file`` is the name (relative to the folder of
+#: returned masks) the image's mask should have, as ``.png`` (or the same name with ``.npy``).
+SEGMENTATION_CSV_COLUMNS: tuple[str, ...] = ("rank", "item", "score", "strategy", "round", "mask_file")
+
+_IGNORED_RGB = (187, 187, 187)  # grey: pixels outside the classes (the ignore index) and NaN scores
 
 
 def _as_hwc(image_C_H_W: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -172,5 +189,149 @@ def write_html(
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n{note_html}"
         f'<div class="grid">\n' + "\n".join(cards) + "\n</div>\n</body>\n</html>\n"
+    )
+    return atomic_write_text(path, page)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Segmentation
+
+
+def write_segmentation_csv(
+    path: str | Path,
+    items: Sequence[RankedItem],
+    mask_files: Sequence[str],
+    *,
+    strategy: str,
+    round_: int,
+) -> Path:
+    """The ranked list of a segmentation round as CSV with :data:`SEGMENTATION_CSV_COLUMNS`.
+
+    Return one mask per image, named as its ``mask_file`` inside a folder, and import the folder with
+    ``forgetting label``.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SEGMENTATION_CSV_COLUMNS)
+    for r, mask_file in zip(items, mask_files, strict=True):
+        writer.writerow([r.rank, r.item, _num(r.score), strategy, round_, mask_file])
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def class_colors(num_classes: int) -> np.ndarray:
+    """uint8 ``[K, 3]`` distinct colours for class ids ``0..K-1`` (matplotlib's tab10, or tab20 above 10)."""
+    from matplotlib import colormaps
+
+    base = colormaps["tab10" if num_classes <= 10 else "tab20"]
+    rgba = base(np.arange(max(num_classes, 1)) % base.N, bytes=True)
+    return np.asarray(rgba[:, :3], dtype=np.uint8)
+
+
+def colorize_classes(mask_H_W: np.ndarray, num_classes: int) -> np.ndarray:
+    """uint8 ``[3, H, W]``: each pixel in its class's :func:`class_colors`, grey outside ``0..K-1``."""
+    mask = np.asarray(mask_H_W).astype(np.int64)
+    lut = np.vstack([class_colors(num_classes), np.array(_IGNORED_RGB, dtype=np.uint8)])
+    index = np.where((mask >= 0) & (mask < num_classes), mask, num_classes)
+    return np.ascontiguousarray(lut[index].transpose(2, 0, 1))
+
+
+def colorize_scores(values_H_W: np.ndarray, vmin: float, vmax: float, *, cmap: str = "viridis") -> np.ndarray:
+    """uint8 ``[3, H, W]``: ``values`` mapped linearly from ``[vmin, vmax]`` onto ``cmap``; NaN grey."""
+    from matplotlib import colormaps
+
+    values = np.asarray(values_H_W, dtype=np.float64)
+    scaled = (values - vmin) / (vmax - vmin) if vmax > vmin else np.zeros_like(values)
+    rgb = colormaps[cmap](np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0), bytes=True)[..., :3]
+    rgb[~np.isfinite(values)] = _IGNORED_RGB
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+_SEG_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
+h1, h2, h3 { font-weight: 600; }
+h3 { font-size: 1em; margin: 1.2em 0 0.3em; overflow-wrap: anywhere; }
+.panels { display: flex; flex-wrap: wrap; gap: 0.6em; align-items: flex-start; }
+figure { margin: 0; font-size: 0.8em; }
+figure img { height: 180px; width: auto; max-width: 420px; object-fit: contain; image-rendering: pixelated;
+  background: #f3f3f3; border: 1px solid #ccc; display: block; }
+.legend span { display: inline-block; margin-right: 1em; font-size: 0.9em; }
+.swatch { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: middle; margin-right: 0.3em;
+  border: 1px solid #999; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+#: The per-pixel panels of :func:`write_segmentation_html`: key, caption, colour map.
+_SEG_PANELS: tuple[tuple[str, str, str], ...] = (
+    ("pred", "model prediction", "classes"),
+    ("pixel_scores", "pixel score", "viridis"),
+    ("switch_maps", "switches while training", "inferno"),
+)
+
+
+def _img(array_C_H_W: np.ndarray, alt: str) -> str:
+    data = base64.b64encode(png_bytes(array_C_H_W)).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}">'
+
+
+def write_segmentation_html(
+    path: str | Path,
+    items: Sequence[RankedItem],
+    images: Sequence[np.ndarray | torch.Tensor],
+    maps: dict[str, np.ndarray],
+    *,
+    classes: Sequence[str],
+    title: str,
+    notes: Sequence[str] = (),
+) -> Path:
+    """A self-contained page: per ranked image, the image and (when given) the model's prediction, the
+    per-pixel score map and the switch map, as embedded PNGs at the image's resolution.
+
+    Args:
+        items: the ranked items; ``images[i]`` (uint8 ``[C, H, W]``) is ``items[i]``'s image.
+        maps: optional ``pred`` (uint8 ``[n, H, W]`` class ids), ``pixel_scores`` (float ``[n, H, W]``) and
+            ``switch_maps`` (uint8 ``[n, H, W]``), aligned with ``items``. Scores and switches share one
+            colour scale over the page, so the images compare directly.
+        classes: the class names (the prediction's colours; the legend).
+        title, notes: the heading and the paragraphs under it.
+    """
+    k = len(classes)
+    panels = [(key, caption, cmap) for key, caption, cmap in _SEG_PANELS if key in maps]
+    limits: dict[str, tuple[float, float]] = {}
+    scales = []
+    for key, caption, cmap in panels:
+        if cmap == "classes":
+            continue
+        values = np.asarray(maps[key], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        limits[key] = (lo, hi)
+        scales.append(f"{caption}: {_num(lo) or '0'} (dark) to {_num(hi) or '0'} (bright), {cmap}")
+    sections = []
+    for i, (r, image) in enumerate(zip(items, images, strict=True)):
+        image_np = image.cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        figures = [f"<figure>{_img(image_np, r.item)}<figcaption>image</figcaption></figure>"]
+        for key, caption, cmap in panels:
+            if cmap == "classes":
+                panel = colorize_classes(maps[key][i], k)
+            else:
+                panel = colorize_scores(maps[key][i], *limits[key], cmap=cmap)
+            figures.append(
+                f"<figure>{_img(panel, f'{caption}: {r.item}')}<figcaption>{caption}</figcaption></figure>"
+            )
+        head = f"#{r.rank} {html.escape(r.item)} &middot; score {html.escape(_num(r.score) or 'n/a')}"
+        sections.append(f'<h3>{head}</h3>\n<div class="panels">{"".join(figures)}</div>')
+    legend = ""
+    if any(cmap == "classes" for _, _, cmap in panels):
+        swatches = [
+            f'<span><span class="swatch" style="background: rgb{tuple(int(v) for v in rgb)}"></span>'
+            f"{c}: {html.escape(name)}</span>"
+            for c, (name, rgb) in enumerate(zip(classes, class_colors(k), strict=False))
+        ]
+        legend = f'<p class="legend">{"".join(swatches)}</p>\n'
+    notes_html = "".join(f'<p class="note">{html.escape(n)}</p>\n' for n in [*notes, *scales])
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_SEG_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n{notes_html}{legend}" + "\n".join(sections) + "\n</body>\n</html>\n"
     )
     return atomic_write_text(path, page)

@@ -17,6 +17,16 @@ Label Studio
     controls). Cancelled (skipped) annotations and tasks without an annotation are skipped. Annotations of one
     task that disagree raise :class:`~forgetting.exceptions.LabelConflictError`. The ``JSON_MIN`` export
     (flat objects with ``image``/``item`` and ``label``) is read too.
+
+Masks (segmentation projects)
+    A folder of mask files, or an ``.npz``. In a folder, every ``.png`` (8- or 16-bit grayscale, or palette:
+    the pixel values are the class ids; an RGB file whose three channels are equal is read as grayscale) and
+    ``.npy`` (a 2-D integer array) is a mask; its path relative to the folder, without the extension, names
+    the image (``inline/003.png`` or ``inline/003.npy`` is the mask of image ``inline/003.png`` or
+    ``inline/003.jpg``). JPEG files are refused: lossy compression changes class ids. An ``.npz`` holds
+    ``masks`` (``[n, H, W]`` integers) and ``ids`` (``[n]`` item ids: paths or row numbers).
+    :func:`read_mask_source` lists them (:class:`MaskRow`, read lazily); :func:`check_mask` validates one
+    against its image's size and the project's classes.
 """
 
 from __future__ import annotations
@@ -28,16 +38,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from forgetting.exceptions import LabelConflictError, LabelImportError
 
 __all__ = [
     "ITEM_COLUMNS",
     "LABEL_COLUMNS",
+    "MASK_SUFFIXES",
     "LabelRow",
+    "MaskRow",
     "ParsedLabels",
+    "check_mask",
     "read_csv_labels",
     "read_label_file",
     "read_label_studio_export",
+    "read_mask_file",
+    "read_mask_source",
 ]
 
 logger = logging.getLogger(__name__)
@@ -252,3 +269,232 @@ def _single_choice(value: Any, where: str) -> str:
             f"{where}: expected exactly one chosen class, got {names}; use a single-choice control"
         )
     return names[0]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Masks (segmentation projects)
+
+#: File suffixes (lower case) read as masks in a mask folder.
+MASK_SUFFIXES: tuple[str, ...] = (".png", ".npy")
+_LOSSY_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
+# PIL modes whose pixel values are the class ids as they are.
+_INDEX_MODES = frozenset({"L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N"})
+_MASK_FORMATS = (
+    "a folder of mask files (.png with class ids as 8-bit grayscale or palette values, or .npy integer "
+    "arrays, named after the images) or an .npz with arrays `masks` [n, H, W] and `ids` [n]"
+)
+
+
+@dataclass(frozen=True)
+class MaskRow:
+    """One returned mask.
+
+    Attributes:
+        ref: how the source names the image: a mask file's path relative to its folder without the extension
+            (``inline/003``), or an item id of an ``.npz`` / a Python mapping.
+        where: the mask's place, for messages (``masks/inline/003.png``, ``labels.npz ids[4]``).
+        path: the mask file (folders), read by :meth:`read`.
+        array: the mask itself (``.npz`` and Python), any integer dtype ``[H, W]``.
+    """
+
+    ref: str
+    where: str
+    path: Path | None = None
+    array: np.ndarray | None = None
+
+    def read(self) -> np.ndarray:
+        """The mask as a 2-D integer array (see :func:`read_mask_file`)."""
+        if self.array is not None:
+            return _as_mask_array(np.asarray(self.array), self.where)
+        assert self.path is not None
+        return read_mask_file(self.path, where=self.where)
+
+
+def read_mask_source(path: str | Path) -> list[MaskRow]:
+    """The masks in a folder of mask files or in an ``.npz`` (see the module docstring), in sorted order.
+
+    Raises:
+        LabelImportError: ``path`` is missing, of another kind (a CSV or a Label Studio export), holds no
+            masks, holds JPEG masks, or is an ``.npz`` without ``masks`` and ``ids``.
+    """
+    source = Path(path).expanduser()
+    if source.is_dir():
+        return _read_mask_folder(source)
+    if not source.exists():
+        raise LabelImportError(f"masks {source} do not exist; pass {_MASK_FORMATS}")
+    if source.suffix.lower() == ".npz":
+        return _read_mask_npz(source)
+    raise LabelImportError(
+        f"{source}: a segmentation project imports masks, not {source.suffix or 'suffix-less'} files; pass "
+        f"{_MASK_FORMATS}. The round's query.csv lists the images to label and, in its mask_file column, "
+        "the name each mask file should have"
+    )
+
+
+def _read_mask_folder(folder: Path) -> list[MaskRow]:
+    rows: list[MaskRow] = []
+    lossy: list[str] = []
+    ignored = 0
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not file.is_file():
+            continue
+        suffix = file.suffix.lower()
+        if suffix in MASK_SUFFIXES:
+            rows.append(MaskRow(rel.with_suffix("").as_posix(), f"{folder.name}/{rel.as_posix()}", path=file))
+        elif suffix in _LOSSY_SUFFIXES:
+            lossy.append(rel.as_posix())
+        else:
+            ignored += 1
+    if lossy:
+        raise LabelImportError(
+            f"{folder}: {len(lossy)} JPEG mask(s), e.g. {lossy[0]!r}: JPEG compression changes the class ids "
+            "at region borders. Export the masks as PNG (8-bit grayscale or palette, pixel value = class id) "
+            "or as .npy; nothing was imported"
+        )
+    if not rows:
+        raise LabelImportError(f"{folder} holds no mask files (.png or .npy); pass {_MASK_FORMATS}")
+    if ignored:
+        logger.info("%s: %d file(s) that are not .png or .npy masks were ignored", folder, ignored)
+    return rows
+
+
+def _read_mask_npz(path: Path) -> list[MaskRow]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            id_key = next((k for k in ("ids", "items") if k in names), None)
+            if "masks" not in names or id_key is None:
+                raise LabelImportError(
+                    f"{path}: expected arrays `masks` [n, H, W] and `ids` [n] (the item ids of the images); "
+                    f"arrays found: {', '.join(names) or 'none'}. Write it with "
+                    "np.savez(path, masks=masks, ids=np.array(item_ids))"
+                )
+            masks = archive["masks"]
+            ids = archive[id_key]
+    except (ValueError, OSError) as exc:
+        raise LabelImportError(f"{path}: not a readable .npz file ({exc})") from exc
+    if masks.ndim != 3 or ids.ndim != 1 or ids.shape[0] != masks.shape[0]:
+        raise LabelImportError(
+            f"{path}: `masks` must be [n, H, W] and `{id_key}` [n] with the same n; got masks "
+            f"{list(masks.shape)} and {id_key} {list(ids.shape)}"
+        )
+    return [
+        MaskRow(str(ref).strip(), f"{path.name} {id_key}[{k}]", array=masks[k])
+        for k, ref in enumerate(ids.tolist())
+    ]
+
+
+def read_mask_file(path: str | Path, *, where: str | None = None) -> np.ndarray:
+    """Read one mask file: a PNG (grayscale, palette, or RGB with equal channels; opaque) or an ``.npy``.
+
+    Returns:
+        The class ids, an integer ``[H, W]`` array (uint8 for 8-bit PNGs, the file's dtype for ``.npy``).
+
+    Raises:
+        LabelImportError: unreadable, colour, transparent, floating-point or not 2-D; the message names the
+            file and how to save it.
+    """
+    file = Path(path)
+    where = where or str(file)
+    if file.suffix.lower() == ".npy":
+        try:
+            array = np.load(file, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise LabelImportError(f"{where}: not a readable .npy file ({exc})") from exc
+        return _as_mask_array(array, where)
+    from PIL import Image
+
+    try:
+        with Image.open(file) as img:
+            mode = img.mode
+            array = np.asarray(img)
+    except OSError as exc:
+        raise LabelImportError(f"{where}: cannot read the image ({exc})") from exc
+    if mode == "1":
+        return array.astype(np.uint8)
+    if mode in _INDEX_MODES:
+        return _as_mask_array(array, where)
+    if mode in ("RGB", "RGBA", "LA"):
+        colour = array[..., :-1] if mode in ("RGBA", "LA") else array
+        if mode in ("RGBA", "LA") and not bool(np.all(array[..., -1] == 255)):
+            raise LabelImportError(
+                f"{where}: the mask has transparent pixels; mark unlabelled pixels with the project's ignore "
+                "index instead, and save the class ids as an 8-bit grayscale or palette PNG"
+            )
+        if colour.shape[-1] == 1 or bool(np.all(colour == colour[..., :1])):
+            return np.ascontiguousarray(colour[..., 0])
+        raise LabelImportError(
+            f"{where}: a colour ({mode}) image: masks hold one class id per pixel. Map each colour to its "
+            "class id (0..K-1 in the order of the project's classes) and save an 8-bit grayscale or palette "
+            "PNG, or an .npy integer array"
+        )
+    raise LabelImportError(
+        f"{where}: PNG mode {mode!r} is not a mask format; save the class ids as an 8-bit grayscale or "
+        "palette PNG"
+    )
+
+
+def _as_mask_array(array: np.ndarray, where: str) -> np.ndarray:
+    """A 2-D integer mask: a bool array becomes 0/1, a singleton channel axis is dropped."""
+    if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
+        array = array[0] if array.shape[0] == 1 else array[..., 0]
+    if array.ndim != 2:
+        raise LabelImportError(
+            f"{where}: a mask must be 2-D [H, W] (one class id per pixel), got shape {list(array.shape)}"
+        )
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8)
+    if array.dtype.kind not in "iu":
+        raise LabelImportError(
+            f"{where}: mask dtype {array.dtype} is not an integer type; save class ids as integers "
+            "(e.g. np.save(path, mask.astype(np.uint8)))"
+        )
+    return array
+
+
+def check_mask(
+    mask: np.ndarray,
+    *,
+    shape: tuple[int, int],
+    num_classes: int,
+    ignore_index: int | None,
+    where: str,
+    item: str,
+) -> str | None:
+    """What is wrong with ``mask`` (an integer ``[H, W]`` array), or ``None``.
+
+    Args:
+        shape: the image's ``(height, width)``; the mask must have the same.
+        num_classes: K: valid values are ``0..K-1`` ...
+        ignore_index: ... and this (unlabelled pixels), if not ``None``.
+        where: the mask's place; ``item`` its image, for the message.
+    """
+    if tuple(mask.shape) != tuple(shape):
+        return (
+            f"{where}: the mask is {mask.shape[0]}x{mask.shape[1]} (height x width) but image {item!r} is "
+            f"{shape[0]}x{shape[1]}; a mask holds one class id per image pixel (not resized, not transposed)"
+        )
+    bad = (mask < 0) | (mask >= num_classes)
+    if ignore_index is not None:
+        bad &= mask != ignore_index
+    if not bool(bad.any()):
+        return None
+    values = np.unique(mask[bad])
+    row, col = divmod(int(np.argmax(bad)), int(mask.shape[1]))
+    shown = ", ".join(str(int(v)) for v in values[:5]) + (", ..." if values.size > 5 else "")
+    allowed = f"class ids 0..{num_classes - 1}"
+    allowed += f" or the ignore index {ignore_index} (unlabelled pixels)" if ignore_index is not None else ""
+    hint = ""
+    if num_classes == 2 and set(values.tolist()) <= {255, 1} and ignore_index != 255:
+        hint = "; a 0/255 binary mask? save it as 0/1"
+    elif ignore_index is None and 255 in values:
+        hint = (
+            "; does 255 mark unlabelled pixels? set `ignore_index = 255` in [segmentation] of forgetting.toml"
+        )
+    elif values.size and int(values.max()) > num_classes and mask.dtype == np.uint8:
+        hint = "; a mask drawn with visible grey levels or colours? store the class id itself in each pixel"
+    return (
+        f"{where}: value(s) {shown} in {int(bad.sum())} pixel(s), first at row {row}, column {col}, are not "
+        f"{allowed}{hint}"
+    )

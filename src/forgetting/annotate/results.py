@@ -66,6 +66,7 @@ class QueryResult:
         directory: ``<project>/rounds/<k>``.
         reused: ``True`` when an identical query of this round was already on disk and was returned as is.
         info: training and timing details (epochs, training accuracy, seconds per phase, labels digest).
+        task: the project's task, ``classification`` or ``segmentation``.
     """
 
     round: int
@@ -77,6 +78,7 @@ class QueryResult:
     directory: Path
     reused: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"
 
     @property
     def item_ids(self) -> list[str]:
@@ -85,13 +87,21 @@ class QueryResult:
 
     @property
     def csv_path(self) -> Path:
-        """The ranked CSV (``rank,item,score,strategy,round,predicted,confidence,label``)."""
+        """The ranked CSV (``rank,item,score,strategy,round,predicted,confidence,label``; segmentation:
+        ``rank,item,score,strategy,round,mask_file``)."""
         return self.directory / "query.csv"
 
     @property
     def label_studio_path(self) -> Path:
-        """The Label Studio import file (a JSON list of tasks)."""
+        """The Label Studio import file (a JSON list of tasks; not written for segmentation projects)."""
         return self.directory / "label_studio.json"
+
+    @property
+    def maps_path(self) -> Path:
+        """Segmentation: ``maps.npz`` with ``items``, ``pred`` (uint8 ``[n, H, W]``), ``pixel_scores``
+        (float16; probability strategies) and ``switch_maps`` (uint8; when the pool was tracked) of the
+        queried images (no file when the strategy ranks without a model)."""
+        return self.directory / "maps.npz"
 
     @property
     def html_path(self) -> Path:

@@ -24,8 +24,16 @@ Example (written by :func:`forgetting.annotate.init_project`; every key but ``im
     [track]                       # as [track] of an experiment config
     every = 1
 
-``[train]`` and ``[track]`` are validated by the experiment config's own sections
-(:class:`~forgetting.experiments.config.TrainSettings` and ``TrackSettings``).
+A segmentation project (``task = "segmentation"``, model ``unet`` by default) adds::
+
+    [segmentation]                # as [segmentation] of an experiment config
+    ignore_index = 255            # mask value of unlabelled pixels; "none": every value is a class
+    reduction = "mean"            # pixel scores -> one score per image: mean, sum, top-q, class-balanced
+    top_q = 0.1                   # the fraction of pixels top-q averages
+    class_weights = "median"      # median, balanced, sqrt, none, or one weight per class
+
+``[train]``, ``[track]`` and ``[segmentation]`` are validated by the experiment config's own sections
+(:class:`~forgetting.experiments.config.TrainSettings`, ``TrackSettings`` and ``SegmentationSettings``).
 """
 
 from __future__ import annotations
@@ -34,22 +42,27 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from forgetting._config import validate_toml
 from forgetting._io import atomic_write_text
 from forgetting.annotate.sources import ImageSource
 from forgetting.exceptions import ConfigError, ProjectError
-from forgetting.experiments.config import TrackSettings, TrainSettings
+from forgetting.experiments.config import SegmentationSettings, TrackSettings, TrainSettings
 from forgetting.loop import LoopConfig
 from forgetting.training import TrainConfig
+
+if TYPE_CHECKING:
+    from forgetting.segmentation.active import SegmentationOptions
 
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_FILE",
+    "TASKS",
     "ImageSettings",
+    "ProjectSegmentationSettings",
     "ProjectSettings",
     "dump_settings",
     "load_settings",
@@ -59,6 +72,10 @@ __all__ = [
 
 MANIFEST_FILE = "forgetting.toml"
 FORMAT_VERSION = 1
+#: What a project labels: one class per image, or one class per pixel (masks).
+TASKS: tuple[str, ...] = ("classification", "segmentation")
+#: The default mask value of unlabelled pixels in a segmentation project.
+DEFAULT_IGNORE_INDEX = 255
 
 
 class ImageSettings(BaseModel):
@@ -79,13 +96,26 @@ class ImageSettings(BaseModel):
         return v
 
 
+class ProjectSegmentationSettings(SegmentationSettings):
+    """Section ``[segmentation]`` of a segmentation project: the experiments' ``[segmentation]``, except that
+    ``ignore_index`` is a mask value (default 255) or ``"none"`` (every value is a class)."""
+
+    ignore_index: Annotated[int, Field(ge=0)] | Literal["none"] = DEFAULT_IGNORE_INDEX
+
+    @property
+    def ignore(self) -> int | None:
+        """The ignore index as a number, ``None`` for ``"none"``."""
+        return None if self.ignore_index == "none" else int(self.ignore_index)
+
+
 class ProjectSettings(BaseModel):
-    """The contents of ``forgetting.toml`` (every key but ``images.path`` has a default)."""
+    """The contents of ``forgetting.toml`` (every key but ``images.path`` has a default; ``model`` defaults
+    to ``unet`` when ``task = "segmentation"``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     format_version: int = FORMAT_VERSION
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "segmentation"] = "classification"
     classes: list[str] = Field(default_factory=list)
     fixed_classes: bool = False
     model: str = "small-cnn"
@@ -101,6 +131,7 @@ class ProjectSettings(BaseModel):
     strategy_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     train: TrainSettings = Field(default_factory=TrainSettings)
     track: TrackSettings = Field(default_factory=TrackSettings)
+    segmentation: ProjectSegmentationSettings | None = None
 
     @field_validator("classes")
     @classmethod
@@ -109,6 +140,55 @@ class ProjectSettings(BaseModel):
         if any(not c for c in names) or len(set(names)) != len(names):
             raise ValueError(f"class names must be non-empty and unique, got {v}")
         return names
+
+    @model_validator(mode="after")
+    def _segmentation_section(self) -> ProjectSettings:
+        if self.task == "classification":
+            if self.segmentation is not None:
+                raise ValueError('[segmentation] applies to task = "segmentation" only; remove it')
+            return self
+        if self.segmentation is None:
+            self.segmentation = ProjectSegmentationSettings()
+        if "model" not in self.model_fields_set:
+            self.model = "unet"
+        k = len(self.classes)
+        if k < 2:
+            raise ValueError(
+                "a segmentation project needs at least 2 classes (the mask values 0..K-1), "
+                f"got {self.classes}"
+            )
+        ignore = self.segmentation.ignore
+        if ignore is not None and ignore < k:
+            raise ValueError(
+                f"segmentation.ignore_index = {ignore} is the id of class {self.classes[ignore]!r} "
+                f"(class ids are 0..{k - 1}); use a value >= {k}, e.g. 255"
+            )
+        weights = self.segmentation.class_weights
+        if not isinstance(weights, str) and len(weights) != k:
+            raise ValueError(f"segmentation.class_weights: {len(weights)} weights for {k} classes")
+        return self
+
+    @property
+    def ignore_index(self) -> int | None:
+        """The mask value of unlabelled pixels (segmentation), or ``None``."""
+        return self.segmentation.ignore if self.segmentation is not None else None
+
+    def segmentation_options(self) -> SegmentationOptions | None:
+        """The loop's :class:`~forgetting.segmentation.active.SegmentationOptions` (``None`` for
+        classification)."""
+        if self.segmentation is None:
+            return None
+        from forgetting.segmentation.active import SegmentationOptions
+
+        seg = self.segmentation
+        return SegmentationOptions(
+            ignore_index=seg.ignore,
+            reduction=seg.reduction,
+            top_q=seg.top_q,
+            class_weights=seg.class_weights
+            if isinstance(seg.class_weights, str)
+            else [float(w) for w in seg.class_weights],
+        )
 
     def source(self, root: Path) -> ImageSource:
         """The image source (a relative ``images.path`` is relative to the project directory)."""
@@ -135,6 +215,8 @@ class ProjectSettings(BaseModel):
             pool_subsample=self.pool_subsample,
             device=self.device,
             eval_batch_size=self.eval_batch_size,
+            segmentation=self.segmentation_options(),
+            class_names=tuple(self.classes) if self.task == "segmentation" else None,
         )
 
 
@@ -177,16 +259,19 @@ _MANIFEST_HEADER = """\
 # images.path: a folder of image files or an .npz/.npy file (relative paths are relative to this file).
 # classes: the class names; with fixed_classes = false, new names in imported labels are added.
 # [train], [track]: as in experiment configs (see `forgetting run --help` and the README).
+# task = "segmentation": masks of class ids 0..K-1 per pixel; [segmentation] ignore_index marks unlabelled
+# pixels, reduction / top_q turn pixel scores into one score per image.
 """
 
 
 def dump_settings(settings: ProjectSettings) -> str:
     """``settings`` as the text of ``forgetting.toml``."""
     data = settings.model_dump(mode="json")
-    tables = ("images", "model_options", "strategy_options", "train", "track")
+    tables = ("images", "model_options", "strategy_options", "train", "track", "segmentation")
     lines = _toml_table("", {k: v for k, v in data.items() if k not in tables})
     for name in tables:
-        lines += ["", *_toml_table(name, data[name])]
+        if data.get(name) is not None:
+            lines += ["", *_toml_table(name, data[name])]
     return _MANIFEST_HEADER + "\n" + "\n".join(lines) + "\n"
 
 

@@ -28,7 +28,7 @@ from forgetting.data.formats import to_uint8_images
 from forgetting.data.user_formats import read_image_files
 from forgetting.exceptions import DatasetFormatError, DatasetNotFoundError, ProjectError
 
-__all__ = ["IMAGE_SUFFIXES", "ImageSource", "ItemIndex"]
+__all__ = ["IMAGE_SUFFIXES", "ImageSource", "ItemIndex", "MaskIndex"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,28 @@ class ImageSource:
         logger.debug("%s: %s", where, note)
         return [str(i) for i in range(images.shape[0])], torch.from_numpy(images)
 
+    def image_sizes(self, items: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """``(height, width)`` of each item as stored (folder images before ``size`` resizes them).
+
+        Raises:
+            DatasetFormatError: an image file cannot be read.
+        """
+        if self.kind == "arrays":
+            _, images = self.load()
+            h, w = (int(v) for v in images.shape[-2:])
+            return {item: (h, w) for item in items}
+        from PIL import Image
+
+        sizes = {}
+        for item in items:
+            try:
+                with Image.open(self.path / item) as img:
+                    width, height = img.size
+            except OSError as exc:
+                raise DatasetFormatError(f"{self.path / item}: cannot read image ({exc})") from exc
+            sizes[item] = (int(height), int(width))
+        return sizes
+
     def media_file(self, item: str) -> Path | None:
         """The image file of ``item`` when the source has one (folders), else ``None`` (arrays)."""
         return self.path / item if self.kind == "folder" else None
@@ -224,3 +246,42 @@ class ItemIndex:
             if len(matches) == 1:
                 return matches[0]
         return None
+
+
+def _strip_suffix(name: str) -> str:
+    return PurePosixPath(name).with_suffix("").as_posix() if PurePosixPath(name).suffix else name
+
+
+class MaskIndex:
+    """Maps mask names to item ids, and names the file each item's mask is returned and stored under.
+
+    A mask is named after its image without the extension: ``inline/003`` (from ``inline/003.png`` or
+    ``inline/003.npy``) is the mask of the item ``inline/003.png`` (or ``.jpg``...). Array rows are also
+    named by their zero-padded PNG names (``017``). Lookups go through an :class:`ItemIndex` of these
+    stems, so a path with extra leading folders or a unique base name works too. Two images that differ only
+    in their extension (``a.png`` and ``a.jpg``) have no common stem: their masks are named after the full
+    image name (``a.png.png``).
+    """
+
+    def __init__(self, ids: Sequence[str], media_names: Sequence[str]) -> None:
+        by_stem: dict[str, list[str]] = {}
+        for item in ids:
+            by_stem.setdefault(_strip_suffix(item), []).append(item)
+        #: stems shared by several items: stem -> those items.
+        self.ambiguous = {s: sorted(items) for s, items in by_stem.items() if len(items) > 1}
+        self._stem: dict[str, str] = {}  # item -> the stem its mask is named by
+        for item, media in zip(ids, media_names, strict=True):
+            stem = _strip_suffix(media)
+            self._stem[item] = item if _strip_suffix(item) in self.ambiguous else stem
+        unique = [i for i in ids if _strip_suffix(i) not in self.ambiguous]
+        self._item_of = {_strip_suffix(i): i for i in unique}
+        self._index = ItemIndex(list(self._item_of), [self._stem[i] for i in unique])
+
+    def resolve(self, ref: str) -> str | None:
+        """The item whose mask ``ref`` (a mask name without its extension) is, or ``None``."""
+        found = self._index.resolve(ref)
+        return None if found is None else self._item_of[found]
+
+    def stem(self, item: str) -> str:
+        """The name (without extension) of ``item``'s mask file: ``inline/003`` for ``inline/003.png``."""
+        return self._stem[item]
