@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PEERS_VENV  ?= .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+PEERS_REQS  := benchmarks/peers/requirements.txt benchmarks/peers/requirements-nodeps.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all lint bench bench-dynamics env clean
+.PHONY: demo test test-all lint bench bench-dynamics bench-peers env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,5 +45,20 @@ bench: $(STAMP)
 bench-dynamics: $(STAMP)
 	$(BIN)/python benchmarks/dynamics_cost.py --run
 
+# Issue 11: forgetting vs baal vs scikit-activeml on the same work (~20 min on 2 cores; resumable). The peers
+# are not project dependencies: they live in their own venv, with the project and the pinned torch.
+$(PEERS_VENV)/bin/python:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+$(PEERS_STAMP): $(PEERS_REQS) pyproject.toml constraints.txt | $(PEERS_VENV)/bin/python
+	$(PEERS_VENV)/bin/python -m pip install --quiet -c constraints.txt -e . -r benchmarks/peers/requirements.txt
+	$(PEERS_VENV)/bin/python -m pip install --quiet --no-deps -c constraints.txt \
+		-r benchmarks/peers/requirements-nodeps.txt
+	touch $(PEERS_STAMP)
+
+bench-peers: $(PEERS_STAMP)
+	$(PEERS_VENV)/bin/python benchmarks/peers/run.py
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
