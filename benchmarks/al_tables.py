@@ -3,7 +3,7 @@
 Prints, per strategy (mean ± std over seeds, finished experiments only):
 
 1. the metric of the last round on every evaluation set, and the mean over the OOD sets;
-2. the normalised area under the budget curve (AUBC) in distribution and for the mean OOD value.
+2. the normalised area under the budget curve (AUBC) on every evaluation set and for the mean OOD value.
 
 The metric is ``--metric``: by default (``auto``) ``miou`` for segmentation experiments (their rounds hold
 it) and ``accuracy`` otherwise; any stored metric name (``pixel_accuracy``, ``fwiou``, ``nll``...) works.
@@ -66,37 +66,47 @@ def tables(run_dir: Path, metric: str = "auto") -> str:
 
 
 def _metric_tables(metric: str, curves: list[ExperimentCurves]) -> str:
-    """The last-round and AUBC tables of ``curves`` (all of one metric)."""
+    """The last-round and AUBC tables of ``curves`` (all of one metric); one row per dataset, model,
+    strategy and variant (e.g. ``segmentation.reduction=top-q``), with a variant column when any is set."""
     label = metric_label(metric)
     unit = "labeled images" if any(c.segmentation for c in curves) else "labels"
-    groups: dict[tuple[str, str, str], list[ExperimentCurves]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], list[ExperimentCurves]] = defaultdict(list)
     for c in curves:
-        groups[(c.row.spec.dataset, c.row.spec.model, c.row.spec.strategy)].append(c)
+        spec = c.row.spec
+        groups[(spec.dataset, spec.model, spec.strategy, spec.variant)].append(c)
+    with_variant = any(key[3] for key in groups)
+    key_header = "| dataset | model | strategy | " + ("variant | " if with_variant else "") + "seeds | "
+    key_rule = "|---|---|---|" + ("---|" if with_variant else "") + "---|"
+
+    def key_cells(key: tuple[str, str, str, str], n: int) -> str:
+        dataset, model, strategy, variant = key
+        middle = f"{variant} | " if with_variant else ""
+        return f"| {dataset} | {model} | {strategy} | {middle}{n} | "
+
     sets = sorted({s for c in curves for s in c.values}, key=lambda s: (s != "test", s == MEAN_OOD, s))
     labels = sorted({int(c.n_labeled[-1]) for c in curves})
     title = label[0].upper() + label[1:] if label.islower() else label
     out = [
         f"{title} (%) after the last round ({', '.join(map(str, labels))} {unit}), mean ± std over seeds",
         "",
-        "| dataset | model | strategy | seeds | " + " | ".join(f"{s} {label}" for s in sets) + " |",
-        "|---|---|---|---|" + "---|" * len(sets),
+        key_header + " | ".join(f"{s} {label}" for s in sets) + " |",
+        key_rule + "---|" * len(sets),
     ]
-    for (dataset, model, strategy), members in sorted(groups.items()):
+    for key, members in sorted(groups.items()):
         cells = [
             _cell([float(m.values[s][-1]) if s in m.values else math.nan for m in members]) for s in sets
         ]
-        out.append(f"| {dataset} | {model} | {strategy} | {len(members)} | " + " | ".join(cells) + " |")
+        out.append(key_cells(key, len(members)) + " | ".join(cells) + " |")
     out += [
         "",
-        f"Normalised AUBC of {label} (%), mean ± std over seeds",
+        f"Normalised AUBC of {label} (%), mean ± std over seeds, per eval set",
         "",
-        f"| dataset | model | strategy | seeds | AUBC test {label} | AUBC mean OOD {label} |",
-        "|---|---|---|---|---|---|",
+        key_header + " | ".join(f"AUBC {s} {label}" for s in sets) + " |",
+        key_rule + "---|" * len(sets),
     ]
-    for (dataset, model, strategy), members in sorted(groups.items()):
-        test = _cell([m.aubc("test") for m in members])
-        ood = _cell([m.aubc(MEAN_OOD) for m in members])
-        out.append(f"| {dataset} | {model} | {strategy} | {len(members)} | {test} | {ood} |")
+    for key, members in sorted(groups.items()):
+        cells = [_cell([m.aubc(s) if s in m.values else math.nan for m in members]) for s in sets]
+        out.append(key_cells(key, len(members)) + " | ".join(cells) + " |")
     return "\n".join(out)
 
 

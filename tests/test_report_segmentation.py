@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from forgetting.cli import app
 from forgetting.experiments import ResultStore, write_report
-from forgetting.experiments.config import ExperimentSpec
+from forgetting.experiments.config import ExperimentSpec, SegmentationSettings
 from forgetting.experiments.report import headline_metric, load_curves
 from forgetting.records import RoundRecord, TrainRecord
 from test_experiments_store import make_record, make_spec
@@ -261,3 +261,33 @@ def test_al_tables_metric(seg_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.index("Accuracy (%) after the last round (18 labels)") < printed.index("mIoU (%)")
     assert "AUBC test accuracy" in printed and "AUBC test mIoU" in printed
+
+
+def test_al_tables_one_row_per_variant(tmp_path):
+    al_tables = load_al_tables()
+    run = tmp_path / "variants"
+    with ResultStore(run) as store:
+        for variant, reduction in (
+            ("segmentation.reduction=mean", "mean"),
+            ("segmentation.reduction=top-q", "top-q"),
+        ):
+            for seed in SEEDS:
+                spec = seg_spec("switch", seed).model_copy(
+                    update={"variant": variant, "segmentation": SegmentationSettings(reduction=reduction)}
+                )
+                store.add_experiment(spec)
+                offset = 0.0 if reduction == "mean" else 0.1
+                for rnd in range(3):
+                    record = seg_record("switch", seed, rnd, last=rnd == 2)
+                    record.metrics = {
+                        es: {k: v + offset if k == "miou" else v for k, v in m.items()}
+                        for es, m in record.metrics.items()
+                    }
+                    store.write_round(spec.id, record)
+                store.mark_done(spec.id, 1.0)
+    out = al_tables.tables(run)
+    rows = [line for line in out.splitlines() if line.startswith("| f3 | unet | switch |")]
+    assert len(rows) == 4  # two variants, in both tables
+    assert "| variant |" in out and "segmentation.reduction=top-q" in rows[1]
+    means = [float(re.split(r"\s*\|\s*", r)[6].split(" ")[0]) for r in rows[2:]]
+    assert means[1] - means[0] == pytest.approx(10.0, abs=0.11)  # the top-q runs' mIoU is 0.1 higher
