@@ -100,7 +100,7 @@ def run(
     config: Annotated[
         Path | None,
         typer.Argument(
-            help="A TOML experiment config. Without it: the built-in quickstart (about 10 min on CPU)."
+            help="A TOML experiment config. Without it: the built-in quickstart (about 5 min on 2 CPU cores)."
         ),
     ] = None,
     out: Annotated[
