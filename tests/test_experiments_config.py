@@ -253,3 +253,15 @@ def test_quickstart_example_is_the_builtin():
     assert set(cfg.strategy) == {"random", "entropy", "margin", "badge", "switch", "gauss"}
     assert "test" in cfg.eval_sets and "digits" in cfg.eval_sets
     assert len(expand_grid(cfg)) == 18
+
+
+@pytest.mark.parametrize("name", ["seismic-al.toml", "f3-al.toml"])
+def test_segmentation_examples_use_strategies_with_a_segmentation_form(name):
+    from forgetting.segmentation.active import segmentation_strategies
+
+    cfg = load_config(EXAMPLES / name)
+    assert set(cfg.strategy) <= set(segmentation_strategies())
+    specs = expand_grid(cfg)
+    assert all(s.segmentation is not None and s.train.epochs is None for s in specs)
+    ood_volume = "split:shifted" if name.startswith("seismic") else "split:test2"
+    assert {"test", ood_volume} <= set(specs[0].eval_sets)
