@@ -287,7 +287,7 @@ def test_two_segmentation_rounds_python_api(
     with pytest.raises(ProjectError, match="kcenter-pixels"):
         project.query()
     with pytest.raises(ProjectError, match="segmentation projects support"):
-        project.query(strategy="bald")
+        project.query(strategy="batchbald")
 
     r0 = project.query(strategy="kcenter-pixels")
     assert r0.round == 0 and r0.task == "segmentation" and len(r0.items) == 4 and len(set(r0.item_ids)) == 4

@@ -111,6 +111,7 @@ def test_reducer_rejects_bad_settings():
         ("gauss", {}, "pixel-switches"),
         ("sampled-switch", {}, "pixel-switches"),
         ("coreset", {}, "embeddings"),
+        ("bald", {}, "pixel-mc"),
     ],
 )
 def test_segmentation_forms(name, options, form):
@@ -119,7 +120,7 @@ def test_segmentation_forms(name, options, form):
 
 @pytest.mark.parametrize(
     ("name", "options"),
-    [("badge", {}), ("bald", {}), ("forgetting", {}), ("switch", {"tie_break": "entropy"})],
+    [("badge", {}), ("batchbald", {}), ("forgetting", {}), ("switch", {"tie_break": "entropy"})],
 )
 def test_strategies_without_a_segmentation_form_fail_with_the_list(name, options):
     with pytest.raises(ConfigError, match=r"segmentation experiments support: .*entropy.*switch"):
@@ -427,3 +428,54 @@ def test_pixel_batch_size_bounds_pixels_per_batch():
     assert pixel_batch_size(cpu, 255, 701) == 5  # full F3 sections: about a million pixels per batch
     assert pixel_batch_size(cpu, 28, 28) == 1024  # small images keep the sample batch size
     assert pixel_batch_size(cpu, 4000, 4000) == 1
+
+
+class _FullPasses(nn.Module):
+    """The same network without ``decode``: forces the K-full-passes MC path."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def test_bald_on_pixels_reuses_the_decoding_exactly():
+    from forgetting.models import build_model
+    from forgetting.segmentation.active import PixelScoreReducer, _pixel_mc_scores
+
+    model = build_model("unet", 1, 3, seed=0, base=4, depth=1, dropout=0.5).eval()
+    images = _pool_images(5, 8, 6)
+    bald = get_strategy("bald")
+    fast, pred = _pixel_mc_scores(model, images, bald, None, mc_samples=6, batch_size=12, seed=7, keep=True)
+    slow, _ = _pixel_mc_scores(
+        _FullPasses(model), images, bald, None, mc_samples=6, batch_size=12, seed=7, keep=True
+    )
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
+    assert fast.shape == (5, 8, 6) and pred.shape == (5, 8, 6)
+    assert float(fast.max()) > 0.0  # dropout 0.5: the passes disagree somewhere
+    # by hand on one section: BALD of its K softmaxes per pixel, then the mean
+    reducer = PixelScoreReducer(5, 3)
+    _pixel_mc_scores(model, images, bald, reducer, mc_samples=6, batch_size=12, seed=7)
+    torch.testing.assert_close(reducer.finalize(), fast.double().reshape(5, -1).mean(1), rtol=1e-4, atol=1e-6)
+
+
+def test_bald_segmentation_round():
+    ds = load_dataset("seismic-synthetic", seed=0, inlines=8, crosslines=8, depth=24)
+    config = LoopConfig(
+        model="unet",
+        model_options={"base": 4, "depth": 2, "dropout": 0.3},
+        strategy="bald",
+        initial_size=2,
+        query_size=2,
+        rounds=1,
+        mc_samples=4,
+        train=TrainConfig(epochs=1, batch_size=4, target_accuracy=None),
+        segmentation=SegmentationOptions(ignore_index=255),
+    )
+    first = run_active_learning(ds.train, {"test": ds.test}, ds.num_classes, config)
+    again = run_active_learning(ds.train, {"test": ds.test}, ds.num_classes, config)
+    assert first[0].query_indices.tolist() == again[0].query_indices.tolist()
+    assert first[0].query_arrays["pixel_scores"].shape == (2, 24, 8)
+    assert np.all(np.isfinite(first[0].query_scores))

@@ -314,6 +314,8 @@ def run_active_learning(
                 options=seg_options,
                 tracker=observer.tracker if observer is not None else None,
                 batch_size=config.eval_batch_size,
+                mc_samples=config.mc_samples,
+                mc_seed=derive_seed(config.seed, rnd, _MC),
             )
             selection = plan.strategy.select(seg_inputs.inputs, n_query, seed=query_seed(config, rnd))
             positions = np.asarray(selection.indices, dtype=np.int64)
@@ -329,6 +331,8 @@ def run_active_learning(
                 pool_t=pool_t,
                 tracker=observer.tracker if observer is not None else None,
                 batch_size=config.eval_batch_size,
+                mc_samples=config.mc_samples,
+                mc_seed=derive_seed(config.seed, rnd, _MC),
             )
             seg_switch_scores = seg_inputs.switch_scores
         elif not is_last:

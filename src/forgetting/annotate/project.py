@@ -356,8 +356,8 @@ def _check_strategy(strategy: str, settings: ProjectSettings) -> str:
         )
     if settings.task == "segmentation" and name not in segmentation_query_strategies():
         raise ProjectError(
-            f"strategy {name!r} has no segmentation form (it needs per-image class probabilities, gradients, "
-            f"MC dropout or the true labels); segmentation projects support: "
+            f"strategy {name!r} has no segmentation form (it needs gradient embeddings, a joint MC selection "
+            f"or the true labels); segmentation projects support: "
             f"{', '.join(segmentation_query_strategies())}"
         )
     return name

@@ -92,7 +92,8 @@ class Segmenter(nn.Module, abc.ABC):
     the identity when ``dropout == 0``.
 
     ``embed(x)`` is the global average of the bottleneck feature map, ``float32 [B, embed_dim]``; it runs the
-    encoder only, so it is cheaper than ``forward``.
+    encoder only, so it is cheaper than ``forward``. ``decode(x)`` is the decoder output at the padded
+    resolution, so MC-dropout passes can run ``head(dropout_layer(.))`` K times on one decoding.
     """
 
     embed_dim: int
@@ -117,6 +118,10 @@ class Segmenter(nn.Module, abc.ABC):
     @abc.abstractmethod
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``float32 [B, C, H, W]`` -> ``float32 [B, embed_dim]``: global average of the bottleneck."""
+
+    @abc.abstractmethod
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """``float32 [B, C, H, W]`` -> decoder features ``[B, F, H', W']`` (padded ``H' >= H, W' >= W``)."""
 
 
 def dropout_modules(model: nn.Module) -> list[_DropoutNd]:

@@ -98,14 +98,19 @@ class UNet(Segmenter):
             feats.append(down(feats[-1]))
         return feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``float32 [B, C, H, W]`` -> logits ``[B, num_classes, H, W]``."""
-        h, w = x.shape[-2:]
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """``float32 [B, C, H, W]`` -> the decoder output ``[B, base, H', W']`` at the padded resolution
+        (what ``dropout_layer`` and ``head`` act on; crop to ``[..., :H, :W]``)."""
         feats = self._encode(self._pad(x))
         y = feats[-1]
         for up, skip in zip(self.ups, reversed(feats[:-1]), strict=True):
             y = up(y, skip)
-        return self.head(self.dropout_layer(y))[..., :h, :w]
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``float32 [B, C, H, W]`` -> logits ``[B, num_classes, H, W]``."""
+        h, w = x.shape[-2:]
+        return self.head(self.dropout_layer(self.decode(x)))[..., :h, :w]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``float32 [B, C, H, W]`` -> ``float32 [B, embed_dim]``: global average of the bottleneck."""
@@ -170,13 +175,18 @@ class DeconvNet(Segmenter):
             state.append((indices, size))
         return self.bottleneck(y), state
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``float32 [B, C, H, W]`` -> logits ``[B, num_classes, H, W]``."""
-        h, w = x.shape[-2:]
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """``float32 [B, C, H, W]`` -> the decoder output ``[B, base, H', W']`` at the padded resolution
+        (what ``dropout_layer`` and ``head`` act on; crop to ``[..., :H, :W]``)."""
         y, state = self._encode(self._pad(x))
         for decoder, (indices, size) in zip(self.decoders, reversed(state), strict=True):
             y = decoder(self.unpool(y, indices, output_size=size))
-        return self.head(self.dropout_layer(y))[..., :h, :w]
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``float32 [B, C, H, W]`` -> logits ``[B, num_classes, H, W]``."""
+        h, w = x.shape[-2:]
+        return self.head(self.dropout_layer(self.decode(x)))[..., :h, :w]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``float32 [B, C, H, W]`` -> ``float32 [B, embed_dim]``: global average of the bottleneck."""

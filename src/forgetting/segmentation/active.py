@@ -11,9 +11,10 @@ A segmentation round differs from a classification round in three places (see
   probability tensor is ever held.
 * **Selection.** The image scores take the place of the classification scores: switch-type strategies
   (``switch``, ``gauss``, ``sampled-switch``) rank them as counts, probability strategies (``entropy``,
-  ``margin``, ``least-confidence``) as their top-k score; ``coreset`` runs on the segmenter's pooled
-  bottleneck embedding (``model.embed``) and ``random`` needs nothing. :func:`segmentation_form` says which
-  of these a strategy is, and rejects the others (BADGE, BALD, the oracle) with the list of what works.
+  ``margin``, ``least-confidence``) as their top-k score, ``bald`` as the per-pixel mutual information of
+  K MC-dropout passes; ``coreset`` runs on the segmenter's pooled bottleneck embedding (``model.embed``)
+  and ``random`` needs nothing. :func:`segmentation_form` says which of these a strategy is, and rejects
+  the others (BADGE, BatchBALD, the oracle) with the list of what works.
 * **Evaluation.** mIoU, pixel accuracy, mean class accuracy, FWIoU and per-class IoU and accuracy
   (:func:`segmentation_eval_metrics`).
 
@@ -78,8 +79,15 @@ REDUCTIONS: tuple[str, ...] = ("mean", "sum", "top-q", "class-balanced")
 Reduction = Literal["mean", "sum", "top-q", "class-balanced"]
 
 #: How a strategy applies to segmentation (see :func:`segmentation_form`).
-SEGMENTATION_FORMS: tuple[str, ...] = ("none", "pixel-probs", "pixel-switches", "image-scores", "embeddings")
-SegmentationForm = Literal["none", "pixel-probs", "pixel-switches", "image-scores", "embeddings"]
+SEGMENTATION_FORMS: tuple[str, ...] = (
+    "none",
+    "pixel-probs",
+    "pixel-mc",
+    "pixel-switches",
+    "image-scores",
+    "embeddings",
+)
+SegmentationForm = Literal["none", "pixel-probs", "pixel-mc", "pixel-switches", "image-scores", "embeddings"]
 
 # Switch counts above this are stored as 255 in the uint8 switch maps of the queried sections.
 _UINT8_MAX = 255
@@ -283,6 +291,8 @@ def segmentation_form(strategy: Strategy) -> SegmentationForm:
     * ``"none"``: needs no input (``random``);
     * ``"pixel-probs"``: a scored strategy that needs only probabilities (``entropy``, ``margin``,
       ``least-confidence``): its own ``score`` runs on every pixel's softmax, then the reduction;
+    * ``"pixel-mc"``: a top-k scored strategy on MC-dropout probabilities (``bald``): its ``score`` runs on
+      every pixel's K stochastic softmaxes, then the reduction (needs a model with dropout);
     * ``"pixel-switches"``: a count strategy on switch counts (``switch``, ``gauss``, ``sampled-switch``):
       the pool's pixel switch counts, reduced, take the place of the counts;
     * ``"image-scores"``: a count strategy with a ``scores_file`` (one precomputed score per section);
@@ -314,6 +324,13 @@ def _form_of(strategy: Strategy) -> SegmentationForm | None:
             return "pixel-switches"
     if requires == {Input.PROBS} and isinstance(strategy, ScoredStrategy):
         return "pixel-probs"
+    # MC strategies whose selector is the plain top-k of their score (BatchBALD's joint selection is not)
+    if (
+        requires == {Input.MC_PROBS}
+        and isinstance(strategy, ScoredStrategy)
+        and type(strategy).select is ScoredStrategy.select
+    ):
+        return "pixel-mc"
     if requires == {Input.EMBEDDINGS}:
         return "embeddings"
     return None
@@ -370,6 +387,71 @@ def _pixel_probability_scores(
     if not kept_scores:
         h, w = images.shape[-2:]
         empty = torch.zeros((0, h, w), device=device)
+        return empty, empty.long()
+    return torch.cat(kept_scores), torch.cat(kept_pred)
+
+
+@torch.inference_mode()
+def _pixel_mc_scores(
+    model: nn.Module,
+    images: torch.Tensor,
+    strategy: ScoredStrategy,
+    reducer: PixelScoreReducer | None,
+    *,
+    mc_samples: int,
+    batch_size: int,
+    seed: int,
+    keep: bool = False,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Score every pixel of ``images`` (uint8 ``[M, C, H, W]``) from ``mc_samples`` MC-dropout passes.
+
+    With a segmenter whose only dropout is ``dropout_layer`` (before its 1x1 head), the decoder runs once
+    per batch and only dropout and the head run K times: the same distribution as K full passes, K times
+    cheaper. Otherwise K full passes run with dropout on (BatchNorm in eval mode). The dropout masks are
+    drawn from a generator seeded with ``seed``, so a repeated call gives the same scores. Batches are cut to
+    ``batch_size // K`` sections so the K stacked softmaxes stay within the pixel budget of one batch.
+
+    Returns ``(scores float32 [M, H, W], pred int64 [M, H, W])`` (prediction of the mean softmax) with
+    ``keep``, else ``(None, None)``.
+    """
+    from forgetting.inference import _head_only_dropout
+    from forgetting.models import mc_dropout
+
+    device = model_device(model)
+    k = int(mc_samples)
+    fast = _head_only_dropout(model) and hasattr(model, "decode")
+    kept_scores: list[torch.Tensor] = []
+    kept_pred: list[torch.Tensor] = []
+    fork = [device] if device.type == "cuda" else []
+    with eval_mode(model), autocast_context(device), torch.random.fork_rng(devices=fork):
+        torch.manual_seed(seed)
+        for sl in iter_batches(int(images.shape[0]), max(1, batch_size // k)):
+            x = to_input(images[sl], device)
+            h, w = x.shape[-2:]
+            with mc_dropout(model):
+                if fast:
+                    feats = model.decode(x)  # type: ignore[operator]
+                    passes = [
+                        model.head(model.dropout_layer(feats))[..., :h, :w]  # type: ignore[operator]
+                        for _ in range(k)
+                    ]
+                else:
+                    passes = [model(x) for _ in range(k)]
+            probs = torch.stack(passes).float().softmax(2)  # [K, B, C, H, W]
+            _, b, c, _, _ = probs.shape
+            flat = probs.permute(0, 1, 3, 4, 2).reshape(k, -1, c)
+            scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[1]), mc_probs_K_N_C=flat))
+            scores = scores.reshape(b, h, w)
+            pred = probs.mean(0).argmax(1)
+            if reducer is not None:
+                reducer.update(sl, scores, pred)
+            if keep:
+                kept_scores.append(scores.float())
+                kept_pred.append(pred)
+    if not keep:
+        return None, None
+    if not kept_scores:
+        empty = torch.zeros((0, *images.shape[-2:]), device=device)
         return empty, empty.long()
     return torch.cat(kept_scores), torch.cat(kept_pred)
 
@@ -441,6 +523,8 @@ def segmentation_strategy_inputs(
     options: SegmentationOptions,
     tracker: object | None = None,
     batch_size: int | None = None,
+    mc_samples: int = 20,
+    mc_seed: int = 0,
 ) -> SegmentationQueryInputs:
     """The inputs ``strategy`` selects from on a segmentation pool.
 
@@ -455,6 +539,7 @@ def segmentation_strategy_inputs(
         tracker: the pool's pixel :class:`~forgetting.events.EventTracker` of shape ``(P, H, W)``, when the
             pool was observed while the model trained.
         batch_size: sections per inference batch.
+        mc_samples, mc_seed: MC-dropout passes and the seed of their masks (``pixel-mc`` strategies).
     """
     form = segmentation_form(strategy)
     device = model_device(model)
@@ -482,6 +567,18 @@ def segmentation_strategy_inputs(
             batch_size=batch_size,
         )
         inputs.image_scores_N = reducer.finalize()
+    elif form == "pixel-mc":
+        reducer = PixelScoreReducer(n_pool, num_classes, reduction=options.reduction, top_q=options.top_q)
+        _pixel_mc_scores(
+            model,
+            images[pool_t],
+            strategy,  # type: ignore[arg-type]
+            reducer,
+            mc_samples=mc_samples,
+            batch_size=batch_size,
+            seed=mc_seed,
+        )
+        inputs.image_scores_N = reducer.finalize()
     elif form == "embeddings":
         from forgetting.inference import predict
 
@@ -505,6 +602,8 @@ def queried_section_arrays(
     pool_t: torch.Tensor,
     tracker: object | None = None,
     batch_size: int | None = None,
+    mc_samples: int = 20,
+    mc_seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """What a segmentation round stores about its queried sections (``RoundRecord.query_arrays``).
 
@@ -513,6 +612,8 @@ def queried_section_arrays(
         images, masks: every training section (uint8 ``[N, C, H, W]``, int64 ``[N, H, W]``).
         pool_t: int64 ``[P]`` the pool's indices into ``images``.
         tracker: the pool's pixel tracker, if it was observed.
+        mc_samples, mc_seed: as for :func:`segmentation_strategy_inputs` (``pixel-mc`` score maps; the
+            dropout masks differ from the pool pass, which scored other sections in the same stream).
 
     Returns:
         ``images`` uint8 ``[n, C, H, W]``, ``masks`` int16 ``[n, H, W]`` (the revealed labels), ``pred``
@@ -540,6 +641,20 @@ def queried_section_arrays(
         )
         assert scores is not None and pred is not None
         out["pixel_scores"] = scores.cpu().numpy().astype(np.float16)
+    elif form == "pixel-mc":
+        scores, _ = _pixel_mc_scores(
+            model,
+            chosen,
+            strategy,  # type: ignore[arg-type]
+            None,
+            mc_samples=mc_samples,
+            batch_size=batch_size,
+            seed=mc_seed,
+            keep=True,
+        )
+        assert scores is not None
+        out["pixel_scores"] = scores.cpu().numpy().astype(np.float16)
+        pred = _predict_masks(model, chosen, batch_size=batch_size)
     else:
         pred = _predict_masks(model, chosen, batch_size=batch_size)
     out["pred"] = pred.clamp(0, _UINT8_MAX).cpu().numpy().astype(np.uint8)
