@@ -59,6 +59,11 @@ def query_seed(config: LoopConfig, rnd: int) -> int:
     return derive_seed(config.seed, rnd, _QUERY)
 
 
+def mc_seed(config: LoopConfig, rnd: int) -> int:
+    """The seed of round ``rnd``'s MC-dropout masks (classification and segmentation alike)."""
+    return derive_seed(config.seed, rnd, _MC)
+
+
 @dataclass
 class TrackConfig:
     """When and what to observe while a round trains.
@@ -210,10 +215,9 @@ def run_active_learning(
         from forgetting.segmentation.active import (
             SegmentationOptions,
             pixel_batch_size,
-            queried_section_arrays,
+            query_sections,
             segmentation_eval_metrics,
             segmentation_form,
-            segmentation_strategy_inputs,
         )
 
         seg_options = config.segmentation or SegmentationOptions()
@@ -303,38 +307,27 @@ def run_active_learning(
                     )
                 n_query = int(pool.size)
         if not is_last and segmentation:
-            seg_inputs = segmentation_strategy_inputs(
+            query = query_sections(
                 model,
                 plan.strategy,
+                n_query,
                 images=images,
                 pool=pool,
                 pool_t=pool_t,
                 labeled_t=labeled_t,
                 num_classes=num_classes,
                 options=seg_options,
-                tracker=observer.tracker if observer is not None else None,
-                batch_size=config.eval_batch_size,
-                mc_samples=config.mc_samples,
-                mc_seed=derive_seed(config.seed, rnd, _MC),
-            )
-            selection = plan.strategy.select(seg_inputs.inputs, n_query, seed=query_seed(config, rnd))
-            positions = np.asarray(selection.indices, dtype=np.int64)
-            query_idx = pool[positions]
-            query_scores = np.asarray(selection.scores, dtype=np.float64)
-            query_arrays = queried_section_arrays(
-                model,
-                plan.strategy,
-                seg_inputs.form,
-                images=images,
+                seed=query_seed(config, rnd),
                 masks=targets,
-                positions=positions,
-                pool_t=pool_t,
                 tracker=observer.tracker if observer is not None else None,
                 batch_size=config.eval_batch_size,
                 mc_samples=config.mc_samples,
-                mc_seed=derive_seed(config.seed, rnd, _MC),
+                mc_seed=mc_seed(config, rnd),
             )
-            seg_switch_scores = seg_inputs.switch_scores
+            query_idx = pool[query.positions]
+            query_scores = query.scores
+            query_arrays = query.arrays
+            seg_switch_scores = query.switch_scores
         elif not is_last:
             selection = query_round(
                 model,
@@ -586,7 +579,7 @@ def _strategy_inputs(
             embeddings=want_embed,
             mc_samples=config.mc_samples if want_mc else 0,
             batch_size=config.eval_batch_size,
-            generator_seed=derive_seed(config.seed, rnd, _MC),
+            generator_seed=mc_seed(config, rnd),
         )
         inputs.probs_N_C = out.probs_N_C
         inputs.embeddings_N_D = out.embeddings_N_D

@@ -548,9 +548,8 @@ class LabelingProject:
                 raise LabelImportError(self._unknown_items_message(unknown, source, len(index)))
             if clashes:
                 raise LabelConflictError(
-                    f"{source} gives different labels to the same image:\n  - "
-                    + "\n  - ".join(clashes[:_SHOWN_PROBLEMS])
-                    + _more(len(clashes))
+                    f"{source} gives different labels to the same image:"
+                    + _bullets(clashes)
                     + "\nKeep one row per image (or matching labels) and import again; nothing was imported"
                 )
             classes = list(self.settings.classes)
@@ -558,9 +557,8 @@ class LabelingProject:
             if new_classes and self.settings.fixed_classes:
                 bad = [f"{where}: {label!r}" for label, where in incoming.values() if label in new_classes]
                 raise LabelImportError(
-                    f"{source}: {len(bad)} label(s) are not among the project's classes {classes}:\n  - "
-                    + "\n  - ".join(bad[:_SHOWN_PROBLEMS])
-                    + _more(len(bad))
+                    f"{source}: {len(bad)} label(s) are not among the project's classes {classes}:"
+                    + _bullets(bad)
                     + f"\nFix the labels, or add the class to `classes` in {self.root / MANIFEST_FILE}; "
                     "nothing was imported"
                 )
@@ -576,9 +574,8 @@ class LabelingProject:
                     for item, old, new, where in conflicts
                 ]
                 raise LabelConflictError(
-                    f"{len(conflicts)} label(s) in {source} contradict the project's labels:\n  - "
-                    + "\n  - ".join(lines[:_SHOWN_PROBLEMS])
-                    + _more(len(lines))
+                    f"{len(conflicts)} label(s) in {source} contradict the project's labels:"
+                    + _bullets(lines)
                     + "\nTo keep the project's labels, fix or remove these rows; to replace them, import "
                     "again with --overwrite (Python: overwrite=True). Nothing was imported"
                 )
@@ -620,9 +617,8 @@ class LabelingProject:
         else:
             hint = f"item ids are row numbers 0..{n_items - 1} of {src.path} (or the written PNG names)"
         return (
-            f"{source}: {len(unknown)} label(s) name images that are not in the project:\n  - "
-            + "\n  - ".join(lines[:_SHOWN_PROBLEMS])
-            + _more(len(lines))
+            f"{source}: {len(unknown)} label(s) name images that are not in the project:"
+            + _bullets(lines)
             + f"\n{hint}; nothing was imported"
         )
 
@@ -724,18 +720,16 @@ class LabelingProject:
                 incoming[item] = mask
             if problems:
                 raise LabelImportError(
-                    f"{source}: {len(problems)} mask(s) cannot be imported:\n  - "
-                    + "\n  - ".join(problems[:_SHOWN_PROBLEMS])
-                    + _more(len(problems))
+                    f"{source}: {len(problems)} mask(s) cannot be imported:"
+                    + _bullets(problems)
                     + f"\nMasks hold one class id per image pixel: 0..{k - 1} for {settings.classes}"
                     + (f", {ignore} for unlabelled pixels" if ignore is not None else "")
                     + "; nothing was imported"
                 )
             if clashes:
                 raise LabelConflictError(
-                    f"{source} gives different masks to the same image:\n  - "
-                    + "\n  - ".join(clashes[:_SHOWN_PROBLEMS])
-                    + _more(len(clashes))
+                    f"{source} gives different masks to the same image:"
+                    + _bullets(clashes)
                     + "\nKeep one mask per image and import again; nothing was imported"
                 )
             empty = [item for item, m in incoming.items() if not any(m.pixels)]
@@ -753,9 +747,8 @@ class LabelingProject:
             if conflicts and not overwrite:
                 lines = [self._mask_conflict_line(item, old, new) for item, old, new in conflicts]
                 raise LabelConflictError(
-                    f"{len(conflicts)} mask(s) in {source} differ from the project's:\n  - "
-                    + "\n  - ".join(lines[:_SHOWN_PROBLEMS])
-                    + _more(len(lines))
+                    f"{len(conflicts)} mask(s) in {source} differ from the project's:"
+                    + _bullets(lines)
                     + "\nTo keep the project's masks, remove these files; to replace them, import again with "
                     "--overwrite (Python: overwrite=True). Nothing was imported"
                 )
@@ -810,9 +803,8 @@ class LabelingProject:
                 "(a.png.png)"
             )
         return (
-            f"{source}: {len(unknown)} mask(s) name images that are not in the project:\n  - "
-            + "\n  - ".join(lines[:_SHOWN_PROBLEMS])
-            + _more(len(lines))
+            f"{source}: {len(unknown)} mask(s) name images that are not in the project:"
+            + _bullets(lines)
             + f"\n{hint}; nothing was imported"
         )
 
@@ -1292,6 +1284,12 @@ class _Mask:
                 np.save(buffer, self.array)
                 atomic_write_bytes(path, buffer.getvalue())
         return rel
+
+
+def _bullets(lines: Sequence[str]) -> str:
+    """The first :data:`_SHOWN_PROBLEMS` of ``lines`` as an indented list (each on its own line), plus how
+    many more there are."""
+    return "\n  - " + "\n  - ".join(lines[:_SHOWN_PROBLEMS]) + _more(len(lines))
 
 
 def _more(total: int) -> str:

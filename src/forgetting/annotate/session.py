@@ -37,6 +37,7 @@ from forgetting.loop import (
     LoopConfig,
     derive_seed,
     draw_candidates,
+    mc_seed,
     plan_strategy,
     query_round,
     query_seed,
@@ -327,13 +328,11 @@ def rank_sections(
     """
     from forgetting.segmentation.active import (
         SegmentationOptions,
-        queried_section_arrays,
+        query_sections,
         segmentation_form,
-        segmentation_strategy_inputs,
     )
 
     device = resolve_device(config.device)
-    n_images = int(images.shape[0])
     labeled = np.asarray(labeled, dtype=np.int64)
     if masks.ndim != 3 or int(masks.shape[0]) != labeled.size or masks.shape[1:] != images.shape[2:]:
         raise ConfigError(
@@ -391,43 +390,33 @@ def rank_sections(
     seconds = {"train": train_record.seconds, "track": train_record.track_seconds}
     tracker = observer.tracker if observer is not None else None
     t0 = time.perf_counter()
-    seg_inputs = segmentation_strategy_inputs(
+    query = query_sections(
         model,
         plan.strategy,
+        n,
         images=images_dev,
         pool=pool,
         pool_t=pool_t,
         labeled_t=labeled_t,
         num_classes=num_classes,
         options=options,
+        seed=query_seed(config, round_),
         tracker=tracker,
         batch_size=config.eval_batch_size,
+        mc_samples=config.mc_samples,
+        mc_seed=mc_seed(config, round_),
     )
-    selection = plan.strategy.select(seg_inputs.inputs, n, seed=query_seed(config, round_))
     seconds["query"] = time.perf_counter() - t0
-    positions = np.asarray(selection.indices, dtype=np.int64)
-    # The pool's masks are unknown: a constant stand-in (expanded, not allocated) that is dropped below.
-    unknown = torch.zeros((1, *images.shape[2:]), dtype=torch.int64, device=device).expand(n_images, -1, -1)
-    arrays = queried_section_arrays(
-        model,
-        plan.strategy,
-        seg_inputs.form,
-        images=images_dev,
-        masks=unknown,
-        positions=positions,
-        pool_t=pool_t,
-        tracker=tracker,
-        batch_size=config.eval_batch_size,
-    )
+    positions, arrays = query.positions, query.arrays
     maps = {key: arrays[key] for key in ("pred", "pixel_scores", "switch_maps") if key in arrays}
-    if seg_inputs.form == "pixel-switches":  # the pixel scores are the switch counts: keep one copy
+    if query.form == "pixel-switches":  # the pixel scores are the switch counts: keep one copy
         maps.pop("pixel_scores", None)
     dynamics: dict[str, np.ndarray] = {}
-    if seg_inputs.switch_scores is not None:
-        dynamics = {"switches": seg_inputs.switch_scores.cpu().numpy().astype(np.float32), "pool": pool}
+    if query.switch_scores is not None:
+        dynamics = {"switches": query.switch_scores.cpu().numpy().astype(np.float32), "pool": pool}
     return Ranking(
         indices=pool[positions],
-        scores=np.asarray(selection.scores, dtype=np.float64),
+        scores=query.scores,
         predicted=None,
         confidence=None,
         n_pool=int(pool.size),

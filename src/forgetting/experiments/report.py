@@ -756,10 +756,12 @@ def _section_per_class_iou(store: ResultStore, curves: list[ExperimentCurves]) -
     )
     names: dict[tuple[str, str], dict[str, None]] = defaultdict(dict)
     for c in curves:
-        records = store.load_rounds(c.row.id, arrays=False)
-        if not records:
+        if c.row.n_rounds < 1:
             continue
-        metrics = records[-1].metrics
+        last = store.load_rounds(c.row.id, arrays=False, rounds=[c.row.n_rounds - 1])  # one round only
+        if not last:
+            continue
+        metrics = last[0].metrics
         s = c.row.spec
         classes = _class_names(metrics)
         names[(s.dataset, s.model)].update(dict.fromkeys(classes))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,8 +54,7 @@ from forgetting.inference import (
     model_device,
     to_input,
 )
-from forgetting.segmentation.metrics import ConfusionMatrix
-from forgetting.segmentation.training import CLASS_WEIGHTING
+from forgetting.segmentation.training import CLASS_WEIGHTING, evaluate_segmentation, predict_segmentation
 from forgetting.strategies import Input, Strategy, StrategyInputs
 from forgetting.strategies.dynamics import CountStrategy
 from forgetting.strategies.scored import ScoredStrategy
@@ -64,8 +63,10 @@ __all__ = [
     "REDUCTIONS",
     "SEGMENTATION_FORMS",
     "PixelScoreReducer",
+    "SectionQuery",
     "SegmentationOptions",
     "pixel_batch_size",
+    "query_sections",
     "reduce_pixel_scores",
     "segmentation_eval_metrics",
     "segmentation_form",
@@ -351,6 +352,39 @@ def segmentation_strategies() -> list[str]:
     return names
 
 
+# A per-batch pixel scorer: float [B, C, H, W] on the device -> (scores [B, H, W], pred [B, H, W]).
+_BatchScorer = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _score_pixels(
+    images: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    score_batch: _BatchScorer,
+    reducer: PixelScoreReducer | None,
+    *,
+    keep: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Run ``score_batch`` over ``images`` (uint8 ``[M, C, H, W]``) in batches of ``batch_size`` sections,
+    feeding ``reducer`` (rows ``0..M-1``); with ``keep`` also return ``(scores float32 [M, H, W], pred int64
+    [M, H, W])`` on ``device``, else ``(None, None)``. The caller sets eval mode, autocast and RNG state."""
+    kept_scores: list[torch.Tensor] = []
+    kept_pred: list[torch.Tensor] = []
+    for sl in iter_batches(int(images.shape[0]), batch_size):
+        scores, pred = score_batch(to_input(images[sl], device))
+        if reducer is not None:
+            reducer.update(sl, scores, pred)
+        if keep:
+            kept_scores.append(scores.float())
+            kept_pred.append(pred)
+    if not keep:
+        return None, None
+    if not kept_scores:
+        empty = torch.zeros((0, *images.shape[-2:]), device=device)
+        return empty, empty.long()
+    return torch.cat(kept_scores), torch.cat(kept_pred)
+
+
 @torch.inference_mode()
 def _pixel_probability_scores(
     model: nn.Module,
@@ -367,28 +401,16 @@ def _pixel_probability_scores(
     [M, H, W])`` on the model's device, else ``(None, None)``.
     """
     device = model_device(model)
-    kept_scores: list[torch.Tensor] = []
-    kept_pred: list[torch.Tensor] = []
+
+    def score_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = model(x).float().softmax(1)  # [B, K, H, W]
+        b, k, h, w = probs.shape
+        flat = probs.permute(0, 2, 3, 1).reshape(-1, k)
+        scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[0]), probs_N_C=flat))
+        return scores.reshape(b, h, w), probs.argmax(1)
+
     with eval_mode(model), autocast_context(device):
-        for sl in iter_batches(int(images.shape[0]), batch_size):
-            probs = model(to_input(images[sl], device)).float().softmax(1)  # [B, K, H, W]
-            b, k, h, w = probs.shape
-            flat = probs.permute(0, 2, 3, 1).reshape(-1, k)
-            scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[0]), probs_N_C=flat))
-            scores = scores.reshape(b, h, w)
-            pred = probs.argmax(1)
-            if reducer is not None:
-                reducer.update(sl, scores, pred)
-            if keep:
-                kept_scores.append(scores.float())
-                kept_pred.append(pred)
-    if not keep:
-        return None, None
-    if not kept_scores:
-        h, w = images.shape[-2:]
-        empty = torch.zeros((0, h, w), device=device)
-        return empty, empty.long()
-    return torch.cat(kept_scores), torch.cat(kept_pred)
+        return _score_pixels(images, device, batch_size, score_batch, reducer, keep=keep)
 
 
 @torch.inference_mode()
@@ -420,65 +442,28 @@ def _pixel_mc_scores(
     device = model_device(model)
     k = int(mc_samples)
     fast = _head_only_dropout(model) and hasattr(model, "decode")
-    kept_scores: list[torch.Tensor] = []
-    kept_pred: list[torch.Tensor] = []
+
+    def score_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = x.shape[-2:]
+        with mc_dropout(model):
+            if fast:
+                feats = model.decode(x)  # type: ignore[operator]
+                passes = [
+                    model.head(model.dropout_layer(feats))[..., :h, :w]  # type: ignore[operator]
+                    for _ in range(k)
+                ]
+            else:
+                passes = [model(x) for _ in range(k)]
+        probs = torch.stack(passes).float().softmax(2)  # [K, B, C, H, W]
+        _, b, c, _, _ = probs.shape
+        flat = probs.permute(0, 1, 3, 4, 2).reshape(k, -1, c)
+        scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[1]), mc_probs_K_N_C=flat))
+        return scores.reshape(b, h, w), probs.mean(0).argmax(1)
+
     fork = [device] if device.type == "cuda" else []
     with eval_mode(model), autocast_context(device), torch.random.fork_rng(devices=fork):
         torch.manual_seed(seed)
-        for sl in iter_batches(int(images.shape[0]), max(1, batch_size // k)):
-            x = to_input(images[sl], device)
-            h, w = x.shape[-2:]
-            with mc_dropout(model):
-                if fast:
-                    feats = model.decode(x)  # type: ignore[operator]
-                    passes = [
-                        model.head(model.dropout_layer(feats))[..., :h, :w]  # type: ignore[operator]
-                        for _ in range(k)
-                    ]
-                else:
-                    passes = [model(x) for _ in range(k)]
-            probs = torch.stack(passes).float().softmax(2)  # [K, B, C, H, W]
-            _, b, c, _, _ = probs.shape
-            flat = probs.permute(0, 1, 3, 4, 2).reshape(k, -1, c)
-            scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[1]), mc_probs_K_N_C=flat))
-            scores = scores.reshape(b, h, w)
-            pred = probs.mean(0).argmax(1)
-            if reducer is not None:
-                reducer.update(sl, scores, pred)
-            if keep:
-                kept_scores.append(scores.float())
-                kept_pred.append(pred)
-    if not keep:
-        return None, None
-    if not kept_scores:
-        empty = torch.zeros((0, *images.shape[-2:]), device=device)
-        return empty, empty.long()
-    return torch.cat(kept_scores), torch.cat(kept_pred)
-
-
-@torch.inference_mode()
-def _predict_masks(model: nn.Module, images: torch.Tensor, *, batch_size: int) -> torch.Tensor:
-    """int64 ``[M, H, W]`` eval-mode predictions on the model's device."""
-    device = model_device(model)
-    parts = []
-    with eval_mode(model), autocast_context(device):
-        for sl in iter_batches(int(images.shape[0]), batch_size):
-            parts.append(model(to_input(images[sl], device)).argmax(1))
-    if not parts:
-        return torch.zeros((0, *images.shape[-2:]), dtype=torch.int64, device=device)
-    return torch.cat(parts)
-
-
-def _reduce_switches(
-    switches_P_H_W: torch.Tensor, pred_P_H_W: torch.Tensor, num_classes: int, options: SegmentationOptions
-) -> torch.Tensor:
-    return reduce_pixel_scores(
-        switches_P_H_W,
-        reduction=options.reduction,
-        top_q=options.top_q,
-        pred_N_H_W=pred_P_H_W,
-        num_classes=num_classes,
-    )
+        return _score_pixels(images, device, max(1, batch_size // k), score_batch, reducer, keep=keep)
 
 
 def tracked_switch_scores(tracker: object, num_classes: int, options: SegmentationOptions) -> torch.Tensor:
@@ -492,8 +477,13 @@ def tracked_switch_scores(tracker: object, num_classes: int, options: Segmentati
             f"segmentation tracking expected pixel switch counts [P, H, W], got {tuple(switches.shape)}; "
             "does the model predict per pixel?"
         )
-    pred = tracker.read("prediction")  # type: ignore[attr-defined]
-    return _reduce_switches(switches, pred, num_classes, options)
+    return reduce_pixel_scores(
+        switches,
+        reduction=options.reduction,
+        top_q=options.top_q,
+        pred_N_H_W=tracker.read("prediction"),  # type: ignore[attr-defined]
+        num_classes=num_classes,
+    )
 
 
 @dataclass
@@ -538,12 +528,12 @@ def segmentation_strategy_inputs(
         options: the reduction settings.
         tracker: the pool's pixel :class:`~forgetting.events.EventTracker` of shape ``(P, H, W)``, when the
             pool was observed while the model trained.
-        batch_size: sections per inference batch.
+        batch_size: sections per inference batch (default :func:`pixel_batch_size`).
         mc_samples, mc_seed: MC-dropout passes and the seed of their masks (``pixel-mc`` strategies).
     """
     form = segmentation_form(strategy)
     device = model_device(model)
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or pixel_batch_size(device, *images.shape[-2:])
     n_pool = int(pool.size)
     inputs = StrategyInputs(n_pool=n_pool)
     switch_scores = None
@@ -597,7 +587,7 @@ def queried_section_arrays(
     form: SegmentationForm,
     *,
     images: torch.Tensor,
-    masks: torch.Tensor,
+    masks: torch.Tensor | None,
     positions: np.ndarray,
     pool_t: torch.Tensor,
     tracker: object | None = None,
@@ -609,27 +599,28 @@ def queried_section_arrays(
 
     Args:
         positions: int64 ``[n]`` the selected positions into the pool.
-        images, masks: every training section (uint8 ``[N, C, H, W]``, int64 ``[N, H, W]``).
+        images, masks: every training section (uint8 ``[N, C, H, W]``, int64 ``[N, H, W]``); ``masks`` is
+            ``None`` where they are unknown (a labelling project's unlabelled images).
         pool_t: int64 ``[P]`` the pool's indices into ``images``.
         tracker: the pool's pixel tracker, if it was observed.
         mc_samples, mc_seed: as for :func:`segmentation_strategy_inputs` (``pixel-mc`` score maps; the
             dropout masks differ from the pool pass, which scored other sections in the same stream).
 
     Returns:
-        ``images`` uint8 ``[n, C, H, W]``, ``masks`` int16 ``[n, H, W]`` (the revealed labels), ``pred``
+        ``images`` uint8 ``[n, C, H, W]``, ``masks`` int16 ``[n, H, W]`` (the revealed labels; only with
+        ``masks``), ``pred``
         uint8 ``[n, H, W]``, ``pixel_scores`` float16 ``[n, H, W]`` (the strategy's per-pixel score; absent
         for strategies without one) and ``switch_maps`` uint8 ``[n, H, W]`` (saturating at 255; only with a
         tracker).
     """
     device = model_device(model)
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or pixel_batch_size(device, *images.shape[-2:])
     pos_t = torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(pool_t.device)
     rows = pool_t[pos_t]
     chosen = images[rows]
-    out: dict[str, np.ndarray] = {
-        "images": chosen.cpu().numpy().astype(np.uint8),
-        "masks": masks[rows].cpu().numpy().astype(np.int16),
-    }
+    out: dict[str, np.ndarray] = {"images": chosen.cpu().numpy().astype(np.uint8)}
+    if masks is not None:
+        out["masks"] = masks[rows].cpu().numpy().astype(np.int16)
     if form == "pixel-probs":
         scores, pred = _pixel_probability_scores(
             model,
@@ -654,9 +645,9 @@ def queried_section_arrays(
         )
         assert scores is not None
         out["pixel_scores"] = scores.cpu().numpy().astype(np.float16)
-        pred = _predict_masks(model, chosen, batch_size=batch_size)
+        pred = predict_segmentation(model, chosen, batch_size=batch_size)[0]
     else:
-        pred = _predict_masks(model, chosen, batch_size=batch_size)
+        pred = predict_segmentation(model, chosen, batch_size=batch_size)[0]
     out["pred"] = pred.clamp(0, _UINT8_MAX).cpu().numpy().astype(np.uint8)
     if tracker is not None:
         switches = tracker.switches  # type: ignore[attr-defined]
@@ -667,7 +658,79 @@ def queried_section_arrays(
     return out
 
 
-@torch.inference_mode()
+@dataclass
+class SectionQuery:
+    """What :func:`query_sections` picked.
+
+    Attributes:
+        positions: int64 ``[n]`` positions into the pool, in selection order.
+        scores: float64 ``[n]`` the strategy's score of each pick (NaN where it has none).
+        arrays: :func:`queried_section_arrays` of the picks.
+        form: the strategy's :func:`segmentation_form`.
+        switch_scores: float64 ``[P]`` reduced switch counts of the pool when it was tracked, else ``None``.
+    """
+
+    positions: np.ndarray
+    scores: np.ndarray
+    arrays: dict[str, np.ndarray]
+    form: SegmentationForm
+    switch_scores: torch.Tensor | None
+
+
+def query_sections(
+    model: nn.Module,
+    strategy: Strategy,
+    n: int,
+    *,
+    images: torch.Tensor,
+    pool: np.ndarray,
+    pool_t: torch.Tensor,
+    labeled_t: torch.Tensor,
+    num_classes: int,
+    options: SegmentationOptions,
+    seed: int,
+    masks: torch.Tensor | None = None,
+    tracker: object | None = None,
+    batch_size: int | None = None,
+    mc_samples: int = 20,
+    mc_seed: int = 0,
+) -> SectionQuery:
+    """One segmentation query: :func:`segmentation_strategy_inputs`, the strategy's ``select`` (seeded by
+    ``seed``) and :func:`queried_section_arrays` of the ``n`` picks. The simulation loop and labelling
+    projects both query through here; the arguments are those of the two functions."""
+    computed = segmentation_strategy_inputs(
+        model,
+        strategy,
+        images=images,
+        pool=pool,
+        pool_t=pool_t,
+        labeled_t=labeled_t,
+        num_classes=num_classes,
+        options=options,
+        tracker=tracker,
+        batch_size=batch_size,
+        mc_samples=mc_samples,
+        mc_seed=mc_seed,
+    )
+    selection = strategy.select(computed.inputs, n, seed=seed)
+    positions = np.asarray(selection.indices, dtype=np.int64)
+    arrays = queried_section_arrays(
+        model,
+        strategy,
+        computed.form,
+        images=images,
+        masks=masks,
+        positions=positions,
+        pool_t=pool_t,
+        tracker=tracker,
+        batch_size=batch_size,
+        mc_samples=mc_samples,
+        mc_seed=mc_seed,
+    )
+    scores = np.asarray(selection.scores, dtype=np.float64)
+    return SectionQuery(positions, scores, arrays, computed.form, computed.switch_scores)
+
+
 def segmentation_eval_metrics(
     model: nn.Module,
     data: Split,
@@ -684,14 +747,10 @@ def segmentation_eval_metrics(
         ``iou/<name>`` and ``class_accuracy/<name>`` (NaN for a class absent from ``data`` and never
         predicted, or without pixels).
     """
-    device = model_device(model)
-    batch_size = batch_size or default_batch_size(device)
-    cm = ConfusionMatrix(num_classes, ignore_index)
-    with eval_mode(model), autocast_context(device):
-        for sl in iter_batches(len(data), batch_size):
-            pred = model(to_input(data.images[sl], device)).argmax(1)
-            cm.update(pred, data.targets[sl].to(device, non_blocking=True))
-    m = cm.compute()
+    batch_size = batch_size or pixel_batch_size(model_device(model), *data.images.shape[-2:])
+    m = evaluate_segmentation(
+        model, data, num_classes=num_classes, ignore_index=ignore_index, batch_size=batch_size
+    )
     names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
     if len(names) != num_classes:
         raise ConfigError(f"{len(names)} class names for {num_classes} classes")
