@@ -27,6 +27,7 @@ FIELDS_BY_INPUT: dict[Input, tuple[str, ...]] = {
     Input.EMBEDDINGS: ("embeddings_N_D", "labeled_embeddings_L_D"),
     Input.DYNAMICS: ("switches_N",),
     Input.POOL_LABELS: ("pool_labels_N", "forgetting_N", "never_learned_N"),
+    Input.POOL_INDICES: ("pool_indices_N",),
 }
 #: Fields aligned with the pool, and the dimension that indexes pool rows.
 POOL_ROW_DIM: dict[str, int] = {
@@ -37,6 +38,7 @@ POOL_ROW_DIM: dict[str, int] = {
     "forgetting_N": 0,
     "never_learned_N": 0,
     "pool_labels_N": 0,
+    "pool_indices_N": 0,
 }
 
 InputsFactory = Callable[..., StrategyInputs]
@@ -67,6 +69,7 @@ def make_full_inputs(
         forgetting_N=torch.randint(0, 4, (n_pool,), generator=g).to(torch.uint8),
         never_learned_N=torch.rand(n_pool, generator=g) < 0.15,
         pool_labels_N=labels,
+        pool_indices_N=torch.randperm(4 * n_pool, generator=g)[:n_pool],
     )
 
 

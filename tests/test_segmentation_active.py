@@ -11,10 +11,12 @@ from torch import nn
 
 from forgetting.data import load_dataset, parse_eval_set_name
 from forgetting.data.dataset import Split
+from forgetting.data.source import TensorSource
 from forgetting.events import EventTracker
 from forgetting.exceptions import ConfigError, UnknownNameError
 from forgetting.experiments import ResultStore, expand_grid, parse_config, run_experiments
 from forgetting.loop import LoopConfig, run_active_learning
+from forgetting.segmentation import SegmentationTask
 from forgetting.segmentation.active import (
     PixelScoreReducer,
     SegmentationOptions,
@@ -148,8 +150,9 @@ class _TinySegmenter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.tanh(self.conv(x)))
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.conv(x)).mean(dim=(-2, -1))
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The documented embedding hook of a user model: a feature map, averaged to [B, 4] by the loop."""
+        return torch.tanh(self.conv(x))
 
 
 def _pool_images(n: int = 6, h: int = 8, w: int = 5) -> torch.Tensor:
@@ -166,10 +169,9 @@ def test_pixel_probability_scores_equal_the_strategy_score_on_every_pixel():
     got = segmentation_strategy_inputs(
         model,
         get_strategy("entropy"),
-        images=images,
-        pool=pool,
-        pool_t=pool_t,
-        labeled_t=labeled_t,
+        pool=TensorSource(images[pool_t]),
+        labeled=TensorSource(images[labeled_t]),
+        pool_indices=pool,
         num_classes=3,
         options=options,
         batch_size=3,
@@ -177,7 +179,7 @@ def test_pixel_probability_scores_equal_the_strategy_score_on_every_pixel():
     with torch.no_grad():
         probs = model(images[pool_t].float() / 255).softmax(1)
     manual = entropy_scores(probs.permute(0, 2, 3, 1).reshape(-1, 3)).reshape(4, -1).mean(1)
-    torch.testing.assert_close(got.inputs.image_scores_N, manual.double(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.inputs.scores_N, manual.double(), rtol=1e-5, atol=1e-6)
     selection = get_strategy("entropy").select(got.inputs, 2, seed=0)
     assert selection.indices.tolist() == torch.argsort(manual, descending=True)[:2].tolist()
 
@@ -204,17 +206,17 @@ def test_switch_strategies_rank_reduced_pixel_switches():
     images = _pool_images(4)
     pool = np.arange(4)
     kwargs = {
-        "images": images,
-        "pool": pool,
-        "pool_t": torch.from_numpy(pool),
-        "labeled_t": torch.zeros(0, dtype=torch.int64),
+        "pool": TensorSource(images),
+        "labeled": TensorSource(images[:0]),
+        "pool_indices": pool,
         "num_classes": 3,
         "tracker": tracker,
     }
     mean = segmentation_strategy_inputs(
         model, get_strategy("switch"), options=SegmentationOptions(reduction="mean"), **kwargs
     )
-    torch.testing.assert_close(mean.inputs.switches_N.float(), torch.tensor([0.0, 1.0, 0.6, 2.0]))
+    torch.testing.assert_close(mean.inputs.scores_N.float(), torch.tensor([0.0, 1.0, 0.6, 2.0]))
+    torch.testing.assert_close(mean.switch_scores.float(), torch.tensor([0.0, 1.0, 0.6, 2.0]))
     assert get_strategy("switch").select(mean.inputs, 1, seed=0).indices.tolist() == [3]
     top = segmentation_strategy_inputs(
         model, get_strategy("switch"), options=SegmentationOptions(reduction="top-q", top_q=0.1), **kwargs
@@ -226,10 +228,9 @@ def test_switch_strategies_rank_reduced_pixel_switches():
         model,
         get_strategy("switch"),
         "pixel-switches",
-        images=images,
-        masks=torch.zeros(4, 8, 5, dtype=torch.int64),
+        pool=TensorSource(images),
+        masks=torch.zeros(1, 8, 5, dtype=torch.int64),
         positions=np.array([2]),
-        pool_t=torch.from_numpy(pool),
         tracker=tracker,
     )
     assert arrays["switch_maps"].dtype == np.uint8 and arrays["switch_maps"][0, 0, 0] == 6
@@ -244,10 +245,9 @@ def test_pixel_switch_strategy_without_tracking_is_a_clear_error():
         segmentation_strategy_inputs(
             model,
             get_strategy("gauss"),
-            images=_pool_images(3),
-            pool=pool,
-            pool_t=torch.from_numpy(pool),
-            labeled_t=torch.zeros(0, dtype=torch.int64),
+            pool=TensorSource(_pool_images(3)),
+            labeled=TensorSource(_pool_images(3)[:0]),
+            pool_indices=pool,
             num_classes=3,
             options=SegmentationOptions(),
         )
@@ -260,10 +260,9 @@ def test_coreset_runs_on_pooled_embeddings():
     got = segmentation_strategy_inputs(
         model,
         get_strategy("coreset"),
-        images=images,
-        pool=pool,
-        pool_t=torch.from_numpy(pool),
-        labeled_t=torch.tensor([0, 1]),
+        pool=TensorSource(images[2:6]),
+        labeled=TensorSource(images[:2]),
+        pool_indices=pool,
         num_classes=3,
         options=SegmentationOptions(),
     )
@@ -274,7 +273,7 @@ def test_coreset_runs_on_pooled_embeddings():
 
 
 def test_image_scores_replace_the_strategy_score():
-    inputs = StrategyInputs(n_pool=3, image_scores_N=torch.tensor([0.1, 0.9, 0.5]))
+    inputs = StrategyInputs(n_pool=3, scores_N=torch.tensor([0.1, 0.9, 0.5]))
     assert get_strategy("margin").select(inputs, 2, seed=0).indices.tolist() == [1, 2]
 
 
@@ -360,7 +359,7 @@ def test_config_segmentation_section_sweeps_reductions_and_keeps_classification_
     specs = expand_grid(cfg)
     assert [s.segmentation.reduction for s in specs] == ["mean", "top-q"]
     assert [s.variant for s in specs] == ["segmentation.reduction=mean", "segmentation.reduction=top-q"]
-    assert specs[0].loop_config(dataset_ignore_index=255).segmentation.ignore_index == 255
+    assert specs[0].task_options(dataset_ignore_index=255)["ignore_index"] == 255
     plain = expand_grid(parse_config('name = "c"\nstrategy = "random"'))[0]
     assert plain.segmentation is None and "segmentation" not in plain.canonical_json()
     with pytest.raises(ConfigError, match="reduction"):
@@ -409,10 +408,10 @@ def test_loop_same_seed_same_queries_on_masks():
         query_size=2,
         rounds=1,
         train=TrainConfig(epochs=1, batch_size=4, target_accuracy=None),
-        segmentation=SegmentationOptions(ignore_index=255, reduction="class-balanced"),
     )
-    a = run_active_learning(ds.train, {"test": ds.test}, ds.num_classes, config)
-    b = run_active_learning(ds.train, {"test": ds.test}, ds.num_classes, config)
+    task = SegmentationTask(ds.num_classes, ignore_index=255, reduction="class-balanced")
+    a = run_active_learning(ds.train, {"test": ds.test}, ds.num_classes, config, task=task)
+    b = run_active_learning(ds.train, {"test": ds.test}, ds.num_classes, config, task=task)
     assert a[0].query_indices.tolist() == b[0].query_indices.tolist()
     assert "miou" in a[0].metrics["test"] and "iou/0" in a[0].metrics["test"]
     with pytest.raises(ConfigError, match="no segmentation form"):
@@ -472,10 +471,10 @@ def test_bald_segmentation_round():
         rounds=1,
         mc_samples=4,
         train=TrainConfig(epochs=1, batch_size=4, target_accuracy=None),
-        segmentation=SegmentationOptions(ignore_index=255),
     )
-    first = run_active_learning(ds.train, {"test": ds.test}, ds.num_classes, config)
-    again = run_active_learning(ds.train, {"test": ds.test}, ds.num_classes, config)
+    task = SegmentationTask(ds.num_classes, ignore_index=255)
+    first = run_active_learning(ds.train, {"test": ds.test}, ds.num_classes, config, task=task)
+    again = run_active_learning(ds.train, {"test": ds.test}, ds.num_classes, config, task=task)
     assert first[0].query_indices.tolist() == again[0].query_indices.tolist()
     assert first[0].query_arrays["pixel_scores"].shape == (2, 24, 8)
     assert np.all(np.isfinite(first[0].query_scores))

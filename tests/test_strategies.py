@@ -249,7 +249,8 @@ TRAIN_SIZE = 200
 
 
 class PrecomputedContract(StrategyContract):
-    """Count strategies fed from ``scores_file``: the loop fills ``switches_N`` from precomputed_scores."""
+    """Count strategies fed from ``scores_file``: the loop gives ``pool_indices_N``; the strategy looks its
+    counts up in the file."""
 
     file_suffix: ClassVar[str] = ".npy"
 
@@ -268,16 +269,18 @@ class PrecomputedContract(StrategyContract):
         def build(n_pool: int, seed: int = 0) -> StrategyInputs:
             pool_indices = np.random.default_rng(seed).choice(TRAIN_SIZE, n_pool, replace=False)
             inputs = only_declared(make_full_inputs(n_pool, seed=seed), strategy.requires)
-            return dataclasses.replace(inputs, switches_N=strategy.precomputed_scores(pool_indices))  # type: ignore[attr-defined]
+            return dataclasses.replace(inputs, pool_indices_N=torch.from_numpy(pool_indices))
 
         return build
 
-    def test_declares_dynamics_filled_from_the_file(self, strategy: Strategy) -> None:
+    def test_declares_pool_indices_looked_up_in_the_file(self, strategy: Strategy) -> None:
         assert strategy.uses_precomputed  # type: ignore[attr-defined]
-        assert strategy.requires == {Input.DYNAMICS}  # no POOL_LABELS: the oracle needs no tracking here
+        # no DYNAMICS (no tracking) and no POOL_LABELS (the oracle needs no labels here)
+        assert strategy.requires == {Input.POOL_INDICES}
+        assert not strategy.elementwise  # per-sample scores: no per-pixel form
 
-    def test_reads_switches_field(self, strategy: Strategy) -> None:
-        with pytest.raises(MissingInputError, match="switches_N"):
+    def test_reads_pool_indices_field(self, strategy: Strategy) -> None:
+        with pytest.raises(MissingInputError, match="pool_indices_N"):
             strategy.select(StrategyInputs(n_pool=10), 2, seed=0)
 
     def test_precomputed_scores_follow_training_indices(self, strategy: Strategy, tmp_path: Path) -> None:
@@ -307,7 +310,7 @@ class TestForgettingPrecomputed(PrecomputedContract):
         path = tmp_path / "f.npy"
         np.save(path, np.array([1.0, np.inf, 4.0, 0.0]))
         strategy = get_strategy("forgetting", scores_file=path)
-        inputs = StrategyInputs(n_pool=3, switches_N=strategy.precomputed_scores(np.array([0, 1, 2])))  # type: ignore[attr-defined]
+        inputs = StrategyInputs(n_pool=3, pool_indices_N=torch.tensor([0, 1, 2]))
         sel = strategy.select(inputs, 2, seed=0)
         assert sel.indices.tolist() == [1, 2]
         np.testing.assert_array_equal(sel.scores, [5.0, 4.0])

@@ -21,7 +21,10 @@ from forgetting.callbacks import Callback, TrainingCallback
 from forgetting.data import (
     CORRUPTIONS,
     Dataset,
+    DatasetSource,
+    DataSource,
     Split,
+    TensorSource,
     build_eval_set,
     corrupt,
     dataset_report,
@@ -46,8 +49,8 @@ from forgetting.exceptions import (
 )
 from forgetting.inference import predict
 from forgetting.loop import LoopConfig, TrackConfig, initial_labeled_set, run_active_learning
-from forgetting.models import build_model, list_models, mc_dropout
-from forgetting.observe import ObservationCallback
+from forgetting.models import build_model, list_models, mc_dropout, register_model
+from forgetting.observe import ObservationCallback, Observer
 from forgetting.records import RoundRecord, TrainRecord
 from forgetting.strategies import (
     Input,
@@ -60,7 +63,8 @@ from forgetting.strategies import (
     select_top_k,
 )
 from forgetting.summaries import count_histogram, dynamics_summary, per_class_rates
-from forgetting.training import TrainConfig, fit
+from forgetting.tasks import ClassificationTask, Task, get_task, register_task
+from forgetting.training import LabeledSet, StoppingRule, TrainConfig, TrainFn, fit, fit_fn
 
 if TYPE_CHECKING:
     from forgetting.annotate import LabelingProject, QueryResult, init_project
@@ -68,6 +72,7 @@ if TYPE_CHECKING:
     from forgetting.segmentation import (
         MapsConfig,
         SegmentationOptions,
+        SegmentationTask,
         analyze_forgetting,
         fit_segmentation,
         load_maps_config,
@@ -81,6 +86,7 @@ _LAZY = {"load_config", "run_experiments", "write_report"}
 _LAZY_SEGMENTATION = {  # imports pydantic and scipy: on first use
     "MapsConfig",
     "SegmentationOptions",
+    "SegmentationTask",
     "analyze_forgetting",
     "fit_segmentation",
     "load_maps_config",
@@ -111,32 +117,42 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CORRUPTIONS",
     "Callback",
+    "ClassificationTask",
     "ConfigError",
+    "DataSource",
     "Dataset",
     "DatasetFormatError",
     "DatasetNotFoundError",
+    "DatasetSource",
     "EventTracker",
     "ForgettingError",
     "Input",
     "LabelConflictError",
     "LabelImportError",
+    "LabeledSet",
     "LabelingProject",
     "LoopConfig",
     "MapsConfig",
     "MissingDependencyError",
     "MissingInputError",
     "ObservationCallback",
+    "Observer",
     "PoolExhaustedError",
     "ProjectError",
     "QueryResult",
     "RoundRecord",
     "SegmentationOptions",
+    "SegmentationTask",
     "Selection",
     "Split",
+    "StoppingRule",
     "Strategy",
     "StrategyInputs",
+    "Task",
+    "TensorSource",
     "TrackConfig",
     "TrainConfig",
+    "TrainFn",
     "TrainRecord",
     "TrainingCallback",
     "UnknownNameError",
@@ -150,9 +166,11 @@ __all__ = [
     "dynamics_summary",
     "evaluate",
     "fit",
+    "fit_fn",
     "fit_segmentation",
     "gauss_select",
     "get_strategy",
+    "get_task",
     "init_project",
     "initial_labeled_set",
     "list_datasets",
@@ -166,6 +184,8 @@ __all__ = [
     "predict",
     "predict_segmentation",
     "reduce_pixel_scores",
+    "register_model",
+    "register_task",
     "resolve_device",
     "run_active_learning",
     "run_experiments",

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from forgetting._version import __version__
-from forgetting.exceptions import ConfigError, ForgettingError
+from forgetting.exceptions import ForgettingError
 
 if TYPE_CHECKING:
     from forgetting.experiments.config import ExperimentConfig
@@ -341,22 +341,23 @@ def datasets(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) 
 
 @app.command()
 def strategies() -> None:
-    """The active-learning strategies (names for `strategy = ...`) and how each runs on segmentation."""
-    from forgetting.segmentation.active import segmentation_form
+    """The active-learning strategies (names for `strategy = ...`), what each needs, and how each task
+    (classification, segmentation) runs it."""
     from forgetting.strategies import get_strategy, list_strategies
+    from forgetting.tasks import get_task, list_tasks
 
+    tasks = [get_task(name, 2) for name in list_tasks()]
     table = Table(title="strategies")
     table.add_column("name")
     table.add_column("needs")
-    table.add_column("segmentation")
+    table.add_column("selection")
+    for task in tasks:
+        table.add_column(task.name)
     for name in list_strategies():
         strategy = get_strategy(name)
         needs = ", ".join(sorted(str(x) for x in strategy.requires)) or "nothing"
-        try:
-            seg = segmentation_form(strategy)
-        except ConfigError:
-            seg = "-"
-        table.add_row(name, needs, seg)
+        forms = [task.support(strategy) or "-" for task in tasks]
+        table.add_row(name, needs, str(strategy.selection), *forms)
     console.print(table)
 
 

@@ -5,26 +5,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from forgetting.data.dataset import Split
-from forgetting.inference import (
-    autocast_context,
-    default_batch_size,
-    eval_mode,
-    iter_batches,
-    model_device,
-    to_input,
-)
+from forgetting.data.source import DataSource
+from forgetting.inference import autocast_context, default_batch_size, eval_mode, model_device
 
 METRICS = ("accuracy", "nll", "ece")
 
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, data: Split, *, batch_size: int | None = None, ece_bins: int = 15
+    model: nn.Module, data: DataSource, *, batch_size: int | None = None, ece_bins: int = 15
 ) -> dict[str, float]:
     """Accuracy, mean NLL and ECE (``ece_bins`` equal-width confidence bins) of ``model`` on ``data``.
 
-    ``data.targets`` are int64 ``[N]`` class ids. One host sync at the end of the pass.
+    ``data`` is any :class:`~forgetting.data.source.DataSource` with int64 ``[N]`` class-id targets (a
+    :class:`~forgetting.data.dataset.Split`, or a lazy Dataset). One host sync at the end of the pass.
     """
     device = model_device(model)
     batch_size = batch_size or default_batch_size(device)
@@ -35,9 +29,9 @@ def evaluate(
     bin_conf = torch.zeros(ece_bins, dtype=torch.float64, device=device)
     bin_acc = torch.zeros(ece_bins, dtype=torch.float64, device=device)
     with eval_mode(model), autocast_context(device):
-        for sl in iter_batches(n, batch_size):
-            y = data.targets[sl].to(device, non_blocking=True)
-            logp = model(to_input(data.images[sl], device)).float().log_softmax(-1)
+        for x, y in data.batches(device, batch_size):
+            assert y is not None
+            logp = model(x).float().log_softmax(-1)
             conf, pred = logp.exp().max(-1)
             hit = (pred == y).double()
             correct += hit.sum()

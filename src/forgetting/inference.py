@@ -13,19 +13,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from forgetting._tensors import iter_batches, model_device, to_input
+from forgetting.data.source import DataSource, TensorSource
+from forgetting.models.base import Classifier, Segmenter, dropout_modules, mc_dropout
+from forgetting.models.factory import embeddings_of
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a parameterless module)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def to_input(images: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
-    """``uint8 [B, C, H, W]`` -> ``float32 [B, C, H, W]`` in ``[0, 1]`` on ``device``."""
-    if device is not None:
-        images = images.to(device, non_blocking=True)
-    return images.float().div_(255.0)
+__all__ = [
+    "PoolOutputs",
+    "autocast_context",
+    "default_batch_size",
+    "eval_mode",
+    "head_only_dropout",
+    "iter_batches",
+    "model_device",
+    "predict",
+    "to_input",
+]
 
 
 def autocast_context(device: torch.device) -> contextlib.AbstractContextManager[object]:
@@ -45,12 +48,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in flags:
             m.training = training
-
-
-def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
-    """Contiguous slices covering ``range(n)``."""
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -73,67 +70,72 @@ class PoolOutputs:
     mc_probs_K_N_C: torch.Tensor | None = None
 
 
-def _head_only_dropout(model: nn.Module) -> bool:
-    """True when the model's only dropout sits right before its head, so MC passes can reuse features."""
-    dropout_layer = getattr(model, "dropout_layer", None)
-    if not hasattr(model, "embed") or not hasattr(model, "head") or dropout_layer is None:
+def head_only_dropout(model: nn.Module) -> bool:
+    """Whether ``model`` is a zoo model (:class:`~forgetting.models.base.Classifier` /
+    :class:`~forgetting.models.base.Segmenter`, which declare ``embed``, ``dropout_layer`` and ``head``) whose
+    only dropout is ``dropout_layer``, right before its head: MC passes may then reuse the features."""
+    if not isinstance(model, Classifier | Segmenter):
         return False
-    others = [
-        m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m is not dropout_layer
-    ]
+    others = [m for m in dropout_modules(model) if m is not model.dropout_layer]
     return not others
 
 
 @torch.inference_mode()
 def predict(
     model: nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | DataSource,
     *,
     probs: bool = True,
     embeddings: bool = False,
     mc_samples: int = 0,
     batch_size: int | None = None,
     generator_seed: int = 0,
+    embedding_layer: str | None = None,
 ) -> PoolOutputs:
-    """One eval-mode pass over ``images`` (uint8 ``[N, C, H, W]``, any device).
+    """One eval-mode pass over ``images``: uint8 ``[N, C, H, W]`` (any device) or a
+    :class:`~forgetting.data.source.DataSource` (a lazy one is read batch by batch).
 
-    MC dropout: when the model's only dropout is the one before its head (every classification model in
-    :mod:`forgetting.models`), the features are computed once and the K stochastic passes only re-run
-    dropout and the head, which is exactly the same distribution as K full passes and K times cheaper.
-    Otherwise K full passes run with dropout on and everything else in eval mode.
+    Embeddings come from ``embedding_layer``, the zoo's ``embed`` or the model's ``features`` (see
+    :func:`forgetting.models.embeddings_of`). MC dropout: when the model's only dropout is the one before its
+    head (every classification model in :mod:`forgetting.models`), the features are computed once and the K
+    stochastic passes only re-run dropout and the head, which is exactly the same distribution as K full
+    passes and K times cheaper. Otherwise K full passes run with dropout on and everything else in eval mode.
     """
-    from forgetting.models import mc_dropout  # local: models import inference helpers
-
+    source = images if isinstance(images, DataSource) else TensorSource(images)
     device = model_device(model)
     batch_size = batch_size or default_batch_size(device)
-    n = int(images.shape[0])
-    need_embed = embeddings or (mc_samples > 0 and _head_only_dropout(model))
+    fast_mc = mc_samples > 0 and head_only_dropout(model) and embedding_layer is None
+    zoo_embed = embeddings and embedding_layer is None and isinstance(model, Classifier | Segmenter)
     probs_parts: list[torch.Tensor] = []
     embed_parts: list[torch.Tensor] = []
     mc_parts: list[torch.Tensor] = []
     fork_devices = [device] if device.type == "cuda" else []
     with eval_mode(model), autocast_context(device), torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(generator_seed)
-        for sl in iter_batches(n, batch_size):
-            x = to_input(images[sl], device)
-            if need_embed:
-                h = model.embed(x)
+        for x, _ in source.batches(device, batch_size, targets=False):
+            if fast_mc or zoo_embed:
+                h = model.embed(x)  # type: ignore[operator]
                 if embeddings:
                     embed_parts.append(h.float())
                 if probs:
-                    probs_parts.append(model.head(h).float().softmax(-1))
-                if mc_samples > 0:
+                    probs_parts.append(model.head(h).float().softmax(-1))  # type: ignore[operator]
+                if mc_samples > 0 and fast_mc:
                     with mc_dropout(model):
                         hk = h.unsqueeze(0).expand(mc_samples, *h.shape)
-                        mc_parts.append(model.head(model.dropout_layer(hk)).float().softmax(-1))
-            else:
-                if probs:
-                    probs_parts.append(model(x).float().softmax(-1))
-                if mc_samples > 0:
-                    with mc_dropout(model):
                         mc_parts.append(
-                            torch.stack([model(x).float().softmax(-1) for _ in range(mc_samples)])
+                            model.head(model.dropout_layer(hk)).float().softmax(-1)  # type: ignore[operator]
                         )
+                    continue
+            else:
+                logits = None
+                if embeddings:
+                    h, logits = embeddings_of(model, x, layer=embedding_layer, logits=probs)
+                    embed_parts.append(h)
+                if probs:
+                    probs_parts.append((model(x) if logits is None else logits).float().softmax(-1))
+            if mc_samples > 0:
+                with mc_dropout(model):
+                    mc_parts.append(torch.stack([model(x).float().softmax(-1) for _ in range(mc_samples)]))
     return PoolOutputs(
         probs_N_C=torch.cat(probs_parts) if probs_parts else None,
         embeddings_N_D=torch.cat(embed_parts) if embed_parts else None,

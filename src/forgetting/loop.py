@@ -1,14 +1,22 @@
-"""The active-learning round of the FALSE/GauSS papers, made explicit (design §2).
+"""The active-learning round of the FALSE/GauSS papers, made explicit (design §2), for any task, model,
+training loop and data.
 
 Each round: re-initialise the model (seeded by seed and round), train it on the labeled set while observing
 the unlabeled pool when the strategy needs dynamics, evaluate it on every evaluation set, query the next
 samples and reveal their labels. The loop knows nothing of files or databases: it hands each finished
 :class:`~forgetting.records.RoundRecord` to ``on_round`` and the caller persists it.
 
-Segmentation: when the training targets are masks (int64 ``[N, H, W]``), each round trains with class
-weights from the labeled masks and ``config.segmentation.ignore_index``, tracks the pool per pixel, scores
-it per pixel and reduces the scores to one per section (:mod:`forgetting.segmentation.active`), records mIoU
-and per-class IoU and accuracy, and stores the queried sections with their score and switch maps.
+What the loop runs is open at four seams (design §9):
+
+* **task**: what a kind of data needs (:class:`~forgetting.tasks.base.Task`: training losses, element-wise
+  scoring and reduction, metrics, stored arrays). Classification and segmentation are built in; the loop
+  never branches on the kind of data.
+* **model**: a zoo or registered name, an import path ``"pkg.mod:fn"`` or a factory callable
+  (:mod:`forgetting.models.factory`), rebuilt and seeded every round.
+* **training**: ``LoopConfig.train_fn``, a function ``(model, labeled, observer) -> TrainRecord | None``
+  (:data:`~forgetting.training.TrainFn`); the default runs :func:`~forgetting.training.fit`.
+* **data**: in-memory :class:`~forgetting.data.dataset.Split` tensors (the fast path), or any
+  :class:`~forgetting.data.source.DataSource`, e.g. a user's ``torch`` Dataset read lazily.
 
 Resuming: pass the rounds already persisted as ``completed``. The initial set depends only on the seed and
 each round's randomness only on (seed, round), so a resumed run makes exactly the queries an uninterrupted
@@ -20,29 +28,46 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 
-from forgetting.data.dataset import Split
+from forgetting.data.source import DataSource
 from forgetting.devices import data_device, resolve_device
-from forgetting.evaluation import evaluate
 from forgetting.exceptions import ConfigError, PoolExhaustedError, check_choice
-from forgetting.inference import model_device, predict
-from forgetting.models import build_model, has_dropout
-from forgetting.observe import SUBSAMPLE_MODES, TRACK_PRESETS, ObservationCallback
+from forgetting.initial import INITIAL_SELECTIONS, initial_labeled_set, uniform_initial_set
+from forgetting.models.factory import ModelRef, build_from_ref, check_model_for, import_object, model_label
+from forgetting.observe import SUBSAMPLE_MODES, TRACK_PRESETS, ObservationCallback, Observer
 from forgetting.records import RoundRecord, TrainRecord
-from forgetting.strategies import Input, Selection, Strategy, StrategyInputs, get_strategy
-from forgetting.training import TrainConfig, fit
+from forgetting.strategies import Input, Selection, Strategy, get_strategy
+from forgetting.tasks import PoolContext, PoolInputs, Task, get_task, task_name_for_targets
+from forgetting.training import TrainConfig, TrainFn, fit_fn, run_train_fn
 
-if TYPE_CHECKING:  # the segmentation modules load scipy and pydantic: imported when a run needs them
-    from forgetting.segmentation.active import SegmentationOptions
+__all__ = [
+    "INITIAL_SELECTIONS",
+    "ON_EXHAUSTED",
+    "LoopConfig",
+    "Query",
+    "StrategyPlan",
+    "TrackConfig",
+    "derive_seed",
+    "draw_candidates",
+    "initial_labeled_set",
+    "mc_seed",
+    "plan_strategy",
+    "query_round",
+    "query_seed",
+    "resolve_task",
+    "run_active_learning",
+    "train_round",
+    "uniform_initial_set",
+]
 
 logger = logging.getLogger(__name__)
 
-INITIAL_SELECTIONS = ("stratified", "uniform")
 ON_EXHAUSTED = ("error", "partial")
 
 # Purposes of derived seeds, so that no two random choices share a stream.
@@ -55,12 +80,12 @@ def derive_seed(seed: int, round_: int, purpose: int) -> int:
 
 
 def query_seed(config: LoopConfig, rnd: int) -> int:
-    """The seed a strategy's ``select`` gets in round ``rnd`` (classification and segmentation alike)."""
+    """The seed a strategy's ``select`` gets in round ``rnd`` (every task alike)."""
     return derive_seed(config.seed, rnd, _QUERY)
 
 
 def mc_seed(config: LoopConfig, rnd: int) -> int:
-    """The seed of round ``rnd``'s MC-dropout masks (classification and segmentation alike)."""
+    """The seed of round ``rnd``'s MC-dropout masks (every task alike)."""
     return derive_seed(config.seed, rnd, _MC)
 
 
@@ -68,8 +93,8 @@ def mc_seed(config: LoopConfig, rnd: int) -> int:
 class TrackConfig:
     """When and what to observe while a round trains.
 
-    For segmentation the pool is observed per pixel (one :class:`~forgetting.events.EventTracker` of shape
-    ``(P, H, W)``).
+    The pool is observed per element: per sample for classification, per pixel for segmentation (one
+    :class:`~forgetting.events.EventTracker` of shape ``(P, H, W)``).
 
     The default observes the whole pool after every epoch, as the FALSE/GauSS papers do (preset
     ``"paper-exact"``). ``TrackConfig.preset("unstable-25")`` observes a quarter of the pool after every
@@ -80,7 +105,8 @@ class TrackConfig:
     Attributes:
         enabled: ``None`` tracks the pool only when the strategy needs dynamics; ``True`` always (for
             analysis); ``False`` never (a strategy that needs dynamics then fails with a clear error).
-        unit, every: observe after every ``every`` epochs or optimizer steps.
+        unit, every: observe after every ``every`` epochs or optimizer steps (a user's training function
+            reports them through ``observer.epoch_end`` / ``observer.step_end``).
         subsample: observe a seeded subset of the pool per pass: a fraction in (0, 1] or a count.
         subsample_mode: ``rotating`` draws a new subset each pass; ``fixed`` keeps one subset per round;
             ``unstable`` spends the same budget on the rows whose prediction changed at their latest
@@ -109,16 +135,26 @@ class TrackConfig:
 
 @dataclass
 class LoopConfig:
-    """One active-learning experiment on in-memory data.
+    """One active-learning experiment.
 
     ``rounds`` is the number of queries; ``rounds + 1`` models are trained and evaluated, the last one on
-    ``initial_size + rounds * query_size`` labels. ``segmentation`` (reduction, ignore index, class weights)
-    applies when the targets are masks; ``None`` means the defaults of :class:`SegmentationOptions`.
-    ``class_names`` name the per-class metrics of segmentation rounds (default ``"0"``, ``"1"``, ...).
+    ``initial_size + rounds * query_size`` labels.
+
+    Attributes:
+        model: a zoo or registered name (``"small-cnn"``), an import path (``"mypkg.nets:deeplab"``) or a
+            factory callable returning an ``nn.Module`` (see :mod:`forgetting.models.factory`); rebuilt each
+            round inside a forked RNG seeded by (seed, round).
+        model_options: keyword arguments of the model (zoo options, or the factory's own keywords).
+        embedding_layer: the submodule whose output is the embedding of ``coreset``/``badge`` (read through a
+            forward hook); ``None``: the zoo's ``embed`` or the model's ``features(x)`` method.
+        train: the built-in trainer's settings (used when ``train_fn`` is ``None``).
+        train_fn: the round's training function ``(model, labeled, observer) -> TrainRecord | None``, or its
+            import path ``"pkg.mod:fn"``; ``None`` runs :func:`~forgetting.training.fit` with ``train``.
     """
 
-    model: str = "small-cnn"
+    model: ModelRef = "small-cnn"
     model_options: dict[str, object] = field(default_factory=dict)
+    embedding_layer: str | None = None
     strategy: str = "random"
     strategy_options: dict[str, object] = field(default_factory=dict)
     initial_size: int = 20
@@ -127,14 +163,13 @@ class LoopConfig:
     rounds: int = 8
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
+    train_fn: TrainFn | str | None = None
     track: TrackConfig = field(default_factory=TrackConfig)
     mc_samples: int = 20
     pool_subsample: int | None = None
     on_exhausted: Literal["error", "partial"] = "partial"
     device: str | None = None
     eval_batch_size: int | None = None
-    segmentation: SegmentationOptions | None = None
-    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_choice("initial_selection", self.initial_selection, INITIAL_SELECTIONS)
@@ -148,45 +183,215 @@ class LoopConfig:
             raise ConfigError(f"mc_samples must be >= 1, got {self.mc_samples}")
         if self.pool_subsample is not None and self.pool_subsample < 1:
             raise ConfigError(f"pool_subsample must be a positive count, got {self.pool_subsample}")
+        if not (isinstance(self.model, str) or callable(self.model)):
+            raise ConfigError(
+                "model must be a name, an import path 'pkg.mod:fn' or a callable; got "
+                f"{type(self.model).__name__}"
+            )
+
+    def resolved_train_fn(self) -> TrainFn:
+        """The training function rounds use: ``train_fn`` (imported when a path), else ``fit`` with
+        ``train``."""
+        if self.train_fn is None:
+            return fit_fn(self.train)
+        fn = (
+            import_object(self.train_fn, what="train_fn") if isinstance(self.train_fn, str) else self.train_fn
+        )
+        if not callable(fn):
+            raise ConfigError(f"train_fn {self.train_fn!r} is not callable")
+        return fn
 
 
-def initial_labeled_set(
-    labels: torch.Tensor, size: int, *, selection: str = "stratified", seed: int = 0
-) -> np.ndarray:
-    """The seeded initial labeled set: int64 ``[size]`` sorted indices into ``labels`` (int64 ``[N]``).
+def resolve_task(task: Task | str | None, train: DataSource, num_classes: int) -> Task:
+    """The round's :class:`Task`: ``task`` itself, a registered name, or (``None``) the built-in task of the
+    training targets' shape (a class id per sample: classification; a mask: segmentation)."""
+    if isinstance(task, Task):
+        if task.num_classes != num_classes:
+            raise ConfigError(f"the task has {task.num_classes} classes but num_classes={num_classes}")
+        return task
+    if task is None:
+        if not len(train):
+            raise ConfigError("the training data is empty")
+        task = task_name_for_targets(int(train.read_targets([0]).ndim) - 1)
+    return get_task(task, num_classes)
 
-    ``stratified`` takes ``size // C`` of each class and fills the remainder from a seeded uniform draw of the
-    rest; ``uniform`` draws ``size`` samples uniformly. Different seeds give different sets. Masks (int64
-    ``[N, H, W]``) have no per-sample class, so both selections draw segmentation sections uniformly.
+
+@dataclass(frozen=True)
+class StrategyPlan:
+    """A strategy and what a round must compute for it.
+
+    Attributes:
+        strategy: the built strategy.
+        requires: the inputs it declared.
+        track: whether the round observes the unlabeled pool while it trains.
+        form: how the task applies it (see :meth:`forgetting.tasks.base.Task.support`).
     """
-    y = labels.cpu().numpy()
-    n = y.shape[0]
-    if size > n:
-        raise PoolExhaustedError(f"initial_size={size} exceeds the {n} training samples")
-    rng = np.random.default_rng(seed)
-    if selection == "uniform" or y.ndim > 1:
-        return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
-    check_choice("initial_selection", selection, INITIAL_SELECTIONS)
-    classes = np.unique(y)
-    per_class = size // len(classes)
-    keys = rng.random(n)
-    order = np.lexsort((keys, y))  # by class, random within class
-    starts = np.searchsorted(y[order], classes)
-    counts = np.bincount(np.searchsorted(classes, y), minlength=len(classes))
-    take = np.minimum(counts, per_class)
-    chosen = np.concatenate([order[s : s + t] for s, t in zip(starts, take, strict=True)])
-    if chosen.size < size:
-        rest = np.setdiff1d(np.arange(n), chosen)
-        chosen = np.concatenate([chosen, rng.choice(rest, size=size - chosen.size, replace=False)])
-    return np.sort(chosen).astype(np.int64)
+
+    strategy: Strategy
+    requires: frozenset[Input]
+    track: bool
+    form: str = "samples"
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether the strategy reads the round's trained model (outputs or dynamics)."""
+        return Task.needs_model(self.strategy)
+
+
+def plan_strategy(config: LoopConfig, task: Task) -> StrategyPlan:
+    """Build ``config.strategy``, check that ``task`` can run it, and decide whether rounds track the pool.
+
+    Raises:
+        ConfigError: the task has no form of the strategy (the message lists those that work), or the
+            strategy needs dynamics but tracking is disabled.
+    """
+    strategy = get_strategy(config.strategy, **config.strategy_options)
+    form = task.check_strategy(strategy)
+    requires = frozenset(strategy.requires)
+    needs_dynamics = Input.DYNAMICS in requires or Input.POOL_LABELS in requires
+    track = config.track.enabled if config.track.enabled is not None else needs_dynamics
+    if needs_dynamics and config.track.enabled is False:
+        raise ConfigError(f"strategy {config.strategy!r} needs training dynamics but track.enabled is false")
+    return StrategyPlan(strategy, requires, bool(track), form)
+
+
+def draw_candidates(pool: np.ndarray, config: LoopConfig, rnd: int) -> np.ndarray:
+    """The round's query candidates: ``pool`` (int64 ``[P]`` sorted indices), or a seeded sorted subset of
+    ``config.pool_subsample`` of them."""
+    if pool.size and config.pool_subsample is not None and config.pool_subsample < pool.size:
+        rng = np.random.default_rng(derive_seed(config.seed, rnd, _CANDIDATES))
+        pool = np.sort(rng.choice(pool, size=config.pool_subsample, replace=False))
+    return pool
+
+
+def build_round_model(config: LoopConfig, rnd: int, in_channels: int, num_classes: int) -> nn.Module:
+    """Round ``rnd``'s freshly initialised model (seeded by ``config.seed`` and ``rnd``), on the CPU."""
+    return build_from_ref(
+        config.model,
+        in_channels,
+        num_classes,
+        seed=derive_seed(config.seed, rnd, _MODEL),
+        options=config.model_options,
+    )
+
+
+def train_round(
+    config: LoopConfig,
+    rnd: int,
+    task: Task,
+    labeled: DataSource,
+    *,
+    device: torch.device,
+    plan: StrategyPlan | None = None,
+    pool: DataSource | None = None,
+    pool_targets: torch.Tensor | None = None,
+    batch_size: int | None = None,
+) -> tuple[nn.Module, TrainRecord, Observer]:
+    """Build round ``rnd``'s model (seeded by ``config.seed`` and ``rnd``) and train it on ``labeled``.
+
+    Args:
+        config: model, training function, tracking settings and the seed.
+        rnd: the round; with the seed it fixes the initialisation, batch order and tracking subsets.
+        task: the kind of data (loss settings of the labelled set, the pool tracker's ignore index).
+        labeled: the labelled rows to train on.
+        device: where the model lives.
+        plan: the strategy's plan; the model is checked against what it needs (MC dropout, embeddings)
+            before training.
+        pool: the rows to observe while training, or ``None`` to observe nothing.
+        pool_targets: the true targets of ``pool`` (oracle forgetting counts), or ``None`` (switches only).
+        batch_size: inference batch size of the observation passes.
+
+    Returns:
+        The trained model, the training record, and the :class:`~forgetting.observe.Observer` (whose
+        ``tracker`` is the pool's, or ``None`` without a pool).
+    """
+    model = build_round_model(config, rnd, int(labeled.input_shape[0]), task.num_classes)
+    if plan is not None:
+        check_model_for(
+            model,
+            plan.strategy.name,
+            needs_mc=Input.MC_PROBS in plan.requires,
+            needs_embeddings=Input.EMBEDDINGS in plan.requires,
+            layer=config.embedding_layer,
+        )
+    model = model.to(device)
+    callbacks = []
+    if pool is not None:
+        callbacks.append(
+            ObservationCallback(
+                pool,
+                pool_targets,
+                every=config.track.every,
+                unit=config.track.unit,
+                subsample=config.track.subsample,
+                subsample_mode=config.track.subsample_mode,
+                seed=derive_seed(config.seed, rnd, _TRACK),
+                batch_size=batch_size,
+                ignore_index=task.observe_ignore_index,
+                name="pool",
+            )
+        )
+    observer = Observer(callbacks)
+    training = task.labeled_set(labeled, seed=derive_seed(config.seed, rnd, _TRAIN), device=device)
+    record = run_train_fn(config.resolved_train_fn(), model, training, observer)
+    return model, record, observer
+
+
+@dataclass
+class Query:
+    """What one query picked.
+
+    Attributes:
+        selection: the strategy's :class:`~forgetting.strategies.Selection` (positions into the pool).
+        arrays: the task's :meth:`~forgetting.tasks.base.Task.query_arrays` of the picks.
+        computed: the strategy inputs the task computed (with its per-pool extras).
+    """
+
+    selection: Selection
+    arrays: dict[str, np.ndarray]
+    computed: PoolInputs
+
+    @property
+    def positions(self) -> np.ndarray:
+        """int64 ``[n]`` positions into the pool, in selection order."""
+        return np.asarray(self.selection.indices, dtype=np.int64)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """float64 ``[n]`` the strategy's score of each pick (NaN where it has none)."""
+        return np.asarray(self.selection.scores, dtype=np.float64)
+
+
+def query_round(
+    model: nn.Module | None, plan: StrategyPlan, task: Task, ctx: PoolContext, n: int, *, seed: int
+) -> Query:
+    """Compute what the strategy declared (through the task), let it pick ``n`` pool positions (seeded),
+    and collect the arrays the task stores about the picks. The simulation loop and the labelling projects
+    both query through here."""
+    computed = task.pool_inputs(model, plan.strategy, ctx)
+    selection = plan.strategy.select(computed.inputs, n, seed=seed)
+    positions = np.asarray(selection.indices, dtype=np.int64)
+    arrays = task.query_arrays(model, plan.strategy, ctx, positions, computed)
+    return Query(selection, arrays, computed)
+
+
+def _device_tensors(sources: Sequence[DataSource]) -> list[torch.Tensor]:
+    """The in-memory tensors of ``sources`` (what :func:`~forgetting.devices.data_device` weighs)."""
+    out: list[torch.Tensor] = []
+    for source in sources:
+        tensors = source.as_tensors()
+        if tensors is not None:
+            out.extend(t for t in tensors if t is not None)
+    return out
 
 
 def run_active_learning(
-    train: Split,
-    eval_sets: Mapping[str, Split],
+    train: DataSource,
+    eval_sets: Mapping[str, DataSource],
     num_classes: int,
     config: LoopConfig,
     *,
+    task: Task | str | None = None,
     completed: Sequence[RoundRecord] = (),
     on_round: Callable[[RoundRecord], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -194,11 +399,15 @@ def run_active_learning(
     """Run (or resume) one active-learning experiment.
 
     Args:
-        train: the training split; its unlabeled part is the pool. ``targets`` play the oracle.
-        eval_sets: name -> split; each trained model is evaluated on all of them (``test``, ``digits``,
+        train: the training rows (a :class:`~forgetting.data.dataset.Split`, or any
+            :class:`~forgetting.data.source.DataSource`); its unlabeled part is the pool, and its targets play
+            the oracle.
+        eval_sets: name -> rows; each trained model is evaluated on all of them (``test``, ``digits``,
             ``gaussian_noise-3``...).
-        num_classes: C.
+        num_classes: K.
         config: the experiment.
+        task: a :class:`~forgetting.tasks.base.Task`, a registered task name, or ``None``: the built-in task
+            of the targets' shape (class ids: classification; masks: segmentation with default options).
         completed: rounds already done (only ``round`` and ``query_indices`` are read). The run continues at
             round ``len(completed)``.
         on_round: called with each finished round, before the next one starts.
@@ -208,27 +417,13 @@ def run_active_learning(
         The records of the rounds run by this call.
     """
     device = resolve_device(config.device)
-    plan = plan_strategy(config, int(train.images.shape[1]), num_classes)
-    requires = plan.requires
-    segmentation = train.targets.ndim == 3
-    if segmentation:
-        from forgetting.segmentation.active import (
-            SegmentationOptions,
-            pixel_batch_size,
-            query_sections,
-            segmentation_eval_metrics,
-            segmentation_form,
-        )
-
-        seg_options = config.segmentation or SegmentationOptions()
-        segmentation_form(plan.strategy)  # fails early, listing the strategies that work
-        if config.eval_batch_size is None:  # sections are large: bound the pixels per inference batch
-            h, w = (int(x) for x in train.images.shape[-2:])
-            config = replace(config, eval_batch_size=pixel_batch_size(device, h, w))
+    task = resolve_task(task, train, num_classes)
+    plan = plan_strategy(config, task)
+    batch_size = task.batch_size(device, train.input_shape, config.eval_batch_size)
 
     n_train = len(train)
-    labeled = initial_labeled_set(
-        train.targets,
+    labeled = task.initial_set(
+        train,
         config.initial_size,
         selection=config.initial_selection,
         seed=derive_seed(config.seed, 0, _INITIAL),
@@ -240,13 +435,11 @@ def run_active_learning(
     first_round = len(completed)
     total_rounds = config.rounds + 1
 
-    # The pool and the eval sets stay on the device when they fit (data_device); otherwise in host memory,
-    # and training, tracking, scoring and evaluation copy each batch to the device.
-    tensors = [train.images, train.targets, *(t for s in eval_sets.values() for t in (s.images, s.targets))]
-    data_dev = data_device(tensors, device)
-    images = train.images.to(data_dev)
-    targets = train.targets.to(data_dev)
-    eval_on_device = {n: Split(s.images.to(data_dev), s.targets.to(data_dev)) for n, s in eval_sets.items()}
+    # In-memory data stays on the device when it fits (data_device); otherwise in host memory, and training,
+    # tracking, scoring and evaluation copy each batch to the device. Lazy sources read batch by batch.
+    data_dev = data_device(_device_tensors([train, *eval_sets.values()]), device)
+    train = train.to(data_dev)
+    evals = {name: source.to(data_dev) for name, source in eval_sets.items()}
     records: list[RoundRecord] = []
     if progress is not None:
         progress(first_round, total_rounds)
@@ -258,45 +451,36 @@ def run_active_learning(
         # With the pool used up, this round trains on everything and only evaluates.
         is_last = rnd == total_rounds - 1 or pool.size == 0
         pool = draw_candidates(pool, config, rnd)
-        pool_t = torch.from_numpy(pool).to(data_dev)
-        labeled_t = torch.from_numpy(np.sort(labeled)).to(data_dev)
+        pool_rows = train.subset(pool)
+        labeled_rows = train.subset(np.sort(labeled))
+        pool_targets = None
+        if Input.POOL_LABELS in plan.requires and pool.size:
+            pool_targets = pool_rows.read_targets().to(data_dev)
 
         observe = plan.track and pool.size > 0 and not is_last
         model, train_record, observer = train_round(
             config,
             rnd,
-            Split(images[labeled_t], targets[labeled_t]),
-            num_classes,
+            task,
+            labeled_rows,
             device=device,
-            pool_images=images[pool_t] if observe else None,
-            pool_targets=targets[pool_t] if observe and Input.POOL_LABELS in requires else None,
+            plan=plan,
+            pool=pool_rows if observe else None,
+            pool_targets=pool_targets if observe else None,
+            batch_size=batch_size,
         )
 
         t0 = time.perf_counter()
-        if segmentation:
-            metrics = {
-                name: segmentation_eval_metrics(
-                    model,
-                    split,
-                    num_classes=num_classes,
-                    class_names=config.class_names,
-                    ignore_index=seg_options.ignore_index,
-                    batch_size=config.eval_batch_size,
-                )
-                for name, split in eval_on_device.items()
-            }
-        else:
-            metrics = {
-                name: evaluate(model, split, batch_size=config.eval_batch_size)
-                for name, split in eval_on_device.items()
-            }
+        metrics = {
+            name: task.evaluate(model, source, batch_size=batch_size) for name, source in evals.items()
+        }
         eval_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         query_idx = np.zeros(0, dtype=np.int64)
         query_scores = np.zeros(0, dtype=np.float64)
         query_arrays: dict[str, np.ndarray] = {}
-        seg_switch_scores: torch.Tensor | None = None
+        computed: PoolInputs | None = None
         if not is_last:
             n_query = config.query_size
             if n_query > pool.size:
@@ -306,60 +490,27 @@ def run_active_learning(
                         "set on_exhausted='partial' to take what is left"
                     )
                 n_query = int(pool.size)
-        if not is_last and segmentation:
-            query = query_sections(
-                model,
-                plan.strategy,
-                n_query,
-                images=images,
-                pool=pool,
-                pool_t=pool_t,
-                labeled_t=labeled_t,
-                num_classes=num_classes,
-                options=seg_options,
-                seed=query_seed(config, rnd),
-                masks=targets,
-                tracker=observer.tracker if observer is not None else None,
-                batch_size=config.eval_batch_size,
+            ctx = PoolContext(
+                pool=pool_rows,
+                labeled=labeled_rows,
+                pool_indices=pool,
+                tracker=observer.tracker,
+                pool_targets=pool_targets,
+                batch_size=batch_size,
                 mc_samples=config.mc_samples,
                 mc_seed=mc_seed(config, rnd),
+                embedding_layer=config.embedding_layer,
             )
+            query = query_round(model, plan, task, ctx, n_query, seed=query_seed(config, rnd))
+            computed = query.computed
             query_idx = pool[query.positions]
             query_scores = query.scores
             query_arrays = query.arrays
-            seg_switch_scores = query.switch_scores
-        elif not is_last:
-            selection = query_round(
-                model,
-                plan,
-                config,
-                rnd,
-                n_query,
-                images=images,
-                pool=pool,
-                pool_t=pool_t,
-                labeled_t=labeled_t,
-                targets=targets,
-                observer=observer,
-            )
-            query_idx = pool[np.asarray(selection.indices, dtype=np.int64)]
-            query_scores = np.asarray(selection.scores, dtype=np.float64)
         query_seconds = time.perf_counter() - t0
 
         dynamics: dict[str, np.ndarray] = {}
-        if observer is not None and seg_switch_scores is not None:
-            # Per section: the reduced pixel switch counts (what GauSS fits) and the observation count.
-            tracker = observer.tracker
-            dynamics["switches"] = seg_switch_scores.cpu().numpy().astype(np.float32)
-            obs = tracker.observations.reshape(tracker.n, -1).amax(1)
-            dynamics["observations"] = obs.cpu().numpy().astype(np.int32)
-        elif observer is not None:
-            tracker = observer.tracker
-            dynamics["switches"] = tracker.switches.cpu().numpy().astype(np.int16)
-            dynamics["observations"] = tracker.observations.cpu().numpy().astype(np.int32)
-            if Input.POOL_LABELS in requires:
-                dynamics["forgetting"] = tracker.forgetting.cpu().numpy().astype(np.int16)
-                dynamics["never_learned"] = tracker.never_learned.cpu().numpy()
+        if observer.tracker is not None:
+            dynamics = task.dynamics(observer.tracker, computed, labels=Input.POOL_LABELS in plan.requires)
 
         record = RoundRecord(
             round=rnd,
@@ -378,15 +529,16 @@ def run_active_learning(
             pool_indices=pool if dynamics else np.zeros(0, dtype=np.int64),
             query_arrays=query_arrays,
         )
-        headline = "miou" if segmentation else "accuracy"
+        headline = task.headline_metric
         logger.info(
-            "round %d/%d: %d labels, %d epochs, test %s %.4f",
+            "round %d/%d: %d labels, %d epochs, test %s %.4f (model %s)",
             rnd,
             total_rounds - 1,
             labeled.size,
             train_record.epochs,
             headline,
             metrics.get("test", {}).get(headline, float("nan")),
+            model_label(config.model),
         )
         records.append(record)
         if on_round is not None:
@@ -399,209 +551,3 @@ def run_active_learning(
                 logger.info("the pool is exhausted: round %d trained on every training sample", rnd)
             break
     return records
-
-
-@dataclass(frozen=True)
-class StrategyPlan:
-    """A strategy and what a round must compute for it.
-
-    Attributes:
-        strategy: the built strategy.
-        requires: the inputs it declared.
-        track: whether the round observes the unlabeled pool while it trains.
-    """
-
-    strategy: Strategy
-    requires: frozenset[Input]
-    track: bool
-
-
-def plan_strategy(config: LoopConfig, in_channels: int, num_classes: int) -> StrategyPlan:
-    """Build ``config.strategy`` and decide whether rounds track the pool.
-
-    Raises:
-        ConfigError: the strategy needs dynamics but tracking is disabled, or needs MC dropout and the model
-            has none.
-    """
-    strategy = get_strategy(config.strategy, **config.strategy_options)
-    requires = frozenset(strategy.requires)
-    uses_precomputed = bool(getattr(strategy, "uses_precomputed", False))
-    needs_dynamics = (Input.DYNAMICS in requires and not uses_precomputed) or Input.POOL_LABELS in requires
-    track = config.track.enabled if config.track.enabled is not None else needs_dynamics
-    if needs_dynamics and config.track.enabled is False:
-        raise ConfigError(f"strategy {config.strategy!r} needs training dynamics but track.enabled is false")
-    if Input.MC_PROBS in requires:
-        probe = build_model(config.model, in_channels, num_classes, seed=0, **dict(config.model_options))
-        if not has_dropout(probe):
-            raise ConfigError(
-                f"strategy {config.strategy!r} needs MC dropout but model {config.model!r} has no dropout; "
-                "set model_options.dropout > 0"
-            )
-    return StrategyPlan(strategy, requires, bool(track))
-
-
-def draw_candidates(pool: np.ndarray, config: LoopConfig, rnd: int) -> np.ndarray:
-    """The round's query candidates: ``pool`` (int64 ``[P]`` sorted indices), or a seeded sorted subset of
-    ``config.pool_subsample`` of them."""
-    if pool.size and config.pool_subsample is not None and config.pool_subsample < pool.size:
-        rng = np.random.default_rng(derive_seed(config.seed, rnd, _CANDIDATES))
-        pool = np.sort(rng.choice(pool, size=config.pool_subsample, replace=False))
-    return pool
-
-
-def train_round(
-    config: LoopConfig,
-    rnd: int,
-    labeled: Split,
-    num_classes: int,
-    *,
-    device: torch.device,
-    pool_images: torch.Tensor | None = None,
-    pool_targets: torch.Tensor | None = None,
-) -> tuple[torch.nn.Module, TrainRecord, ObservationCallback | None]:
-    """Build round ``rnd``'s model (seeded by ``config.seed`` and ``rnd``) and fit it on ``labeled``.
-
-    Args:
-        config: model, training and tracking settings, and the seed.
-        rnd: the round; with the seed it fixes the initialisation, batch order and tracking subsets.
-        labeled: uint8 ``[L, C, H, W]`` images and int64 ``[L]`` labels (or ``[L, H, W]`` masks: class
-            weights from ``config.segmentation.class_weights``, ``ignore_index`` honoured) to train on.
-        num_classes: C.
-        device: where the model lives.
-        pool_images: uint8 ``[P, C, H, W]`` images to observe while training, or ``None`` to observe nothing.
-        pool_targets: int64 ``[P]`` labels of ``pool_images`` (oracle forgetting counts), or ``None``
-            (switches only).
-
-    Returns:
-        The trained model, the training record, and the observation callback (``None`` without a pool).
-    """
-    model = build_model(
-        config.model,
-        int(labeled.images.shape[1]),
-        num_classes,
-        seed=derive_seed(config.seed, rnd, _MODEL),
-        **dict(config.model_options),
-    ).to(device)
-    observer = None
-    if pool_images is not None:
-        observer = ObservationCallback(
-            pool_images,
-            pool_targets,
-            every=config.track.every,
-            unit=config.track.unit,
-            subsample=config.track.subsample,
-            subsample_mode=config.track.subsample_mode,
-            seed=derive_seed(config.seed, rnd, _TRACK),
-            batch_size=config.eval_batch_size,
-            name="pool",
-        )
-    class_weights = None
-    ignore_index = None
-    if labeled.targets.ndim == 3:  # segmentation: weights from this round's labeled masks
-        from forgetting.segmentation.active import SegmentationOptions
-        from forgetting.segmentation.training import class_weights_from_masks
-
-        seg = config.segmentation or SegmentationOptions()
-        ignore_index = seg.ignore_index
-        class_weights = class_weights_from_masks(
-            labeled.targets, num_classes, scheme=seg.class_weights, ignore_index=ignore_index
-        )
-    record = fit(
-        model,
-        labeled,
-        config.train,
-        seed=derive_seed(config.seed, rnd, _TRAIN),
-        callbacks=[observer] if observer is not None else [],
-        class_weights=class_weights,
-        ignore_index=ignore_index,
-    )
-    return model, record, observer
-
-
-def query_round(
-    model: torch.nn.Module | None,
-    plan: StrategyPlan,
-    config: LoopConfig,
-    rnd: int,
-    n: int,
-    *,
-    images: torch.Tensor,
-    pool: np.ndarray,
-    pool_t: torch.Tensor,
-    labeled_t: torch.Tensor,
-    targets: torch.Tensor | None = None,
-    observer: ObservationCallback | None = None,
-) -> Selection:
-    """Compute what the strategy declared and let it pick ``n`` pool positions (seeded by seed and round).
-
-    Args:
-        model: the round's trained model (``None`` only for a strategy that needs no model output).
-        images: uint8 ``[N, C, H, W]`` every image, on the model's device.
-        pool: int64 ``[P]`` the candidates' indices into ``images`` (read by precomputed-score strategies).
-        pool_t, labeled_t: int64 index tensors of the candidates and of the labeled set, on the device.
-        targets: int64 ``[N]`` labels (only read by strategies that need the pool's true labels).
-        observer: the callback that tracked the candidates while the model trained.
-
-    Returns:
-        The strategy's :class:`Selection` (positions into ``pool``).
-    """
-    inputs = _strategy_inputs(
-        model, plan.strategy, plan.requires, images, targets, pool, pool_t, labeled_t, observer, config, rnd
-    )
-    return plan.strategy.select(inputs, n, seed=query_seed(config, rnd))
-
-
-def _strategy_inputs(
-    model: torch.nn.Module | None,
-    strategy: object,
-    requires: frozenset[Input],
-    images: torch.Tensor,
-    targets: torch.Tensor | None,
-    pool: np.ndarray,
-    pool_t: torch.Tensor,
-    labeled_t: torch.Tensor,
-    observer: ObservationCallback | None,
-    config: LoopConfig,
-    rnd: int,
-) -> StrategyInputs:
-    """Compute exactly the inputs the strategy declared, on the model's device."""
-    inputs = StrategyInputs(n_pool=int(pool.size))
-    want_probs = Input.PROBS in requires
-    want_embed = Input.EMBEDDINGS in requires
-    want_mc = Input.MC_PROBS in requires
-    if want_probs or want_embed or want_mc:
-        if model is None:
-            raise ConfigError(f"strategy {getattr(strategy, 'name', strategy)!r} needs a trained model")
-        out = predict(
-            model,
-            images[pool_t],
-            probs=want_probs,
-            embeddings=want_embed,
-            mc_samples=config.mc_samples if want_mc else 0,
-            batch_size=config.eval_batch_size,
-            generator_seed=mc_seed(config, rnd),
-        )
-        inputs.probs_N_C = out.probs_N_C
-        inputs.embeddings_N_D = out.embeddings_N_D
-        inputs.mc_probs_K_N_C = out.mc_probs_K_N_C
-        if want_embed:
-            inputs.labeled_embeddings_L_D = predict(
-                model, images[labeled_t], probs=False, embeddings=True, batch_size=config.eval_batch_size
-            ).embeddings_N_D
-    if Input.DYNAMICS in requires:
-        if getattr(strategy, "uses_precomputed", False):
-            inputs.switches_N = strategy.precomputed_scores(pool)  # type: ignore[attr-defined]
-        elif observer is not None:
-            inputs.switches_N = observer.tracker.switches
-    if Input.POOL_LABELS in requires:
-        if targets is None:
-            raise ConfigError(
-                f"strategy {getattr(strategy, 'name', strategy)!r} needs the true labels of the pool "
-                "(oracle analysis); it cannot run on unlabeled data"
-            )
-        labels = targets[pool_t]
-        inputs.pool_labels_N = labels if model is None else labels.to(model_device(model))
-        if observer is not None:
-            inputs.forgetting_N = observer.tracker.forgetting
-            inputs.never_learned_N = observer.tracker.never_learned
-    return inputs

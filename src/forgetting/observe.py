@@ -1,11 +1,23 @@
-"""A training callback that observes a tracked set in eval mode and feeds an :class:`EventTracker`.
+"""Observing tracked sets while a model trains: :class:`ObservationCallback` (one set) and :class:`Observer`
+(what a training loop talks to).
 
-Several callbacks can watch different sets (pool, labeled set, test set) of the same training run::
+An :class:`ObservationCallback` predicts a tracked set in eval mode, without augmentation, at a cadence, and
+feeds an :class:`EventTracker`. The set is in-memory ``uint8`` images or any
+:class:`~forgetting.data.source.DataSource` (a user's ``torch`` Dataset, read lazily). Several callbacks can
+watch different sets (pool, labeled set, test set) of the same training run::
 
     pool = ObservationCallback(pool_images, None, every=1, subsample=0.5, name="pool")
     test = ObservationCallback(test_images, test_labels, every=5, name="test")
     fit(model, ..., callbacks=[pool, test])
     pool.tracker.switches  # int32 [N_pool]
+
+A user's own training loop gets an :class:`Observer` and calls it at the end of every epoch (or step)::
+
+    for epoch in range(epochs):
+        for x, y in loader:
+            ...                      # the user's optimizer, augmentation, AMP, scheduler
+            observer.step_end(model)  # only needed for a step cadence
+        observer.epoch_end(model)     # observes at the configured cadence, then restores train mode
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from __future__ import annotations
 import logging
 import numbers
 import time
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -20,6 +33,7 @@ import torch
 from torch import nn
 
 from forgetting.callbacks import Callback
+from forgetting.data.source import DataSource
 from forgetting.events import EventTracker
 from forgetting.exceptions import ConfigError
 from forgetting.inference import (
@@ -31,7 +45,7 @@ from forgetting.inference import (
     to_input,
 )
 
-__all__ = ["DEFAULT_TRACK_PRESET", "SUBSAMPLE_MODES", "TRACK_PRESETS", "ObservationCallback"]
+__all__ = ["DEFAULT_TRACK_PRESET", "SUBSAMPLE_MODES", "TRACK_PRESETS", "ObservationCallback", "Observer"]
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +81,13 @@ class ObservationCallback(Callback):
     """Predict a tracked set at a cadence during training and count its learning events.
 
     Args:
-        images: uint8 ``[N, C, H, W]`` tracked images (kept on their device; copied to the model's device
-            once if they fit, otherwise per batch).
-        targets: int64 ``[N]`` labels, ``[N, H, W]`` masks, or ``None`` (unlabeled: switches only).
+        images: the tracked set: uint8 ``[N, C, H, W]`` images (kept on their device; copied to the model's
+            device once if they fit, otherwise per batch), or a
+            :class:`~forgetting.data.source.DataSource` (in-memory sources take the same fast path; a
+            :class:`~forgetting.data.source.DatasetSource` is read batch by batch through its loader, with its
+            eval transform, so memory is bounded by the batch).
+        targets: int64 ``[N]`` labels, ``[N, H, W]`` masks, ``None`` (unlabeled: switches only), or
+            ``"source"``: the targets the source's batches carry (for a lazy source with masks, say).
         every: observe every ``every`` epochs (``unit="epoch"``) or optimizer steps (``unit="step"``).
         unit: ``"epoch"`` (hook ``on_epoch_end``) or ``"step"`` (hook ``on_step_end``).
         subsample: ``None`` (all rows), a fraction in ``(0, 1]``, or a row count ``>= 1`` per pass.
@@ -102,8 +120,8 @@ class ObservationCallback(Callback):
 
     def __init__(
         self,
-        images: torch.Tensor,
-        targets: torch.Tensor | None = None,
+        images: torch.Tensor | DataSource,
+        targets: torch.Tensor | Literal["source"] | None = None,
         *,
         every: int = 1,
         unit: Unit = "epoch",
@@ -116,22 +134,44 @@ class ObservationCallback(Callback):
         tracker: EventTracker | None = None,
         name: str = "pool",
     ) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
+        self.source: DataSource | None = None
+        if isinstance(images, DataSource):
+            tensors = images.as_tensors()
+            if tensors is None:  # a lazy source: read through its loader
+                self.source = images
+                if targets == "source" and not images.has_targets:
+                    raise ConfigError(
+                        f"ObservationCallback({name!r}): targets='source' but the source has none"
+                    )
+            else:
+                if targets == "source":
+                    targets = tensors[1]
+                images = tensors[0]
+        elif isinstance(targets, str):
+            raise ConfigError(f"ObservationCallback({name!r}): targets='source' needs a DataSource")
+        self._source_targets = targets == "source"
+        if self._source_targets:
+            targets = None
+        if self.source is None and (images.dtype != torch.uint8 or images.ndim != 4):  # type: ignore[union-attr]
             raise ConfigError(
-                f"ObservationCallback({name!r}) images must be uint8 [N, C, H, W], "
-                f"got {images.dtype} {tuple(images.shape)}"
+                f"ObservationCallback({name!r}) images must be uint8 [N, C, H, W] or a DataSource, "
+                f"got {images.dtype} {tuple(images.shape)}"  # type: ignore[union-attr]
             )
-        n = int(images.shape[0])
+        n = len(self.source) if self.source is not None else int(images.shape[0])  # type: ignore[union-attr]
+        spatial = (
+            tuple(self.source.input_shape[1:]) if self.source is not None else tuple(images.shape[2:])  # type: ignore[union-attr]
+        )
         if targets is not None:
+            assert isinstance(targets, torch.Tensor)
             if targets.dtype.is_floating_point or targets.ndim not in (1, 3) or int(targets.shape[0]) != n:
                 raise ConfigError(
                     f"ObservationCallback({name!r}) targets must be int64 [N] or [N, H, W] with N={n}, "
                     f"got {targets.dtype} {tuple(targets.shape)}"
                 )
-            if targets.ndim == 3 and tuple(targets.shape[1:]) != tuple(images.shape[2:]):
+            if targets.ndim == 3 and tuple(targets.shape[1:]) != spatial:
                 raise ConfigError(
-                    f"ObservationCallback({name!r}) masks {tuple(targets.shape)} do not match images "
-                    f"{tuple(images.shape)} in H, W"
+                    f"ObservationCallback({name!r}) masks {tuple(targets.shape)} do not match the inputs' "
+                    f"H, W {spatial}"
                 )
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ConfigError(f"ObservationCallback every must be an int >= 1, got {every!r}")
@@ -155,7 +195,8 @@ class ObservationCallback(Callback):
                     f"ObservationCallback({name!r}) tracker shape {tracker.shape} does not match targets "
                     f"{tuple(targets.shape)}"
                 )
-        self.images = images
+        self.images: torch.Tensor | None = None if self.source is not None else images  # type: ignore[assignment]
+        self.n = n
         self.targets = targets
         self.every = every
         self.unit: Unit = unit
@@ -172,6 +213,8 @@ class ObservationCallback(Callback):
         # Without targets the prediction shape is unknown until the first pass: assume per-sample (N,)
         # and replace this (still unused) tracker if the model turns out to predict per pixel.
         self._provisional = tracker is None and targets is None
+        if self._source_targets:  # the source's targets: per-sample labels or masks of the input's H, W
+            self._provisional = tracker is None
         self._tracker = (
             tracker
             if tracker is not None
@@ -241,7 +284,7 @@ class ObservationCallback(Callback):
         budget rotates through the stable rows. This schedule depends on the predictions seen so far, so it
         is defined for the callback's next pass (``pass_number == passes``).
         """
-        n = int(self.images.shape[0])
+        n = self.n
         m = self.n_rows_per_pass
         if m >= n:
             return None
@@ -256,7 +299,7 @@ class ObservationCallback(Callback):
     def _unstable_rows(self, pass_number: int) -> torch.Tensor:
         """Sorted int64 ``[M]`` host rows of an ``"unstable"`` pass (one device-to-host copy of the flags)."""
         g = torch.Generator().manual_seed(_pass_seed(self.seed, pass_number))
-        key = torch.rand(int(self.images.shape[0]), generator=g, dtype=torch.float64)
+        key = torch.rand(self.n, generator=g, dtype=torch.float64)
         if self._row_seen is not None and self._row_changed is not None:
             flags = torch.stack([~self._row_seen, self._row_changed]).cpu()  # the pass's one sync
             key += 2.0 * flags[0] + flags[1]
@@ -266,8 +309,7 @@ class ObservationCallback(Callback):
 
     def _draw_rows(self, pass_number: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(_pass_seed(self.seed, pass_number))
-        n = int(self.images.shape[0])
-        return torch.randperm(n, generator=g)[: self.n_rows_per_pass].sort().values
+        return torch.randperm(self.n, generator=g)[: self.n_rows_per_pass].sort().values
 
     def _device_copies(self, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Images and targets on ``device``, cached while the device is unchanged; images None if too big."""
@@ -275,6 +317,7 @@ class ObservationCallback(Callback):
             return self._images_dev, self._targets_dev
         self._images_dev = None
         self._targets_dev = None
+        assert self.images is not None
         to_copy = [t for t in (self.images, self.targets) if t is not None and t.device != device]
         nbytes = sum(t.nbytes for t in to_copy)
         fits = True
@@ -304,39 +347,14 @@ class ObservationCallback(Callback):
         device = model_device(model)
         pass_number = self.passes
         rows = self.rows_for_pass(pass_number)
-        images_dev, targets_dev = self._device_copies(device)
         rows_dev = None if rows is None else rows.to(device)
-        m = int(self.images.shape[0]) if rows is None else int(rows.shape[0])
         before = self._predictions_before(rows_dev)
         bs = self.batch_size or default_batch_size(device)
         with eval_mode(model), torch.inference_mode(), autocast_context(device):
-            for sl in iter_batches(m, bs):
-                if rows_dev is None:
-                    idx = torch.arange(sl.start, sl.stop, device=device)
-                else:
-                    idx = rows_dev[sl]
-                if images_dev is not None:
-                    x = to_input(images_dev[sl] if rows is None else images_dev.index_select(0, idx))
-                    t = None
-                    if targets_dev is not None:
-                        t = targets_dev[sl] if rows is None else targets_dev.index_select(0, idx)
-                else:  # too big for the device: gather on the host, copy per batch
-                    host_idx = None if rows is None else rows[sl]
-                    x = to_input(self.images[sl] if host_idx is None else self.images[host_idx], device)
-                    t = None
-                    if self.targets is not None:
-                        t = self.targets[sl] if host_idx is None else self.targets[host_idx]
-                logits = model(x)
-                preds = logits.argmax(1)
-                if self._provisional:
-                    self._provisional = False
-                    if preds.ndim > 1:
-                        self._tracker = EventTracker(
-                            (int(self.images.shape[0]), *preds.shape[1:]),
-                            ignore_index=self.ignore_index,
-                            track_epochs=self.track_epochs,
-                        )
-                self._tracker.update(idx, preds, t, epoch=epoch)
+            if self.source is not None:
+                self._observe_source(model, rows, rows_dev, bs, device, epoch)
+            else:
+                self._observe_tensors(model, rows, rows_dev, bs, device, epoch)
         if self._ranks_rows:
             self._update_row_flags(rows_dev, before, device)
         if device.type == "cuda":
@@ -344,6 +362,75 @@ class ObservationCallback(Callback):
         self.passes += 1
         self.last_rows = rows
         self.seconds += time.perf_counter() - start
+
+    def _observe_tensors(
+        self,
+        model: nn.Module,
+        rows: torch.Tensor | None,
+        rows_dev: torch.Tensor | None,
+        bs: int,
+        device: torch.device,
+        epoch: int,
+    ) -> None:
+        """One pass over in-memory images (cached on the device when they fit)."""
+        assert self.images is not None
+        images_dev, targets_dev = self._device_copies(device)
+        m = self.n if rows is None else int(rows.shape[0])
+        for sl in iter_batches(m, bs):
+            if rows_dev is None:
+                idx = torch.arange(sl.start, sl.stop, device=device)
+            else:
+                idx = rows_dev[sl]
+            if images_dev is not None:
+                x = to_input(images_dev[sl] if rows is None else images_dev.index_select(0, idx))
+                t = None
+                if targets_dev is not None:
+                    t = targets_dev[sl] if rows is None else targets_dev.index_select(0, idx)
+            else:  # too big for the device: gather on the host, copy per batch
+                host_idx = None if rows is None else rows[sl]
+                x = to_input(self.images[sl] if host_idx is None else self.images[host_idx], device)
+                t = None
+                if self.targets is not None:
+                    t = self.targets[sl] if host_idx is None else self.targets[host_idx]
+            self._update(model(x), idx, t, epoch)
+
+    def _observe_source(
+        self,
+        model: nn.Module,
+        rows: torch.Tensor | None,
+        rows_dev: torch.Tensor | None,
+        bs: int,
+        device: torch.device,
+        epoch: int,
+    ) -> None:
+        """One pass over a lazy source, batch by batch through its loader (memory bounded by the batch)."""
+        assert self.source is not None
+        start = 0
+        for x, y in self.source.batches(device, bs, rows=rows, targets=self._source_targets):
+            b = int(x.shape[0])
+            idx = (
+                torch.arange(start, start + b, device=device)
+                if rows_dev is None
+                else rows_dev[start : start + b]
+            )
+            t = y
+            if self.targets is not None:
+                t = self.targets.index_select(0, idx.to(self.targets.device)).to(device, non_blocking=True)
+            self._update(model(x), idx, t, epoch)
+            start += b
+
+    def _update(self, logits: torch.Tensor, idx: torch.Tensor, t: torch.Tensor | None, epoch: int) -> None:
+        """Feed one batch's predictions (``logits`` ``[B, K]`` or ``[B, K, H, W]``) to the tracker."""
+        preds = logits.argmax(1)
+        if self._provisional:
+            self._provisional = False
+            if tuple(preds.shape[1:]) != self._tracker.shape[1:]:
+                self._tracker = EventTracker(
+                    (self.n, *preds.shape[1:]),
+                    ignore_index=self.ignore_index,
+                    track_epochs=self.track_epochs,
+                )
+        self._tracker.update(idx, preds, t, epoch=epoch)
 
     def _predictions_before(self, rows_dev: torch.Tensor | None) -> torch.Tensor | None:
         """``"unstable"`` mode: the stored predictions of the pass's rows before it runs (on the device)."""
@@ -359,7 +446,7 @@ class ObservationCallback(Callback):
         Compares stored predictions rather than switch counters, so a saturated counter does not hide a
         change. Runs on the device, without host syncs.
         """
-        n = int(self.images.shape[0])
+        n = self.n
         if self._row_seen is None or self._row_changed is None:
             self._row_seen = torch.zeros(n, dtype=torch.bool, device=device)
             self._row_changed = torch.zeros(n, dtype=torch.bool, device=device)
@@ -375,7 +462,88 @@ class ObservationCallback(Callback):
 
     def __repr__(self) -> str:
         return (
-            f"ObservationCallback(name={self.name!r}, n={int(self.images.shape[0])}, every={self.every}, "
+            f"ObservationCallback(name={self.name!r}, n={self.n}, every={self.every}, "
             f"unit={self.unit!r}, rows_per_pass={self.n_rows_per_pass}, mode={self.subsample_mode!r}, "
             f"passes={self.passes}, seconds={self.seconds:.3f})"
         )
+
+
+class Observer(Callback):
+    """What a training loop talks to while a round trains: observes the tracked sets at their cadence.
+
+    A user's training function calls :meth:`epoch_end` after every epoch and, for a step cadence,
+    :meth:`step_end` after every optimizer step. Each call counts the epoch (step) and lets every
+    :class:`ObservationCallback` observe if its cadence says so: in eval mode, without augmentation, under
+    ``torch.inference_mode``, each module's train flag restored afterwards. The built-in
+    :func:`~forgetting.training.fit` drives the same object through the :class:`TrainingCallback` hooks, so
+    both paths observe identically.
+
+    Args:
+        callbacks: the observation callbacks (usually one, on the unlabelled pool); none is valid (a round
+            whose strategy needs no dynamics still gets an observer, which then only counts).
+
+    Attributes:
+        epochs: epochs reported so far.
+        steps: optimizer steps reported so far.
+        seconds: wall time spent observing.
+    """
+
+    def __init__(self, callbacks: Sequence[ObservationCallback] = ()) -> None:
+        self.callbacks = list(callbacks)
+        self.epochs = 0
+        self.steps = 0
+        self.seconds = 0.0
+        self._began = False
+
+    @property
+    def tracker(self) -> EventTracker | None:
+        """The first callback's tracker (the pool's, in an active-learning round), or ``None``."""
+        return self.callbacks[0].tracker if self.callbacks else None
+
+    @property
+    def observing(self) -> bool:
+        """Whether any set is observed (``False``: the calls only count epochs and steps)."""
+        return bool(self.callbacks)
+
+    def _timed(self, call: Callable[[ObservationCallback], None]) -> None:
+        if not self.callbacks:
+            return
+        t0 = time.perf_counter()
+        for cb in self.callbacks:
+            call(cb)
+        self.seconds += time.perf_counter() - t0
+
+    # ---- the user's loop
+    def step_end(self, model: nn.Module) -> None:
+        """Call after every optimizer step (needed only for a step cadence, ``unit="step"``)."""
+        self._begin(model)
+        self.steps += 1
+        epoch, step = self.epochs + 1, self.steps
+        self._timed(lambda cb: cb.on_step_end(model, epoch=epoch, step=step))
+
+    def epoch_end(self, model: nn.Module) -> None:
+        """Call after every training epoch: observes when the epoch cadence says so."""
+        self._begin(model)
+        self.epochs += 1
+        epoch, step = self.epochs, self.steps
+        self._timed(lambda cb: cb.on_epoch_end(model, epoch=epoch, step=step))
+
+    def _begin(self, model: nn.Module) -> None:
+        if not self._began:
+            self._began = True
+            self._timed(lambda cb: cb.on_train_begin(model))
+
+    # ---- the TrainingCallback hooks (the built-in fit)
+    def on_train_begin(self, model: nn.Module) -> None:
+        self._begin(model)
+
+    def on_step_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        self.steps = step
+        self._timed(lambda cb: cb.on_step_end(model, epoch=epoch, step=step))
+
+    def on_epoch_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        self.epochs, self.steps = epoch, step
+        self._timed(lambda cb: cb.on_epoch_end(model, epoch=epoch, step=step))
+
+    def __repr__(self) -> str:
+        return f"Observer(epochs={self.epochs}, steps={self.steps}, callbacks={self.callbacks!r})"

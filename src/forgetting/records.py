@@ -13,7 +13,8 @@ import numpy as np
 
 @dataclass
 class TrainRecord:
-    """What one call of :func:`forgetting.training.fit` did.
+    """What one round's training did (:func:`forgetting.training.fit`, or a user's training function, which
+    may give only ``epochs`` and ``steps``: the loop measures the seconds).
 
     Attributes:
         epochs: epochs run.
@@ -27,9 +28,9 @@ class TrainRecord:
 
     epochs: int
     steps: int
-    seconds: float
-    track_seconds: float
-    train_accuracy: float
+    seconds: float = 0.0
+    track_seconds: float = 0.0
+    train_accuracy: float = float("nan")
     reached_target: bool | None = None
 
 

@@ -44,9 +44,8 @@ from forgetting.annotate.results import QueryResult, RankedItem
 from forgetting.annotate.session import (
     COLD_START_STRATEGIES,
     PIXEL_KCENTER,
+    query_strategies,
     rank_pool,
-    rank_sections,
-    segmentation_query_strategies,
 )
 from forgetting.annotate.sources import ImageSource
 from forgetting.exceptions import LabelConflictError, LabelImportError, ProjectError
@@ -68,11 +67,10 @@ __all__ = [
     "QueryResult",
     "RankedItem",
     "init_project",
+    "query_strategies",
     "rank_pool",
-    "rank_sections",
     "read_label_file",
     "read_mask_file",
     "read_mask_source",
-    "segmentation_query_strategies",
     "write_png",
 ]

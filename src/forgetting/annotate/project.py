@@ -34,7 +34,7 @@ a half-replaced one. A ledger entry then has ``mask`` (that path), ``digest`` (S
 and values), ``pixels`` (labelled pixels per class id) and ``ignored`` (unlabelled pixels) instead of a
 ``label``. The same mask imported again changes nothing; a different mask for a labelled image raises
 :class:`~forgetting.exceptions.LabelConflictError` unless ``overwrite``. A query trains on the masks and
-ranks the unlabelled images with :func:`~forgetting.annotate.session.rank_sections`.
+ranks the unlabelled images with :func:`~forgetting.annotate.session.rank_pool` and the project's task.
 """
 
 from __future__ import annotations
@@ -81,9 +81,8 @@ from forgetting.annotate.importers import (
 from forgetting.annotate.results import QueryResult, RankedItem
 from forgetting.annotate.session import (
     known_strategies,
+    query_strategies,
     rank_pool,
-    rank_sections,
-    segmentation_query_strategies,
 )
 from forgetting.annotate.settings import (
     DEFAULT_IGNORE_INDEX,
@@ -275,7 +274,7 @@ def init_project(
         ProjectError: ``root`` already holds a project, or a setting is invalid.
         DatasetNotFoundError: ``images`` does not exist.
     """
-    from forgetting.models import build_model, model_info
+    from forgetting.models import validate_model_ref
 
     root = Path(root).expanduser().resolve()
     if (root / MANIFEST_FILE).exists():
@@ -296,11 +295,8 @@ def init_project(
             "values (class id 0 first): --classes background,lesion (Python: classes=[...])"
         )
     model = model or ("unet" if segmentation else "small-cnn")
-    info = model_info(model)
-    if info.get("task") != task:
-        wanted = "a segmentation model (unet, deconvnet)" if segmentation else "a classifier"
-        raise ProjectError(f"model {model!r} is a {info.get('task')} model; a {task} project needs {wanted}")
-    build_model(model, 1, 2, seed=0, **dict(model_options or {}))  # checks the options now, not at a query
+    _check_model_task(model, task, where="init_project")
+    validate_model_ref(model, model_options)  # checks the options (or the import path) now, not at a query
     raw: dict[str, Any] = {
         "task": task,
         "classes": list(classes or []),
@@ -334,17 +330,25 @@ def init_project(
     return project
 
 
+def _check_model_task(model: str, task: str, *, where: str) -> None:
+    """An error naming the fix when a registered model solves another task than the project's. Import
+    paths (``"pkg.mod:fn"``) and user models registered without a task are the user's to match."""
+    from forgetting.models import is_import_path, list_models, model_info
+
+    if is_import_path(model):
+        return
+    model_task = model_info(model).get("task")
+    if model_task is not None and model_task != task:
+        wanted = ", ".join(list_models(task))  # type: ignore[arg-type]
+        raise ProjectError(
+            f"{where}: model {model!r} is a {model_task} model, but the project's task is {task}; set model "
+            f"to one of {wanted}, or to the import path of your own ('pkg.mod:fn')"
+        )
+
+
 def _check_model(settings: ProjectSettings) -> None:
     """An error naming the fix when the project's model does not solve its task (e.g. after an edit)."""
-    from forgetting.models import model_info
-
-    task = model_info(settings.model).get("task")
-    if task != settings.task:
-        wanted = "unet or deconvnet" if settings.task == "segmentation" else "e.g. small-cnn"
-        raise ProjectError(
-            f"model {settings.model!r} in {MANIFEST_FILE} is a {task} model, but the project's task is "
-            f"{settings.task}; set model to {wanted}"
-        )
+    _check_model_task(settings.model, settings.task, where=MANIFEST_FILE)
 
 
 def _check_strategy(strategy: str, settings: ProjectSettings) -> str:
@@ -354,11 +358,11 @@ def _check_strategy(strategy: str, settings: ProjectSettings) -> str:
         raise UnknownNameError(
             f"unknown strategy {strategy!r}; known strategies: {', '.join(known_strategies())}"
         )
-    if settings.task == "segmentation" and name not in segmentation_query_strategies():
+    supported = query_strategies(settings.build_task())
+    if name not in supported:
         raise ProjectError(
-            f"strategy {name!r} has no segmentation form (it needs gradient embeddings, a joint MC selection "
-            f"or the true labels); segmentation projects support: "
-            f"{', '.join(segmentation_query_strategies())}"
+            f"strategy {name!r} has no {settings.task} form (it needs gradient embeddings, a joint MC "
+            f"selection or the true labels); {settings.task} projects support: {', '.join(supported)}"
         )
     return name
 
@@ -938,7 +942,7 @@ class LabelingProject:
         Segmentation projects train on the masks (class weights from them, the ignore index honoured), track
         the unlabelled images per pixel when the strategy needs switch counts, and rank them by their pixel
         scores reduced to one per image (``[segmentation] reduction``); see
-        :func:`~forgetting.annotate.session.rank_sections`.
+        :func:`~forgetting.annotate.session.rank_pool`.
 
         Returns:
             A :class:`QueryResult`; its files are ``query.csv``, ``label_studio.json`` and ``index.html``
@@ -1014,13 +1018,12 @@ class LabelingProject:
                 logger.info("round %d with these labels and settings is on disk; returning it", rnd)
                 return _result_from_meta(last, self._rounds_dir() / str(rnd), reused=True)
             config = settings.loop_config(name, options, int(seed))
+            targets: np.ndarray | torch.Tensor = labels
             if segmentation:
-                masks = self._load_masks(
+                targets = self._load_masks(
                     [e for _, e in entries], (int(images.shape[-2]), int(images.shape[-1]))
                 )
-                ranking = rank_sections(images, labeled, masks, len(settings.classes), config, n, rnd)
-            else:
-                ranking = rank_pool(images, labeled, labels, max(len(settings.classes), 1), config, n, rnd)
+            ranking = rank_pool(images, labeled, targets, settings.build_task(), config, n, rnd)
             items = [
                 RankedItem(
                     rank=k + 1,

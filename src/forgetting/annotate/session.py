@@ -10,13 +10,11 @@ yet, use ``random`` (a seeded uniform draw) or ``kcenter-pixels`` (greedy k-cent
 downsampled to at most 16x16: a spread-out, class-agnostic first batch). Both need no model and may be used in
 any round; ``kcenter-pixels`` then also keeps away from the images already labelled.
 
-Segmentation. :func:`rank_sections` is the segmentation round of the loop without an oracle: the model trains
-on the labelled masks (class weights from them, the ignore index honoured), the unlabelled images are tracked
-per pixel when the strategy needs switch counts, and
-:func:`~forgetting.segmentation.active.segmentation_strategy_inputs` reduces the pixel scores to one score
-per image for the strategy's ``select``. The strategies of
-:func:`~forgetting.segmentation.active.segmentation_strategies` work, plus ``kcenter-pixels``; the others
-fail with the list.
+Tasks. The project's :class:`~forgetting.tasks.base.Task` decides everything that depends on the kind of
+labels: the losses (class weights from the labelled masks, an ignore index), the elements that are tracked
+and scored (samples or pixels), how element scores become one score per image, and the arrays shown with
+each pick. The strategies of :meth:`~forgetting.tasks.base.Task.supported_strategies` work, plus
+``kcenter-pixels``; the others fail with the list.
 """
 
 from __future__ import annotations
@@ -29,10 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forgetting.data.dataset import Split
+from forgetting.data.source import TensorSource
 from forgetting.devices import resolve_device
 from forgetting.exceptions import ConfigError, PoolExhaustedError, ProjectError
-from forgetting.inference import predict
 from forgetting.loop import (
     LoopConfig,
     derive_seed,
@@ -44,16 +41,17 @@ from forgetting.loop import (
     train_round,
 )
 from forgetting.records import TrainRecord
-from forgetting.strategies import Input, StrategyInputs, k_center_greedy, list_strategies
+from forgetting.strategies import Input, k_center_greedy, list_strategies
+from forgetting.tasks import PoolContext, Task
 
 __all__ = [
     "COLD_START_STRATEGIES",
     "PIXEL_KCENTER",
     "Ranking",
+    "known_strategies",
     "pixel_features",
+    "query_strategies",
     "rank_pool",
-    "rank_sections",
-    "segmentation_query_strategies",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,28 +70,42 @@ class Ranking:
     Attributes:
         indices: int64 ``[n]`` rows of the image tensor, in selection order.
         scores: float64 ``[n]`` the strategy's scores (NaN where it has none).
-        predicted: int64 ``[n]`` the model's classes, or ``None`` without a model.
-        confidence: float64 ``[n]`` the predicted class's probability, or ``None`` without a model.
         n_pool: the number of unlabelled images the strategy chose from (after ``pool_subsample``).
         train: the training record, or ``None`` without a model.
         seconds: wall time per phase (``train``, ``track``, ``query``).
-        dynamics: ``switches`` (int16 ``[P]``; segmentation: float32 ``[P]`` reduced pixel switch counts) and
-            ``pool`` (int64 ``[P]`` rows) when the pool was tracked.
-        maps: segmentation only, aligned with ``indices``: ``pred`` (uint8 ``[n, H, W]`` predicted classes),
-            ``pixel_scores`` (float16 ``[n, H, W]``, the strategy's per-pixel score when it is not the switch
-            count: entropy, margin, least confidence) and ``switch_maps`` (uint8 ``[n, H, W]`` switch counts,
-            saturating at 255, when the pool was tracked).
+        dynamics: ``switches`` (classification: int16 ``[P]``; segmentation: float32 ``[P]`` reduced pixel
+            switch counts) and ``pool`` (int64 ``[P]`` rows) when the pool was tracked.
+        arrays: the task's arrays about the picks, aligned with ``indices`` (none without a model):
+            classification ``predicted`` (int64 ``[n]``) and ``confidence`` (float32 ``[n]``); segmentation
+            ``pred`` (uint8 ``[n, H, W]`` predicted classes), ``pixel_scores`` (float16 ``[n, H, W]``, the
+            strategy's per-pixel score when it is not the switch count) and ``switch_maps`` (uint8
+            ``[n, H, W]`` switch counts, saturating at 255, when the pool was tracked).
     """
 
     indices: np.ndarray
     scores: np.ndarray
-    predicted: np.ndarray | None
-    confidence: np.ndarray | None
     n_pool: int
     train: TrainRecord | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     dynamics: dict[str, np.ndarray] = field(default_factory=dict)
-    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def predicted(self) -> np.ndarray | None:
+        """int64 ``[n]`` the model's class of each pick (classification), or ``None``."""
+        return self.arrays.get("predicted")
+
+    @property
+    def confidence(self) -> np.ndarray | None:
+        """float64 ``[n]`` the predicted class's probability (classification), or ``None``."""
+        conf = self.arrays.get("confidence")
+        return None if conf is None else conf.astype(np.float64)
+
+    @property
+    def maps(self) -> dict[str, np.ndarray]:
+        """The per-pixel arrays of the picks (segmentation), keyed ``pred``, ``pixel_scores``,
+        ``switch_maps``."""
+        return {k: v for k, v in self.arrays.items() if k in ("pred", "pixel_scores", "switch_maps")}
 
 
 def known_strategies() -> list[str]:
@@ -101,12 +113,10 @@ def known_strategies() -> list[str]:
     return sorted([*list_strategies(), PIXEL_KCENTER])
 
 
-def segmentation_query_strategies() -> list[str]:
-    """The strategy names a segmentation project's query accepts (the segmentation strategies plus
-    :data:`PIXEL_KCENTER`)."""
-    from forgetting.segmentation.active import segmentation_strategies
-
-    return sorted([*segmentation_strategies(), PIXEL_KCENTER])
+def query_strategies(task: Task) -> list[str]:
+    """The strategy names a project of ``task`` accepts: the strategies the task runs, plus
+    :data:`PIXEL_KCENTER`."""
+    return sorted([*task.supported_strategies(), PIXEL_KCENTER])
 
 
 def pixel_features(images_N_C_H_W: torch.Tensor, side: int = _PIXEL_SIDE) -> torch.Tensor:
@@ -160,115 +170,119 @@ def _is_pixel_kcenter(config: LoopConfig) -> bool:
 def rank_pool(
     images: torch.Tensor,
     labeled: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
+    targets: np.ndarray | torch.Tensor,
+    task: Task,
     config: LoopConfig,
     n: int,
     round_: int,
 ) -> Ranking:
-    """Rank the unlabelled images and pick ``n`` of them (fewer if fewer remain).
+    """Rank the unlabelled images and pick ``n`` of them (fewer if fewer remain), for any task.
 
     Args:
         images: uint8 ``[N, C, H, W]`` every image of the project (CPU).
         labeled: int64 ``[L]`` distinct rows of ``images`` that have labels.
-        labels: int64 ``[L]`` their class ids in ``0..num_classes-1``.
-        num_classes: C, the number of classes the model predicts.
+        targets: their targets, aligned with ``labeled``: int64 ``[L]`` class ids (classification) or
+            ``[L, H, W]`` masks (segmentation, with the task's ignore index for unlabelled pixels).
+        task: the project's :class:`~forgetting.tasks.base.Task` (its class count, losses, scoring).
         config: model, training, tracking and strategy settings; ``config.seed`` is the query seed.
         n: how many images to pick.
         round_: the round number; with the seed it fixes every random choice (initialisation, batch order,
             tracking subsets, candidate subsample, selection).
 
+    Returns:
+        A :class:`Ranking`; its ``arrays`` are the task's per-pick arrays (classification: ``predicted`` and
+        ``confidence``; segmentation: the ``pred``, ``pixel_scores`` and ``switch_maps`` maps).
+
     Raises:
         PoolExhaustedError: every image is labelled.
+        ConfigError: the task has no form of the strategy (the message lists those that work), or the
+            targets do not match ``labeled``.
         ProjectError: the strategy needs labels and there are none, or needs the pool's true labels.
     """
     device = resolve_device(config.device)
+    targets_t = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets)
+    labeled = np.asarray(labeled, dtype=np.int64)
+    if int(targets_t.shape[0]) != labeled.size or (
+        targets_t.ndim > 1 and tuple(targets_t.shape[1:]) != tuple(images.shape[2:])
+    ):
+        raise ConfigError(
+            f"rank_pool: targets must have one entry per labelled row ({labeled.size}) and, for masks, the "
+            f"images' H, W {tuple(images.shape[2:])}; got {tuple(targets_t.shape)}"
+        )
     order, labeled, pool, n = _candidates(images, labeled, config, n, round_, "rank_pool")
-    labels = np.asarray(labels, dtype=np.int64)[order]
+    targets_t = targets_t[torch.from_numpy(order)].to(torch.int64) if labeled.size else targets_t.long()
     if _is_pixel_kcenter(config):
         return _rank_by_pixels(images, labeled, pool, n, config.seed, round_)
 
-    plan = plan_strategy(config, int(images.shape[1]), num_classes)
+    try:
+        plan = plan_strategy(config, task)
+    except ConfigError as exc:
+        if "support" not in str(exc):
+            raise
+        raise ConfigError(f"{exc}, {PIXEL_KCENTER}") from None
     if Input.POOL_LABELS in plan.requires:
         raise ProjectError(
             f"strategy {config.strategy!r} needs the true labels of the unlabelled images (it is an oracle "
             "for simulations); choose another, e.g. gauss, switch or entropy"
         )
-    uses_precomputed = bool(getattr(plan.strategy, "uses_precomputed", False))
-    model_inputs = {Input.PROBS, Input.MC_PROBS, Input.EMBEDDINGS}
-    needs_model = (
-        plan.track
-        or bool(plan.requires & model_inputs)
-        or (Input.DYNAMICS in plan.requires and not uses_precomputed)
-    )
+    needs_model = plan.track or plan.needs_model
     if needs_model and labeled.size == 0:
         raise ProjectError(
-            f"strategy {config.strategy!r} ranks images with a model trained on labels, and the project has "
-            "none yet. Either import the labels you already have (`forgetting label DIR --import FILE`), "
+            f"strategy {config.strategy!r} ranks images with a model trained on the labelled images, and the "
+            "project has none yet. Either import the labels you already have (`forgetting label DIR FILE`), "
             f"or start with a class-agnostic cold start: --strategy {' or '.join(COLD_START_STRATEGIES)}"
         )
 
     images_dev = images.to(device)
-    targets = torch.from_numpy(labels)
-    pool_t = torch.from_numpy(pool).to(device)
-    labeled_t = torch.from_numpy(labeled).to(device)
+    pool_rows = TensorSource(images_dev[torch.from_numpy(pool).to(device)])
+    labeled_rows = TensorSource(images_dev[torch.from_numpy(labeled).to(device)], targets_t.to(device))
     model = None
     observer = None
     train_record = None
     seconds = {"train": 0.0, "track": 0.0}
     if needs_model:
-        present = np.unique(labels).size
-        if present < 2:
-            logger.warning(
-                "the labelled images cover %d class(es); the model can only tell classes apart it has seen",
-                present,
-            )
+        for warning in task.label_warnings(targets_t):
+            logger.warning("%s", warning)
         model, train_record, observer = train_round(
             config,
             round_,
-            Split(images_dev[labeled_t], targets.to(device)),
-            num_classes,
+            task,
+            labeled_rows,
             device=device,
-            pool_images=images_dev[pool_t] if plan.track else None,
+            plan=plan,
+            pool=pool_rows if plan.track else None,
+            batch_size=task.batch_size(device, tuple(images.shape[1:]), config.eval_batch_size),
         )
         seconds = {"train": train_record.seconds, "track": train_record.track_seconds}
     t0 = time.perf_counter()
-    selection = query_round(
-        model,
-        plan,
-        config,
-        round_,
-        n,
-        images=images_dev,
-        pool=pool,
-        pool_t=pool_t,
-        labeled_t=labeled_t,
-        observer=observer,
+    ctx = PoolContext(
+        pool=pool_rows,
+        labeled=labeled_rows,
+        pool_indices=pool,
+        tracker=observer.tracker if observer is not None else None,
+        batch_size=task.batch_size(device, tuple(images.shape[1:]), config.eval_batch_size),
+        mc_samples=config.mc_samples,
+        mc_seed=mc_seed(config, round_),
+        embedding_layer=config.embedding_layer,
     )
+    query = query_round(model, plan, task, ctx, n, seed=query_seed(config, round_))
     seconds["query"] = time.perf_counter() - t0
-    chosen = pool[np.asarray(selection.indices, dtype=np.int64)]
-    predicted = confidence = None
-    if model is not None:
-        probs = predict(model, images_dev[torch.from_numpy(chosen).to(device)]).probs_N_C
-        assert probs is not None
-        top = probs.float().max(dim=1)
-        predicted = top.indices.cpu().numpy().astype(np.int64)
-        confidence = top.values.cpu().numpy().astype(np.float64)
+    arrays = {k: v for k, v in query.arrays.items() if k not in ("images", "masks")}
+    if query.computed.form == "pixel-switches":  # the pixel scores are the switch counts: keep one copy
+        arrays.pop("pixel_scores", None)
     dynamics: dict[str, np.ndarray] = {}
-    if observer is not None:
-        dynamics = {
-            "switches": observer.tracker.switches.cpu().numpy().astype(np.int16),
-            "pool": pool,
-        }
+    if ctx.tracker is not None:
+        dynamics = {**task.dynamics(ctx.tracker, query.computed, labels=False), "pool": pool}
+        if "switches" not in dynamics:
+            dynamics = {}
     return Ranking(
-        indices=chosen,
-        scores=np.asarray(selection.scores, dtype=np.float64),
-        predicted=predicted,
-        confidence=confidence,
+        indices=pool[query.positions],
+        scores=query.scores,
         n_pool=int(pool.size),
         train=train_record,
         seconds=seconds,
         dynamics=dynamics,
+        arrays=arrays,
     )
 
 
@@ -289,154 +303,6 @@ def _rank_by_pixels(
     return Ranking(
         indices=pool[np.asarray(picked, dtype=np.int64)],
         scores=np.asarray(distances, dtype=np.float64),  # distance to the nearest centre when picked
-        predicted=None,
-        confidence=None,
         n_pool=int(pool.size),
         seconds={"train": 0.0, "track": 0.0, "query": time.perf_counter() - t0},
     )
-
-
-def rank_sections(
-    images: torch.Tensor,
-    labeled: np.ndarray,
-    masks: torch.Tensor,
-    num_classes: int,
-    config: LoopConfig,
-    n: int,
-    round_: int,
-) -> Ranking:
-    """Rank the unlabelled images of a segmentation project and pick ``n`` of them (fewer if fewer remain).
-
-    Args:
-        images: uint8 ``[N, C, H, W]`` every image of the project (CPU).
-        labeled: int64 ``[L]`` distinct rows of ``images`` that have masks.
-        masks: int64 ``[L, H, W]`` their masks: class ids ``0..num_classes-1`` or
-            ``config.segmentation.ignore_index``.
-        num_classes: K.
-        config: model, training, tracking, strategy and ``segmentation`` settings (reduction, ignore index,
-            class weights); ``config.seed`` is the query seed.
-        n: how many images to pick.
-        round_: the round number; with the seed it fixes every random choice.
-
-    Returns:
-        A :class:`Ranking` with ``maps`` for the picked images (without a model: none).
-
-    Raises:
-        PoolExhaustedError: every image is labelled.
-        ConfigError: the strategy has no segmentation form (the message lists those that work).
-        ProjectError: the strategy needs a model and there are no masks yet.
-    """
-    from forgetting.segmentation.active import (
-        SegmentationOptions,
-        query_sections,
-        segmentation_form,
-    )
-
-    device = resolve_device(config.device)
-    labeled = np.asarray(labeled, dtype=np.int64)
-    if masks.ndim != 3 or int(masks.shape[0]) != labeled.size or masks.shape[1:] != images.shape[2:]:
-        raise ConfigError(
-            f"rank_sections: masks must be int64 [L, H, W] with L = {labeled.size} and H, W of the images "
-            f"{tuple(images.shape[2:])}; got {tuple(masks.shape)}"
-        )
-    order, labeled, pool, n = _candidates(images, labeled, config, n, round_, "rank_sections")
-    masks = masks[torch.from_numpy(order)] if labeled.size else masks
-    if _is_pixel_kcenter(config):
-        return _rank_by_pixels(images, labeled, pool, n, config.seed, round_)
-
-    options = config.segmentation or SegmentationOptions()
-    plan = plan_strategy(config, int(images.shape[1]), num_classes)
-    try:
-        form = segmentation_form(plan.strategy)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc}, {PIXEL_KCENTER}") from None
-    needs_model = plan.track or form in ("pixel-probs", "pixel-switches", "embeddings")
-    if needs_model and labeled.size == 0:
-        raise ProjectError(
-            f"strategy {config.strategy!r} ranks images with a model trained on masks, and the project has "
-            "none yet. Either import the masks you already have (`forgetting label DIR MASKS`), or start "
-            f"with a class-agnostic cold start: --strategy {' or '.join(COLD_START_STRATEGIES)}"
-        )
-
-    images_dev = images.to(device)
-    pool_t = torch.from_numpy(pool).to(device)
-    labeled_t = torch.from_numpy(labeled).to(device)
-    seconds = {"train": 0.0, "track": 0.0}
-    if not needs_model:  # random, or precomputed image scores: no model, no maps
-        t0 = time.perf_counter()
-        inputs = StrategyInputs(n_pool=int(pool.size))
-        if form == "image-scores":
-            inputs.switches_N = plan.strategy.precomputed_scores(pool)  # type: ignore[attr-defined]
-        selection = plan.strategy.select(inputs, n, seed=query_seed(config, round_))
-        seconds["query"] = time.perf_counter() - t0
-        return Ranking(
-            indices=pool[np.asarray(selection.indices, dtype=np.int64)],
-            scores=np.asarray(selection.scores, dtype=np.float64),
-            predicted=None,
-            confidence=None,
-            n_pool=int(pool.size),
-            seconds=seconds,
-        )
-
-    _warn_missing_classes(masks, num_classes, options.ignore_index)
-    model, train_record, observer = train_round(
-        config,
-        round_,
-        Split(images_dev[labeled_t], masks.to(device=device, dtype=torch.int64)),
-        num_classes,
-        device=device,
-        pool_images=images_dev[pool_t] if plan.track else None,
-    )
-    seconds = {"train": train_record.seconds, "track": train_record.track_seconds}
-    tracker = observer.tracker if observer is not None else None
-    t0 = time.perf_counter()
-    query = query_sections(
-        model,
-        plan.strategy,
-        n,
-        images=images_dev,
-        pool=pool,
-        pool_t=pool_t,
-        labeled_t=labeled_t,
-        num_classes=num_classes,
-        options=options,
-        seed=query_seed(config, round_),
-        tracker=tracker,
-        batch_size=config.eval_batch_size,
-        mc_samples=config.mc_samples,
-        mc_seed=mc_seed(config, round_),
-    )
-    seconds["query"] = time.perf_counter() - t0
-    positions, arrays = query.positions, query.arrays
-    maps = {key: arrays[key] for key in ("pred", "pixel_scores", "switch_maps") if key in arrays}
-    if query.form == "pixel-switches":  # the pixel scores are the switch counts: keep one copy
-        maps.pop("pixel_scores", None)
-    dynamics: dict[str, np.ndarray] = {}
-    if query.switch_scores is not None:
-        dynamics = {"switches": query.switch_scores.cpu().numpy().astype(np.float32), "pool": pool}
-    return Ranking(
-        indices=pool[positions],
-        scores=query.scores,
-        predicted=None,
-        confidence=None,
-        n_pool=int(pool.size),
-        train=train_record,
-        seconds=seconds,
-        dynamics=dynamics,
-        maps=maps,
-    )
-
-
-def _warn_missing_classes(masks: torch.Tensor, num_classes: int, ignore_index: int | None) -> None:
-    """Log the classes no labelled pixel shows (the model cannot learn them; their class weight is 0)."""
-    flat = masks.reshape(-1)
-    valid = (flat >= 0) & (flat < num_classes)
-    if ignore_index is not None:
-        valid &= flat != ignore_index
-    counts = torch.bincount(flat[valid], minlength=num_classes)
-    absent = [str(c) for c in torch.nonzero(counts == 0).flatten().tolist()]
-    if absent:
-        logger.warning(
-            "no labelled pixel shows class id(s) %s; the model cannot predict them until masks contain them",
-            ", ".join(absent),
-        )

@@ -42,7 +42,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -52,10 +52,8 @@ from forgetting.annotate.sources import ImageSource
 from forgetting.exceptions import ConfigError, ProjectError
 from forgetting.experiments.config import SegmentationSettings, TrackSettings, TrainSettings
 from forgetting.loop import LoopConfig
+from forgetting.tasks import Task, get_task
 from forgetting.training import TrainConfig
-
-if TYPE_CHECKING:
-    from forgetting.segmentation.active import SegmentationOptions
 
 __all__ = [
     "FORMAT_VERSION",
@@ -119,6 +117,7 @@ class ProjectSettings(BaseModel):
     classes: list[str] = Field(default_factory=list)
     fixed_classes: bool = False
     model: str = "small-cnn"
+    embedding_layer: str | None = None
     strategy: str = "gauss"
     query_size: int = Field(20, ge=1)
     mc_samples: int = Field(20, ge=1)
@@ -173,22 +172,25 @@ class ProjectSettings(BaseModel):
         """The mask value of unlabelled pixels (segmentation), or ``None``."""
         return self.segmentation.ignore if self.segmentation is not None else None
 
-    def segmentation_options(self) -> SegmentationOptions | None:
-        """The loop's :class:`~forgetting.segmentation.active.SegmentationOptions` (``None`` for
-        classification)."""
+    def task_options(self) -> dict[str, Any]:
+        """The options of the project's task (segmentation: ignore index, reduction, top-q, class
+        weights; classification: none)."""
         if self.segmentation is None:
-            return None
-        from forgetting.segmentation.active import SegmentationOptions
-
+            return {}
         seg = self.segmentation
-        return SegmentationOptions(
-            ignore_index=seg.ignore,
-            reduction=seg.reduction,
-            top_q=seg.top_q,
-            class_weights=seg.class_weights
+        return {
+            "ignore_index": seg.ignore,
+            "reduction": seg.reduction,
+            "top_q": seg.top_q,
+            "class_weights": seg.class_weights
             if isinstance(seg.class_weights, str)
             else [float(w) for w in seg.class_weights],
-        )
+        }
+
+    def build_task(self) -> Task:
+        """The project's :class:`~forgetting.tasks.base.Task` (from the task registry, by name)."""
+        names = self.classes if self.classes else ["0"]
+        return get_task(self.task, max(len(self.classes), 1), class_names=names, **self.task_options())
 
     def source(self, root: Path) -> ImageSource:
         """The image source (a relative ``images.path`` is relative to the project directory)."""
@@ -207,16 +209,16 @@ class ProjectSettings(BaseModel):
             model=self.model,
             model_options=dict(self.model_options),
             strategy=strategy,
+            embedding_layer=self.embedding_layer,
             strategy_options=dict(strategy_options),
             seed=seed,
-            train=TrainConfig(**self.train.model_dump()),
+            train=TrainConfig(**self.train.model_dump(exclude={"function"})),
+            train_fn=self.train.function,
             track=self.track.to_track_config(),
             mc_samples=self.mc_samples,
             pool_subsample=self.pool_subsample,
             device=self.device,
             eval_batch_size=self.eval_batch_size,
-            segmentation=self.segmentation_options(),
-            class_names=tuple(self.classes) if self.task == "segmentation" else None,
         )
 
 

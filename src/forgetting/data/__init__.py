@@ -23,16 +23,20 @@ from forgetting.data.registry import (
     load_dataset,
     register_dataset,
 )
+from forgetting.data.source import DatasetSource, DataSource, TensorSource
 from forgetting.data.splits import stratified_split, stratified_subset
 
 __all__ = [
     "CORRUPTIONS",
     "DATASETS",
+    "DataSource",
     "Dataset",
+    "DatasetSource",
     "DatasetSpec",
     "DatasetStatus",
     "EvalSetName",
     "Split",
+    "TensorSource",
     "build_eval_set",
     "corrupt",
     "dataset_report",

@@ -1,22 +1,28 @@
 """The dataset containers every loader returns.
 
 A dataset is tensors on the CPU: images ``uint8 [N, C, H, W]`` and either labels ``int64 [N]``
-(classification) or masks ``int64 [N, H, W]`` (segmentation), plus class names and named splits.
+(classification) or masks ``int64 [N, H, W]`` (segmentation), plus class names and named splits. A
+:class:`Split` is the in-memory :class:`~forgetting.data.source.DataSource` of the loop's fast path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
+
+from forgetting.data.source import TensorSource
 
 Task = Literal["classification", "segmentation"]
 
 
 @dataclass(frozen=True)
-class Split:
-    """One split of a dataset.
+class Split(TensorSource):
+    """One labelled split of a dataset: a :class:`~forgetting.data.source.TensorSource` whose targets are
+    always present.
 
     Attributes:
         images: ``uint8 [N, C, H, W]``.
@@ -31,24 +37,27 @@ class Split:
             raise ValueError(
                 f"images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}"
             )
-        if self.targets.dtype != torch.int64:
-            raise ValueError(f"targets must be int64, got {self.targets.dtype}")
+        if self.targets is None or self.targets.dtype != torch.int64:
+            raise ValueError(f"targets must be int64, got {getattr(self.targets, 'dtype', None)}")
         if self.targets.shape[0] != self.images.shape[0]:
             raise ValueError(
                 f"images and targets disagree on N: {self.images.shape[0]} vs {self.targets.shape[0]}"
             )
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
 
     @property
     def labels(self) -> torch.Tensor:
         """Alias of ``targets`` (reads naturally for classification)."""
         return self.targets
 
-    def subset(self, indices: torch.Tensor) -> Split:
+    def subset(self, indices: torch.Tensor | np.ndarray | Sequence[int]) -> Split:
         """The elements at ``indices`` (int64 ``[M]``), as a new split."""
-        return Split(self.images[indices], self.targets[indices])
+        idx = self._index(indices)
+        return Split(self.images[idx], self.targets[idx.to(self.targets.device)])
+
+    def to(self, device: torch.device) -> Split:
+        if self.images.device == device and self.targets.device == device:
+            return self
+        return Split(self.images.to(device), self.targets.to(device))
 
 
 @dataclass(frozen=True)

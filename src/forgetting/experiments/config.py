@@ -142,6 +142,8 @@ class ALSettings(_Strict):
     pool_subsample: PositiveInt | None = None
     on_exhausted: Literal["error", "partial"] = "partial"
     mc_samples: PositiveInt = 20
+    #: the model layer whose output is the embedding (coreset, badge); ``None``: ``embed`` / ``features``
+    embedding_layer: str | None = None
 
 
 class TrainSettings(_Strict):
@@ -161,6 +163,9 @@ class TrainSettings(_Strict):
     augment: bool = False
     crop_padding: Annotated[int, Field(ge=0)] = 2
     flip: bool = True
+    #: the import path ``"pkg.mod:fn"`` of a training function ``(model, labeled, observer)``; ``None``: the
+    #: built-in ``fit`` with the settings above
+    function: str | None = None
 
     @model_validator(mode="after")
     def _epochs_order(self) -> TrainSettings:
@@ -397,6 +402,9 @@ def _get_path(obj: Any, dotted: str) -> Any:
 
 
 _RUN_SETTINGS = frozenset({"name", "variant", "device", "eval_batch_size"})
+#: Keys added after the first release: left out of the experiment id while unset, so older run directories
+#: keep their ids.
+_ID_OPTIONAL_KEYS: tuple[tuple[str, str], ...] = (("al", "embedding_layer"), ("train", "function"))
 
 
 class ExperimentSpec(_Strict):
@@ -430,11 +438,15 @@ class ExperimentSpec(_Strict):
     def canonical_json(self) -> str:
         """JSON of every field that determines the results, keys sorted (the input of :attr:`id`).
 
-        ``segmentation`` is left out when unset, so experiments without it keep the ids they had before the
-        section existed.
+        ``segmentation`` (and every key of ``_ID_OPTIONAL_KEYS``) is left out when unset, so experiments
+        without it keep the ids they had before the setting existed.
         """
-        exclude = set(_RUN_SETTINGS) | ({"segmentation"} if self.segmentation is None else set())
-        payload = self.model_dump(mode="json", exclude=exclude)
+        payload = self.model_dump(mode="json", exclude=set(_RUN_SETTINGS))
+        if self.segmentation is None:
+            payload.pop("segmentation")
+        for section, key in _ID_OPTIONAL_KEYS:
+            if payload[section].get(key) is None:
+                payload[section].pop(key, None)
         return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -464,34 +476,15 @@ class ExperimentSpec(_Strict):
         data["eval_sets"] = tuple(data.get("eval_sets", ("test",)))
         return cls.model_validate(data, strict=False)
 
-    def loop_config(
-        self, *, dataset_ignore_index: int | None = None, class_names: Sequence[str] | None = None
-    ) -> Any:
-        """The ``forgetting.loop.LoopConfig`` of this experiment.
-
-        Args:
-            dataset_ignore_index: the dataset's own ignore index (segmentation; used by
-                ``segmentation.ignore_index = "dataset"``).
-            class_names: the dataset's class names (name the per-class metrics of segmentation rounds).
-        """
+    def loop_config(self) -> Any:
+        """The ``forgetting.loop.LoopConfig`` of this experiment."""
         from forgetting.loop import LoopConfig, TrainConfig
-        from forgetting.segmentation.active import SegmentationOptions
 
-        seg = self.segmentation or SegmentationSettings()
-        ignore = seg.ignore_index
-        if ignore == "dataset":
-            ignore = dataset_ignore_index
-        elif ignore == "none":
-            ignore = None
-        segmentation = SegmentationOptions(
-            ignore_index=ignore,
-            reduction=seg.reduction,
-            top_q=seg.top_q,
-            class_weights=seg.class_weights,
-        )
+        train = self.train.model_dump(exclude={"function"})
         return LoopConfig(
             model=self.model,
             model_options=dict(self.model_options),
+            embedding_layer=self.al.embedding_layer,
             strategy=self.strategy,
             strategy_options=dict(self.strategy_options),
             initial_size=self.al.initial_size,
@@ -499,16 +492,34 @@ class ExperimentSpec(_Strict):
             query_size=self.al.query_size,
             rounds=self.al.rounds,
             seed=self.seed,
-            train=TrainConfig(**self.train.model_dump()),
+            train=TrainConfig(**train),
+            train_fn=self.train.function,
             track=self.track.to_track_config(),
             mc_samples=self.al.mc_samples,
             pool_subsample=self.al.pool_subsample,
             on_exhausted=self.al.on_exhausted,
             device=self.device,
             eval_batch_size=self.eval_batch_size,
-            segmentation=segmentation,
-            class_names=None if class_names is None else tuple(class_names),
         )
+
+    def task_options(self, *, dataset_ignore_index: int | None = None) -> dict[str, Any]:
+        """The options of this experiment's task from its ``[segmentation]`` section (empty without one).
+
+        Args:
+            dataset_ignore_index: the dataset's own ignore index (used by ``ignore_index = "dataset"``).
+        """
+        seg = self.segmentation or SegmentationSettings()
+        ignore = seg.ignore_index
+        if ignore == "dataset":
+            ignore = dataset_ignore_index
+        elif ignore == "none":
+            ignore = None
+        return {
+            "ignore_index": ignore,
+            "reduction": seg.reduction,
+            "top_q": seg.top_q,
+            "class_weights": seg.class_weights,
+        }
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -571,11 +582,28 @@ def _check_names(values: Sequence[str], known: Sequence[str], key: str, kind: st
 
 
 def _validate_names(config: ExperimentConfig, source: str) -> None:
+    from forgetting.models import is_import_path, validate_model_ref
+
     datasets = _registry("dataset")
-    models = _registry("model")
+    imported = [m for m in config.model if is_import_path(m)]
+    models = [*_registry("model"), *imported]
     strategies = _registry("strategy")
     _check_names(config.dataset, datasets, "dataset", "dataset", source)
     _check_names(config.model, models, "model", "model", source)
+    for path in imported:
+        try:
+            validate_model_ref(path)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: `model`: {exc}") from None
+    if config.train.function is not None:
+        from forgetting.models import import_object
+
+        try:
+            fn = import_object(config.train.function, what="train.function")
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        if not callable(fn):
+            raise ConfigError(f"{source}: `train.function` = {config.train.function!r} is not callable")
     _check_names(config.strategy, strategies, "strategy", "strategy", source)
     from forgetting.data import parse_eval_set_name
 
@@ -614,11 +642,13 @@ def _validate_names(config: ExperimentConfig, source: str) -> None:
 
 def _validate_options(config: ExperimentConfig, source: str) -> None:
     """Check model and strategy options by asking the registries (unknown options, bad values)."""
-    from forgetting.models import validate_options
+    from forgetting.models import is_import_path, validate_options
     from forgetting.strategies import Input, get_strategy
 
     resolved: dict[str, dict[str, Any]] = {}
     for model in config.model:
+        if is_import_path(model):  # a user factory's options are its own keyword arguments
+            continue
         try:
             resolved[model] = validate_options(model, _options_for(config.model_options, model))
         except ConfigError as exc:

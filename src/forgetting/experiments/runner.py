@@ -232,22 +232,35 @@ def run_spec(
         )
     on_round = _with_fail_once_hook(spec, on_round)
     data = prepare_data(spec)
-    if spec.segmentation is not None and data.task != "segmentation":
+    return run_active_learning(
+        data.train,
+        data.eval_sets,
+        data.num_classes,
+        spec.loop_config(),
+        task=build_task(spec, data),
+        completed=completed,
+        on_round=on_round,
+        progress=progress,
+    )
+
+
+def build_task(spec: ExperimentSpec, data: PreparedData) -> Any:
+    """The :class:`~forgetting.tasks.base.Task` of ``spec`` on ``data``: the dataset's task, with the
+    ``[segmentation]`` section's options when the dataset is a segmentation dataset."""
+    from forgetting.tasks import get_task
+
+    options: dict[str, Any] = {}
+    if data.task == "segmentation":
+        options = spec.task_options(dataset_ignore_index=data.ignore_index)
+    elif spec.segmentation is not None:
         logger.warning(
             "experiment %s: dataset %r is a %s dataset; the [segmentation] settings do not apply to it",
             spec.label,
             spec.dataset,
             data.task,
         )
-    return run_active_learning(
-        data.train,
-        data.eval_sets,
-        data.num_classes,
-        spec.loop_config(dataset_ignore_index=data.ignore_index, class_names=data.class_names),
-        completed=completed,
-        on_round=on_round,
-        progress=progress,
-    )
+    names = data.class_names or None
+    return get_task(data.task, data.num_classes, class_names=names, **options)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -707,11 +720,11 @@ def _time_model(spec: ExperimentSpec, data: PreparedData) -> tuple[float, float]
     """Measured seconds per sample of (eval-mode prediction, training step) of the spec's model."""
     from forgetting.devices import resolve_device
     from forgetting.inference import eval_mode, to_input
-    from forgetting.models import build_model
+    from forgetting.models import build_from_ref
 
     device = resolve_device(spec.device)
-    model = build_model(
-        spec.model, data.train.images.shape[1], data.num_classes, seed=0, **spec.model_options
+    model = build_from_ref(
+        spec.model, int(data.train.images.shape[1]), data.num_classes, seed=0, options=spec.model_options
     ).to(device)
     batch = data.train.images[: min(256, len(data.train))]
     x = to_input(batch, device)

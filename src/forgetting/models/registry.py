@@ -69,13 +69,20 @@ class Option:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry: how to build a model and which options it takes."""
+    """A registry entry: how to build a model and which options it takes.
+
+    Attributes:
+        task: ``"classification"``, ``"segmentation"``, or ``None`` for a user model of either task.
+        data_args: the factory takes ``(in_channels, num_classes)`` first (every zoo model); user factories
+            registered without it are called with their options only.
+    """
 
     name: str
-    task: Task
+    task: Task | None
     factory: Callable[..., nn.Module]
     options: Mapping[str, Option]
     description: str
+    data_args: bool = True
 
     def defaults(self) -> dict[str, Any]:
         """The default value of every option."""
@@ -173,7 +180,9 @@ def list_models(task: Task | None = None) -> list[str]:
     """Sorted names of the registered models, optionally only those of one ``task``."""
     if task is not None and task not in ("classification", "segmentation"):
         raise ConfigError(f"task must be 'classification' or 'segmentation'; got {task!r}")
-    return sorted(name for name, spec in MODELS.items() if task is None or spec.task == task)
+    return sorted(
+        name for name, spec in MODELS.items() if task is None or spec.task is None or spec.task == task
+    )
 
 
 def _normalise_name(name: str) -> str:
@@ -243,7 +252,10 @@ def build_model(
     with rng:
         if seed is not None:
             torch.manual_seed(seed)
-        model = spec.factory(in_channels, num_classes, **resolved)
+        if spec.data_args:
+            model = spec.factory(in_channels, num_classes, **resolved)
+        else:
+            model = spec.factory(**resolved)
     logger.debug(
         "built %s (%s) in_channels=%d num_classes=%d options=%s seed=%s",
         spec.name,

@@ -13,9 +13,9 @@ Notebook use on your own model and data (masks int64 ``[N, H, W]``, images uint8
 or the whole pipeline: ``run_forgetting_maps(load_maps_config("maps.toml"), "runs/maps")``.
 
 Active learning on sections (:mod:`forgetting.segmentation.active`): pass masks to
-:func:`forgetting.run_active_learning` with
-``LoopConfig(segmentation=SegmentationOptions(reduction="top-q"))``; :func:`reduce_pixel_scores` turns
-pixel scores into one score per section.
+:func:`forgetting.run_active_learning` with ``task=SegmentationTask(K, reduction="top-q", ignore_index=255)``
+(:mod:`forgetting.segmentation.task`; the default task of masks has default options);
+:func:`reduce_pixel_scores` turns pixel scores into one score per section.
 
 The report writer (:func:`write_maps_report`, :func:`plot_section_maps`) is imported on first use (it loads
 matplotlib).
@@ -65,6 +65,7 @@ from forgetting.segmentation.regions import (
     valid_mask,
     within_class_rho,
 )
+from forgetting.segmentation.task import SegmentationTask
 from forgetting.segmentation.training import (
     CLASS_WEIGHTING,
     SegmentationFit,
@@ -110,6 +111,7 @@ __all__ = [
     "SegmentationFit",
     "SegmentationMetrics",
     "SegmentationOptions",
+    "SegmentationTask",
     "TemporalGroups",
     "analyze_forgetting",
     "boundary_distance",

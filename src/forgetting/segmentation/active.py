@@ -1,8 +1,9 @@
 """Active learning for segmentation: per-pixel scores of the unlabeled sections, reduced to one score per
 section, then ranked by the classification strategies' own selectors.
 
-A segmentation round differs from a classification round in three places (see
-:func:`forgetting.loop.run_active_learning`, which calls this module when the targets are masks):
+A segmentation round differs from a classification round in three places, which
+:class:`~forgetting.segmentation.task.SegmentationTask` implements for the task-agnostic loop
+(:func:`forgetting.loop.run_active_learning`) with the functions of this module:
 
 * **Scores.** The pool is observed per pixel while the model trains (switch counts of every pixel, from an
   :class:`~forgetting.events.EventTracker` of shape ``(P, H, W)``), or scored per pixel after training
@@ -44,33 +45,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from forgetting.data.dataset import Split
+from forgetting.data.source import DataSource, TensorSource
+from forgetting.events import EventTracker
 from forgetting.exceptions import ConfigError, check_choice
 from forgetting.inference import (
     autocast_context,
     default_batch_size,
     eval_mode,
+    head_only_dropout,
     iter_batches,
     model_device,
-    to_input,
+    predict,
 )
+from forgetting.models.base import Segmenter, mc_dropout
 from forgetting.segmentation.training import CLASS_WEIGHTING, evaluate_segmentation, predict_segmentation
-from forgetting.strategies import Input, Strategy, StrategyInputs
-from forgetting.strategies.dynamics import CountStrategy
-from forgetting.strategies.scored import ScoredStrategy
+from forgetting.strategies import Input, SelectionKind, Strategy, StrategyInputs
 
 __all__ = [
     "REDUCTIONS",
     "SEGMENTATION_FORMS",
     "PixelScoreReducer",
-    "SectionQuery",
     "SegmentationOptions",
+    "SegmentationQueryInputs",
     "pixel_batch_size",
-    "query_sections",
+    "queried_section_arrays",
     "reduce_pixel_scores",
     "segmentation_eval_metrics",
     "segmentation_form",
     "segmentation_strategies",
+    "segmentation_strategy_inputs",
+    "tracked_switch_scores",
 ]
 
 logger = logging.getLogger(__name__)
@@ -287,29 +291,30 @@ def reduce_pixel_scores(
 
 
 def segmentation_form(strategy: Strategy) -> SegmentationForm:
-    """How ``strategy`` applies to segmentation.
+    """How ``strategy`` applies to segmentation, from what it declares (``requires``, ``selection``,
+    ``elementwise``):
 
     * ``"none"``: needs no input (``random``);
-    * ``"pixel-probs"``: a scored strategy that needs only probabilities (``entropy``, ``margin``,
+    * ``"pixel-probs"``: an elementwise score-selected strategy on probabilities (``entropy``, ``margin``,
       ``least-confidence``): its own ``score`` runs on every pixel's softmax, then the reduction;
-    * ``"pixel-mc"``: a top-k scored strategy on MC-dropout probabilities (``bald``): its ``score`` runs on
-      every pixel's K stochastic softmaxes, then the reduction (needs a model with dropout);
-    * ``"pixel-switches"``: a count strategy on switch counts (``switch``, ``gauss``, ``sampled-switch``):
-      the pool's pixel switch counts, reduced, take the place of the counts;
-    * ``"image-scores"``: a count strategy with a ``scores_file`` (one precomputed score per section);
+    * ``"pixel-mc"``: the same on MC-dropout probabilities (``bald``): its ``score`` runs on every pixel's K
+      stochastic softmaxes, then the reduction (needs a model with dropout);
+    * ``"pixel-switches"``: the same on switch counts (``switch``, ``gauss``, ``sampled-switch``): the pool's
+      pixel switch counts, scored and reduced, take the place of the counts;
+    * ``"image-scores"``: one precomputed score per section (a ``scores_file``, read by dataset index);
     * ``"embeddings"``: needs only embeddings (``coreset``): the segmenter's pooled bottleneck.
 
     Raises:
-        ConfigError: the strategy has no segmentation form (it needs gradient embeddings, MC dropout, the
+        ConfigError: the strategy has no segmentation form (a joint selection, gradient embeddings, the
             pool's labels, or a tie-break on probabilities); the message lists the strategies that work.
     """
     form = _form_of(strategy)
     if form is None:
-        name = getattr(strategy, "name", type(strategy).__name__)
         requires = ", ".join(sorted(strategy.requires))
         raise ConfigError(
-            f"strategy {name!r} has no segmentation form (it needs {requires}); segmentation "
-            f"experiments support: {', '.join(segmentation_strategies())}"
+            f"strategy {strategy.name!r} has no segmentation form (it needs {requires}, selection "
+            f"{strategy.selection!s}); segmentation experiments support: "
+            f"{', '.join(segmentation_strategies())}"
         )
     return form
 
@@ -318,20 +323,18 @@ def _form_of(strategy: Strategy) -> SegmentationForm | None:
     requires = frozenset(strategy.requires)
     if not requires:
         return "none"
-    if isinstance(strategy, CountStrategy) and requires == {Input.DYNAMICS}:
-        if getattr(strategy, "uses_precomputed", False):
-            return "image-scores"
-        if strategy.count_field == "switches_N":
+    if Input.POOL_LABELS in requires:
+        return None
+    by_scores = strategy.selection == SelectionKind.SCORES
+    if by_scores and requires == {Input.POOL_INDICES}:
+        return "image-scores"
+    if by_scores and strategy.elementwise:
+        if requires == {Input.PROBS}:
+            return "pixel-probs"
+        if requires == {Input.MC_PROBS}:
+            return "pixel-mc"
+        if requires == {Input.DYNAMICS}:
             return "pixel-switches"
-    if requires == {Input.PROBS} and isinstance(strategy, ScoredStrategy):
-        return "pixel-probs"
-    # MC strategies whose selector is the plain top-k of their score (BatchBALD's joint selection is not)
-    if (
-        requires == {Input.MC_PROBS}
-        and isinstance(strategy, ScoredStrategy)
-        and type(strategy).select is ScoredStrategy.select
-    ):
-        return "pixel-mc"
     if requires == {Input.EMBEDDINGS}:
         return "embeddings"
     return None
@@ -356,8 +359,12 @@ def segmentation_strategies() -> list[str]:
 _BatchScorer = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def _as_source(images: torch.Tensor | DataSource) -> DataSource:
+    return images if isinstance(images, DataSource) else TensorSource(images)
+
+
 def _score_pixels(
-    images: torch.Tensor,
+    images: DataSource,
     device: torch.device,
     batch_size: int,
     score_batch: _BatchScorer,
@@ -365,22 +372,25 @@ def _score_pixels(
     *,
     keep: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Run ``score_batch`` over ``images`` (uint8 ``[M, C, H, W]``) in batches of ``batch_size`` sections,
-    feeding ``reducer`` (rows ``0..M-1``); with ``keep`` also return ``(scores float32 [M, H, W], pred int64
-    [M, H, W])`` on ``device``, else ``(None, None)``. The caller sets eval mode, autocast and RNG state."""
+    """Run ``score_batch`` over the sections of ``images`` in batches of ``batch_size``, feeding ``reducer``
+    (rows ``0..M-1``); with ``keep`` also return ``(scores float32 [M, H, W], pred int64 [M, H, W])`` on
+    ``device``, else ``(None, None)``. The caller sets eval mode, autocast and RNG state."""
     kept_scores: list[torch.Tensor] = []
     kept_pred: list[torch.Tensor] = []
-    for sl in iter_batches(int(images.shape[0]), batch_size):
-        scores, pred = score_batch(to_input(images[sl], device))
+    start = 0
+    for x, _ in images.batches(device, batch_size, targets=False):
+        b = int(x.shape[0])
+        scores, pred = score_batch(x)
         if reducer is not None:
-            reducer.update(sl, scores, pred)
+            reducer.update(slice(start, start + b), scores, pred)
         if keep:
             kept_scores.append(scores.float())
             kept_pred.append(pred)
+        start += b
     if not keep:
         return None, None
     if not kept_scores:
-        empty = torch.zeros((0, *images.shape[-2:]), device=device)
+        empty = torch.zeros((0, *images.input_shape[-2:]), device=device)
         return empty, empty.long()
     return torch.cat(kept_scores), torch.cat(kept_pred)
 
@@ -388,14 +398,15 @@ def _score_pixels(
 @torch.inference_mode()
 def _pixel_probability_scores(
     model: nn.Module,
-    images: torch.Tensor,
-    strategy: ScoredStrategy,
+    images: torch.Tensor | DataSource,
+    strategy: Strategy,
     reducer: PixelScoreReducer | None,
     *,
     batch_size: int,
     keep: bool = False,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Score every pixel of ``images`` (uint8 ``[M, C, H, W]``) with the strategy's probability scorer.
+    """Score every pixel of ``images`` (uint8 ``[M, C, H, W]`` or a source) with the strategy's elementwise
+    probability scorer.
 
     Feeds ``reducer`` (rows ``0..M-1``); with ``keep`` also returns ``(scores float32 [M, H, W], pred int64
     [M, H, W])`` on the model's device, else ``(None, None)``.
@@ -406,18 +417,18 @@ def _pixel_probability_scores(
         probs = model(x).float().softmax(1)  # [B, K, H, W]
         b, k, h, w = probs.shape
         flat = probs.permute(0, 2, 3, 1).reshape(-1, k)
-        scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[0]), probs_N_C=flat))
+        scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[0]), probs_N_C=flat))  # type: ignore[attr-defined]
         return scores.reshape(b, h, w), probs.argmax(1)
 
     with eval_mode(model), autocast_context(device):
-        return _score_pixels(images, device, batch_size, score_batch, reducer, keep=keep)
+        return _score_pixels(_as_source(images), device, batch_size, score_batch, reducer, keep=keep)
 
 
 @torch.inference_mode()
 def _pixel_mc_scores(
     model: nn.Module,
-    images: torch.Tensor,
-    strategy: ScoredStrategy,
+    images: torch.Tensor | DataSource,
+    strategy: Strategy,
     reducer: PixelScoreReducer | None,
     *,
     mc_samples: int,
@@ -425,9 +436,10 @@ def _pixel_mc_scores(
     seed: int,
     keep: bool = False,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Score every pixel of ``images`` (uint8 ``[M, C, H, W]``) from ``mc_samples`` MC-dropout passes.
+    """Score every pixel of ``images`` (uint8 ``[M, C, H, W]`` or a source) from ``mc_samples`` MC-dropout
+    passes.
 
-    With a segmenter whose only dropout is ``dropout_layer`` (before its 1x1 head), the decoder runs once
+    With a zoo segmenter whose only dropout is ``dropout_layer`` (before its 1x1 head), the decoder runs once
     per batch and only dropout and the head run K times: the same distribution as K full passes, K times
     cheaper. Otherwise K full passes run with dropout on (BatchNorm in eval mode). The dropout masks are
     drawn from a generator seeded with ``seed``, so a repeated call gives the same scores. Batches are cut to
@@ -436,12 +448,9 @@ def _pixel_mc_scores(
     Returns ``(scores float32 [M, H, W], pred int64 [M, H, W])`` (prediction of the mean softmax) with
     ``keep``, else ``(None, None)``.
     """
-    from forgetting.inference import _head_only_dropout
-    from forgetting.models import mc_dropout
-
     device = model_device(model)
     k = int(mc_samples)
-    fast = _head_only_dropout(model) and hasattr(model, "decode")
+    fast = head_only_dropout(model) and isinstance(model, Segmenter)
 
     def score_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = x.shape[-2:]
@@ -457,21 +466,42 @@ def _pixel_mc_scores(
         probs = torch.stack(passes).float().softmax(2)  # [K, B, C, H, W]
         _, b, c, _, _ = probs.shape
         flat = probs.permute(0, 1, 3, 4, 2).reshape(k, -1, c)
-        scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[1]), mc_probs_K_N_C=flat))
+        scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[1]), mc_probs_K_N_C=flat))  # type: ignore[attr-defined]
         return scores.reshape(b, h, w), probs.mean(0).argmax(1)
 
     fork = [device] if device.type == "cuda" else []
     with eval_mode(model), autocast_context(device), torch.random.fork_rng(devices=fork):
         torch.manual_seed(seed)
-        return _score_pixels(images, device, max(1, batch_size // k), score_batch, reducer, keep=keep)
+        return _score_pixels(
+            _as_source(images), device, max(1, batch_size // k), score_batch, reducer, keep=keep
+        )
 
 
-def tracked_switch_scores(tracker: object, num_classes: int, options: SegmentationOptions) -> torch.Tensor:
+# Sections per chunk when tracked pixel counts are scored and reduced (bounds the float64 temporaries).
+_COUNT_CHUNK = 64
+
+
+def _pixel_count_scores(
+    strategy: Strategy, switches_N_H_W: torch.Tensor, reducer: PixelScoreReducer, pred_N_H_W: torch.Tensor
+) -> None:
+    """The strategy's elementwise ``score`` of every tracked pixel count, streamed into ``reducer``."""
+    n = int(switches_N_H_W.shape[0])
+    for sl in iter_batches(n, _COUNT_CHUNK):
+        counts = switches_N_H_W[sl]
+        b, h, w = counts.shape
+        flat = counts.reshape(-1)
+        scores = strategy.score(StrategyInputs(n_pool=int(flat.shape[0]), switches_N=flat))  # type: ignore[attr-defined]
+        reducer.update(sl, scores.reshape(b, h, w), pred_N_H_W[sl])
+
+
+def tracked_switch_scores(
+    tracker: EventTracker, num_classes: int, options: SegmentationOptions
+) -> torch.Tensor:
     """The reduced switch counts of a pixel tracker of shape ``(P, H, W)``: float64 ``[P]`` on its device.
 
     A section the tracker never observed scores 0, as an unobserved sample's switch count is 0.
     """
-    switches = tracker.switches  # type: ignore[attr-defined]
+    switches = tracker.switches
     if switches.ndim != 3:
         raise ConfigError(
             f"segmentation tracking expected pixel switch counts [P, H, W], got {tuple(switches.shape)}; "
@@ -481,7 +511,7 @@ def tracked_switch_scores(tracker: object, num_classes: int, options: Segmentati
         switches,
         reduction=options.reduction,
         top_q=options.top_q,
-        pred_N_H_W=tracker.read("prediction"),  # type: ignore[attr-defined]
+        pred_N_H_W=tracker.read("prediction"),
         num_classes=num_classes,
     )
 
@@ -502,95 +532,90 @@ class SegmentationQueryInputs:
 
 
 def segmentation_strategy_inputs(
-    model: nn.Module,
+    model: nn.Module | None,
     strategy: Strategy,
     *,
-    images: torch.Tensor,
-    pool: np.ndarray,
-    pool_t: torch.Tensor,
-    labeled_t: torch.Tensor,
+    pool: DataSource,
+    labeled: DataSource,
+    pool_indices: np.ndarray,
     num_classes: int,
     options: SegmentationOptions,
-    tracker: object | None = None,
+    tracker: EventTracker | None = None,
     batch_size: int | None = None,
     mc_samples: int = 20,
     mc_seed: int = 0,
+    embedding_layer: str | None = None,
 ) -> SegmentationQueryInputs:
     """The inputs ``strategy`` selects from on a segmentation pool.
 
     Args:
-        model: the round's trained segmenter.
+        model: the round's trained segmenter (``None`` only for forms that need none: ``none``,
+            ``image-scores``).
         strategy: the strategy (see :func:`segmentation_form`).
-        images: uint8 ``[N, C, H, W]`` every training section.
-        pool: int64 ``[P]`` the candidates' indices into ``images`` (read by ``scores_file`` strategies).
-        pool_t, labeled_t: int64 index tensors of the candidates and of the labeled sections.
+        pool: the candidate sections (uint8 in-memory images, or a lazy source), in pool order.
+        labeled: the labelled sections (``coreset`` embeds them).
+        pool_indices: int64 ``[P]`` dataset indices of the candidates (read by ``scores_file`` strategies).
         num_classes: K.
         options: the reduction settings.
         tracker: the pool's pixel :class:`~forgetting.events.EventTracker` of shape ``(P, H, W)``, when the
             pool was observed while the model trained.
         batch_size: sections per inference batch (default :func:`pixel_batch_size`).
         mc_samples, mc_seed: MC-dropout passes and the seed of their masks (``pixel-mc`` strategies).
+        embedding_layer: the layer whose output is the embedding (``coreset``); default the zoo's ``embed``.
     """
     form = segmentation_form(strategy)
-    device = model_device(model)
-    batch_size = batch_size or pixel_batch_size(device, *images.shape[-2:])
-    n_pool = int(pool.size)
+    n_pool = len(pool)
     inputs = StrategyInputs(n_pool=n_pool)
+    inputs.pool_indices_N = torch.from_numpy(np.asarray(pool_indices, dtype=np.int64))
     switch_scores = None
     if tracker is not None:
         switch_scores = tracked_switch_scores(tracker, num_classes, options)
+    if form in ("none", "image-scores"):
+        return SegmentationQueryInputs(inputs, form, switch_scores)
+    if model is None:
+        raise ConfigError(f"strategy {strategy.name!r} needs the round's trained model")
+    device = model_device(model)
+    batch_size = batch_size or pixel_batch_size(device, *pool.input_shape[-2:])
+    reducer = PixelScoreReducer(n_pool, num_classes, reduction=options.reduction, top_q=options.top_q)
     if form == "pixel-switches":
-        if switch_scores is None:
+        if tracker is None:
             raise ConfigError(
                 f"strategy {strategy.name!r} needs the pool's switch counts, but the pool was not tracked"
             )
-        inputs.switches_N = switch_scores
-    elif form == "image-scores":
-        inputs.switches_N = strategy.precomputed_scores(pool)  # type: ignore[attr-defined]
+        _pixel_count_scores(strategy, tracker.switches, reducer, tracker.read("prediction"))
+        inputs.scores_N = reducer.finalize()
     elif form == "pixel-probs":
-        reducer = PixelScoreReducer(n_pool, num_classes, reduction=options.reduction, top_q=options.top_q)
-        _pixel_probability_scores(
-            model,
-            images[pool_t],
-            strategy,  # type: ignore[arg-type]
-            reducer,
-            batch_size=batch_size,
-        )
-        inputs.image_scores_N = reducer.finalize()
+        _pixel_probability_scores(model, pool, strategy, reducer, batch_size=batch_size)
+        inputs.scores_N = reducer.finalize()
     elif form == "pixel-mc":
-        reducer = PixelScoreReducer(n_pool, num_classes, reduction=options.reduction, top_q=options.top_q)
         _pixel_mc_scores(
-            model,
-            images[pool_t],
-            strategy,  # type: ignore[arg-type]
-            reducer,
-            mc_samples=mc_samples,
-            batch_size=batch_size,
-            seed=mc_seed,
+            model, pool, strategy, reducer, mc_samples=mc_samples, batch_size=batch_size, seed=mc_seed
         )
-        inputs.image_scores_N = reducer.finalize()
+        inputs.scores_N = reducer.finalize()
     elif form == "embeddings":
-        from forgetting.inference import predict
-
         inputs.embeddings_N_D = predict(
-            model, images[pool_t], probs=False, embeddings=True, batch_size=batch_size
+            model, pool, probs=False, embeddings=True, batch_size=batch_size, embedding_layer=embedding_layer
         ).embeddings_N_D
         inputs.labeled_embeddings_L_D = predict(
-            model, images[labeled_t], probs=False, embeddings=True, batch_size=batch_size
+            model,
+            labeled,
+            probs=False,
+            embeddings=True,
+            batch_size=batch_size,
+            embedding_layer=embedding_layer,
         ).embeddings_N_D
     return SegmentationQueryInputs(inputs, form, switch_scores)
 
 
 def queried_section_arrays(
-    model: nn.Module,
+    model: nn.Module | None,
     strategy: Strategy,
     form: SegmentationForm,
     *,
-    images: torch.Tensor,
-    masks: torch.Tensor | None,
+    pool: DataSource,
     positions: np.ndarray,
-    pool_t: torch.Tensor,
-    tracker: object | None = None,
+    masks: torch.Tensor | None = None,
+    tracker: EventTracker | None = None,
     batch_size: int | None = None,
     mc_samples: int = 20,
     mc_seed: int = 0,
@@ -598,142 +623,67 @@ def queried_section_arrays(
     """What a segmentation round stores about its queried sections (``RoundRecord.query_arrays``).
 
     Args:
+        pool: the candidate sections, in pool order.
         positions: int64 ``[n]`` the selected positions into the pool.
-        images, masks: every training section (uint8 ``[N, C, H, W]``, int64 ``[N, H, W]``); ``masks`` is
-            ``None`` where they are unknown (a labelling project's unlabelled images).
-        pool_t: int64 ``[P]`` the pool's indices into ``images``.
+        masks: int64 ``[n, H, W]`` the revealed masks of the picks (simulation), or ``None`` where they are
+            unknown (a labelling project's unlabelled images).
         tracker: the pool's pixel tracker, if it was observed.
         mc_samples, mc_seed: as for :func:`segmentation_strategy_inputs` (``pixel-mc`` score maps; the
             dropout masks differ from the pool pass, which scored other sections in the same stream).
 
     Returns:
-        ``images`` uint8 ``[n, C, H, W]``, ``masks`` int16 ``[n, H, W]`` (the revealed labels; only with
-        ``masks``), ``pred``
-        uint8 ``[n, H, W]``, ``pixel_scores`` float16 ``[n, H, W]`` (the strategy's per-pixel score; absent
-        for strategies without one) and ``switch_maps`` uint8 ``[n, H, W]`` (saturating at 255; only with a
-        tracker).
+        ``images`` uint8 ``[n, C, H, W]`` (in-memory pools only: a lazy pool's inputs are the user's),
+        ``masks`` int16 ``[n, H, W]`` (only with ``masks``); with a model, ``pred`` uint8 ``[n, H, W]`` and
+        ``pixel_scores`` float16 ``[n, H, W]`` (the strategy's per-pixel score; absent for strategies without
+        one); ``switch_maps`` uint8 ``[n, H, W]`` (saturating at 255; only with a tracker).
     """
-    device = model_device(model)
-    batch_size = batch_size or pixel_batch_size(device, *images.shape[-2:])
-    pos_t = torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(pool_t.device)
-    rows = pool_t[pos_t]
-    chosen = images[rows]
-    out: dict[str, np.ndarray] = {"images": chosen.cpu().numpy().astype(np.uint8)}
+    positions = np.asarray(positions, dtype=np.int64)
+    chosen = pool.subset(positions)
+    out: dict[str, np.ndarray] = {}
+    tensors = chosen.as_tensors()
+    if tensors is not None:
+        out["images"] = tensors[0].cpu().numpy().astype(np.uint8)
     if masks is not None:
-        out["masks"] = masks[rows].cpu().numpy().astype(np.int16)
-    if form == "pixel-probs":
-        scores, pred = _pixel_probability_scores(
-            model,
-            chosen,
-            strategy,  # type: ignore[arg-type]
-            None,
-            batch_size=batch_size,
-            keep=True,
-        )
-        assert scores is not None and pred is not None
-        out["pixel_scores"] = scores.cpu().numpy().astype(np.float16)
-    elif form == "pixel-mc":
-        scores, _ = _pixel_mc_scores(
-            model,
-            chosen,
-            strategy,  # type: ignore[arg-type]
-            None,
-            mc_samples=mc_samples,
-            batch_size=batch_size,
-            seed=mc_seed,
-            keep=True,
-        )
-        assert scores is not None
-        out["pixel_scores"] = scores.cpu().numpy().astype(np.float16)
-        pred = predict_segmentation(model, chosen, batch_size=batch_size)[0]
-    else:
-        pred = predict_segmentation(model, chosen, batch_size=batch_size)[0]
-    out["pred"] = pred.clamp(0, _UINT8_MAX).cpu().numpy().astype(np.uint8)
+        out["masks"] = masks.cpu().numpy().astype(np.int16)
+    if model is not None:
+        device = model_device(model)
+        batch_size = batch_size or pixel_batch_size(device, *pool.input_shape[-2:])
+        if form == "pixel-probs":
+            scores, pred = _pixel_probability_scores(
+                model, chosen, strategy, None, batch_size=batch_size, keep=True
+            )
+            assert scores is not None and pred is not None
+            out["pixel_scores"] = scores.cpu().numpy().astype(np.float16)
+        elif form == "pixel-mc":
+            scores, _ = _pixel_mc_scores(
+                model,
+                chosen,
+                strategy,
+                None,
+                mc_samples=mc_samples,
+                batch_size=batch_size,
+                seed=mc_seed,
+                keep=True,
+            )
+            assert scores is not None
+            out["pixel_scores"] = scores.cpu().numpy().astype(np.float16)
+            pred = predict_segmentation(model, chosen, batch_size=batch_size)[0]
+        else:
+            pred = predict_segmentation(model, chosen, batch_size=batch_size)[0]
+        out["pred"] = pred.clamp(0, _UINT8_MAX).cpu().numpy().astype(np.uint8)
     if tracker is not None:
-        switches = tracker.switches  # type: ignore[attr-defined]
-        picked = switches[pos_t.to(switches.device)].to(torch.int32)
+        switches = tracker.switches
+        pos_t = torch.from_numpy(positions).to(switches.device)
+        picked = switches[pos_t].to(torch.int32)
         if form == "pixel-switches":
             out["pixel_scores"] = picked.cpu().numpy().astype(np.float16)
         out["switch_maps"] = picked.clamp(0, _UINT8_MAX).cpu().numpy().astype(np.uint8)
     return out
 
 
-@dataclass
-class SectionQuery:
-    """What :func:`query_sections` picked.
-
-    Attributes:
-        positions: int64 ``[n]`` positions into the pool, in selection order.
-        scores: float64 ``[n]`` the strategy's score of each pick (NaN where it has none).
-        arrays: :func:`queried_section_arrays` of the picks.
-        form: the strategy's :func:`segmentation_form`.
-        switch_scores: float64 ``[P]`` reduced switch counts of the pool when it was tracked, else ``None``.
-    """
-
-    positions: np.ndarray
-    scores: np.ndarray
-    arrays: dict[str, np.ndarray]
-    form: SegmentationForm
-    switch_scores: torch.Tensor | None
-
-
-def query_sections(
-    model: nn.Module,
-    strategy: Strategy,
-    n: int,
-    *,
-    images: torch.Tensor,
-    pool: np.ndarray,
-    pool_t: torch.Tensor,
-    labeled_t: torch.Tensor,
-    num_classes: int,
-    options: SegmentationOptions,
-    seed: int,
-    masks: torch.Tensor | None = None,
-    tracker: object | None = None,
-    batch_size: int | None = None,
-    mc_samples: int = 20,
-    mc_seed: int = 0,
-) -> SectionQuery:
-    """One segmentation query: :func:`segmentation_strategy_inputs`, the strategy's ``select`` (seeded by
-    ``seed``) and :func:`queried_section_arrays` of the ``n`` picks. The simulation loop and labelling
-    projects both query through here; the arguments are those of the two functions."""
-    computed = segmentation_strategy_inputs(
-        model,
-        strategy,
-        images=images,
-        pool=pool,
-        pool_t=pool_t,
-        labeled_t=labeled_t,
-        num_classes=num_classes,
-        options=options,
-        tracker=tracker,
-        batch_size=batch_size,
-        mc_samples=mc_samples,
-        mc_seed=mc_seed,
-    )
-    selection = strategy.select(computed.inputs, n, seed=seed)
-    positions = np.asarray(selection.indices, dtype=np.int64)
-    arrays = queried_section_arrays(
-        model,
-        strategy,
-        computed.form,
-        images=images,
-        masks=masks,
-        positions=positions,
-        pool_t=pool_t,
-        tracker=tracker,
-        batch_size=batch_size,
-        mc_samples=mc_samples,
-        mc_seed=mc_seed,
-    )
-    scores = np.asarray(selection.scores, dtype=np.float64)
-    return SectionQuery(positions, scores, arrays, computed.form, computed.switch_scores)
-
-
 def segmentation_eval_metrics(
     model: nn.Module,
-    data: Split,
+    data: DataSource,
     *,
     num_classes: int,
     class_names: Sequence[str] | None = None,
@@ -747,7 +697,7 @@ def segmentation_eval_metrics(
         ``iou/<name>`` and ``class_accuracy/<name>`` (NaN for a class absent from ``data`` and never
         predicted, or without pixels).
     """
-    batch_size = batch_size or pixel_batch_size(model_device(model), *data.images.shape[-2:])
+    batch_size = batch_size or pixel_batch_size(model_device(model), *data.input_shape[-2:])
     m = evaluate_segmentation(
         model, data, num_classes=num_classes, ignore_index=ignore_index, batch_size=batch_size
     )

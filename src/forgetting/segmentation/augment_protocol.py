@@ -382,7 +382,7 @@ def run_augment_protocol(
         seeds: override ``config.seeds``.
     """
     from forgetting.devices import resolve_device
-    from forgetting.models import build_model
+    from forgetting.models import build_from_ref
     from forgetting.segmentation.augment_report import write_augment_report
     from forgetting.segmentation.maps import load_segmentation_splits
     from forgetting.segmentation.training import class_weights_from_masks, predict_segmentation
@@ -425,9 +425,9 @@ def run_augment_protocol(
     )
 
     def run_arm(arm: str, seed: int, data: Split) -> tuple[dict[str, Any], np.ndarray, float]:
-        model = build_model(config.model, dataset.in_channels, k, seed=seed, **config.model_options).to(
-            device
-        )
+        model = build_from_ref(
+            config.model, dataset.in_channels, k, seed=seed, options=config.model_options
+        ).to(device)
         observers = [
             ObservationCallback(
                 split.images,

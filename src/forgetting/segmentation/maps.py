@@ -171,29 +171,40 @@ def parse_maps_config(
     return config
 
 
+def check_segmentation_model(model: str, options: dict[str, Any], source: str) -> None:
+    """Check a segmentation model reference of a config: a registered segmentation model (or a user model
+    registered without a task) with valid options, or an import path ``"pkg.mod:fn"`` that imports.
+
+    Raises:
+        UnknownNameError / ConfigError: naming the key, the bad value and the allowed ones.
+    """
+    from forgetting.models import get_spec, is_import_path, list_models, validate_model_ref
+
+    if not is_import_path(model):
+        try:
+            spec = get_spec(model)
+        except UnknownNameError:
+            spec = None
+        if spec is None or spec.task not in (None, "segmentation"):
+            raise UnknownNameError(
+                f"{source}: `model` = {model!r} is not a segmentation model; choose one of "
+                f"{', '.join(list_models('segmentation'))}, or the import path of your own ('pkg.mod:fn')"
+            )
+    try:
+        validate_model_ref(model, options)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: `model` / `model_options`: {exc}") from None
+
+
 def _validate_names(config: MapsConfig, source: str) -> None:
     from forgetting.data import list_datasets
-    from forgetting.models import get_spec, list_models, validate_options
 
     if config.dataset not in list_datasets():
         raise UnknownNameError(
             f"{source}: `dataset` = {config.dataset!r} is not a known dataset; known: "
             f"{', '.join(list_datasets())}"
         )
-    seg_models = list_models("segmentation")
-    try:
-        spec = get_spec(config.model)
-    except UnknownNameError:
-        spec = None
-    if spec is None or spec.task != "segmentation":
-        raise UnknownNameError(
-            f"{source}: `model` = {config.model!r} is not a segmentation model; choose one of "
-            f"{', '.join(seg_models)}"
-        )
-    try:
-        validate_options(config.model, config.model_options)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: `model_options`: {exc}") from None
+    check_segmentation_model(config.model, config.model_options, source)
     if config.data.train_split == config.data.test_split:
         raise ConfigError(
             f"{source}: `data.train_split` and `data.test_split` are both {config.data.train_split!r}; "
@@ -588,7 +599,7 @@ def run_forgetting_maps(config: MapsConfig | None = None, out_dir: str | Path = 
         A :class:`MapsResult` with the paths written and every number.
     """
     from forgetting.devices import resolve_device
-    from forgetting.models import build_model
+    from forgetting.models import build_from_ref
     from forgetting.segmentation.report import write_maps_report
     from forgetting.segmentation.training import (
         fit_segmentation,
@@ -618,7 +629,9 @@ def run_forgetting_maps(config: MapsConfig | None = None, out_dir: str | Path = 
         device,
     )
 
-    model = build_model(config.model, dataset.in_channels, k, seed=config.seed, **config.model_options)
+    model = build_from_ref(
+        config.model, dataset.in_channels, k, seed=config.seed, options=config.model_options
+    )
     model = model.to(device)
     train_config = segmentation_train_config(
         config.train.epochs,

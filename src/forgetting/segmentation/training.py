@@ -20,8 +20,9 @@ from torch import nn
 
 from forgetting.callbacks import TrainingCallback
 from forgetting.data.dataset import Split
+from forgetting.data.source import DataSource, TensorSource
 from forgetting.exceptions import ConfigError
-from forgetting.inference import autocast_context, eval_mode, iter_batches, model_device, to_input
+from forgetting.inference import autocast_context, eval_mode, model_device
 from forgetting.observe import ObservationCallback
 from forgetting.records import TrainRecord
 from forgetting.segmentation.metrics import ConfusionMatrix, SegmentationMetrics
@@ -201,23 +202,25 @@ def fit_segmentation(
 
 @torch.inference_mode()
 def predict_segmentation(
-    model: nn.Module, images: torch.Tensor, *, batch_size: int = 16
+    model: nn.Module, images: torch.Tensor | DataSource, *, batch_size: int = 16
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode predictions and softmax margins of every pixel, on the model's device.
 
     Args:
-        images: uint8 ``[N, C, H, W]`` (any device; copied per batch).
+        images: uint8 ``[N, C, H, W]`` (any device; copied per batch) or a
+            :class:`~forgetting.data.source.DataSource`.
 
     Returns:
         ``(pred int64 [N, H, W], margin float32 [N, H, W])`` where the margin is the top-1 minus the top-2
         softmax probability (0: on the decision boundary, 1: certain).
     """
     device = model_device(model)
+    source = images if isinstance(images, DataSource) else TensorSource(images)
     preds: list[torch.Tensor] = []
     margins: list[torch.Tensor] = []
     with eval_mode(model), autocast_context(device):
-        for sl in iter_batches(int(images.shape[0]), batch_size):
-            probs = model(to_input(images[sl], device)).float().softmax(1)
+        for x, _ in source.batches(device, batch_size, targets=False):
+            probs = model(x).float().softmax(1)
             preds.append(probs.argmax(1))
             if probs.shape[1] > 1:
                 top = probs.topk(2, dim=1).values
@@ -225,24 +228,25 @@ def predict_segmentation(
             else:  # one class: always certain
                 margins.append(torch.ones_like(probs[:, 0]))
     if not preds:
-        h, w = images.shape[-2:]
+        h, w = source.input_shape[-2:]
         return (torch.zeros((0, h, w), dtype=torch.int64), torch.zeros((0, h, w)))
     return torch.cat(preds), torch.cat(margins)
 
 
 def evaluate_segmentation(
     model: nn.Module,
-    data: Split,
+    data: DataSource,
     *,
     num_classes: int,
     ignore_index: int | None = None,
     batch_size: int = 16,
 ) -> SegmentationMetrics:
-    """Pixel accuracy, class accuracies, IoU, mIoU and FWIoU of ``model`` on ``data`` (eval mode)."""
+    """Pixel accuracy, class accuracies, IoU, mIoU and FWIoU of ``model`` on ``data`` (eval mode; any
+    :class:`~forgetting.data.source.DataSource` with int64 ``[N, H, W]`` masks)."""
     device = model_device(model)
     cm = ConfusionMatrix(num_classes, ignore_index)
     with torch.inference_mode(), eval_mode(model), autocast_context(device):
-        for sl in iter_batches(len(data), batch_size):
-            pred = model(to_input(data.images[sl], device)).argmax(1)
-            cm.update(pred, data.targets[sl].to(device))
+        for x, y in data.batches(device, batch_size):
+            assert y is not None
+            cm.update(model(x).argmax(1), y)
     return cm.compute()

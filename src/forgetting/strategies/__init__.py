@@ -13,7 +13,7 @@ seeded selectors usable without a model), :mod:`~forgetting.strategies.uncertain
 
 from __future__ import annotations
 
-from forgetting.strategies.base import Input, Selection, Strategy, StrategyInputs
+from forgetting.strategies.base import MODEL_INPUTS, Input, Selection, SelectionKind, Strategy, StrategyInputs
 from forgetting.strategies.bayesian import BaldStrategy, BatchBaldStrategy, bald_scores, batchbald_select
 from forgetting.strategies.diversity import BadgeStrategy, CoresetStrategy
 from forgetting.strategies.dynamics import (
@@ -57,6 +57,7 @@ from forgetting.strategies.uncertainty import (
 
 __all__ = [
     "GAUSS_FALLBACKS",
+    "MODEL_INPUTS",
     "STRATEGIES",
     "BadgeStrategy",
     "BaldStrategy",
@@ -74,6 +75,7 @@ __all__ = [
     "SampledSwitchStrategy",
     "ScoredStrategy",
     "Selection",
+    "SelectionKind",
     "Strategy",
     "StrategyInputs",
     "SwitchStrategy",

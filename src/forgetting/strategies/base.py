@@ -26,6 +26,24 @@ class Input(enum.StrEnum):
     EMBEDDINGS = "embeddings"
     DYNAMICS = "dynamics"  # switch counts on the pool from training-time tracking: switches_N
     POOL_LABELS = "pool_labels"  # true pool labels (oracle analysis only): pool_labels_N and forgetting_N
+    # dataset indices of the pool rows: pool_indices_N (precomputed per-sample scores read by index)
+    POOL_INDICES = "pool_indices"
+
+
+#: The inputs that need the round's trained model (one eval-mode pass over the pool).
+MODEL_INPUTS: frozenset[Input] = frozenset({Input.PROBS, Input.MC_PROBS, Input.EMBEDDINGS})
+
+
+class SelectionKind(enum.StrEnum):
+    """How a strategy's ``select`` uses its inputs (declared as :attr:`Strategy.selection`)."""
+
+    #: ``select`` ranks or samples the one-dimensional output of ``score`` only. A task may therefore hand
+    #: it any per-sample score in ``StrategyInputs.scores_N`` instead (for segmentation: the strategy's own
+    #: pixel scores, reduced to one per section).
+    SCORES = "scores"
+    #: ``select`` needs the full inputs (a greedy, joint or diversity selection over embeddings or MC
+    #: samples, or a tie-break on a second input).
+    JOINT = "joint"
 
 
 @dataclass
@@ -44,9 +62,10 @@ class StrategyInputs:
         forgetting_N: integer ``[N]`` forgetting counts, from tracking with the pool's true labels.
         never_learned_N: bool ``[N]`` pool samples never predicted correctly (oracle tracking only).
         pool_labels_N: int64 ``[N]`` true labels (oracle analysis only).
-        image_scores_N: float ``[N]`` scores computed outside the strategy, which a
-            :class:`~forgetting.strategies.scored.ScoredStrategy` ranks instead of calling its ``score``:
-            for segmentation, the strategy's own pixel scores reduced to one score per section (see
+        pool_indices_N: int64 ``[N]`` the dataset (training-split) index of each pool row.
+        scores_N: float ``[N]`` per-sample scores computed outside the strategy, which a strategy whose
+            :attr:`~Strategy.selection` is ``"scores"`` ranks instead of calling its ``score``: for
+            segmentation, the strategy's own pixel scores reduced to one score per section (see
             :mod:`forgetting.segmentation.active`).
     """
 
@@ -59,7 +78,8 @@ class StrategyInputs:
     forgetting_N: torch.Tensor | None = None
     never_learned_N: torch.Tensor | None = None
     pool_labels_N: torch.Tensor | None = None
-    image_scores_N: torch.Tensor | None = None
+    pool_indices_N: torch.Tensor | None = None
+    scores_N: torch.Tensor | None = None
 
     def require(self, name: str) -> torch.Tensor:
         """The field ``name``, or a :class:`MissingInputError` naming it."""
@@ -83,10 +103,22 @@ class Selection:
 
 
 class Strategy(ABC):
-    """Base class: subclasses set ``name`` and ``requires`` and implement :meth:`select`."""
+    """Base class: subclasses set ``name`` and ``requires`` and implement :meth:`select`.
+
+    A strategy declares what it can work with, and the loop's task matches that with what it can produce
+    (nothing is probed):
+
+    * ``requires``: the inputs the loop must compute (:class:`Input`);
+    * ``selection``: ``"scores"`` when ``select`` only ranks or samples the output of ``score`` (so a task may
+      hand it any per-sample score), ``"joint"`` when it needs the full inputs;
+    * ``elementwise``: whether ``score`` scores each row from that row's inputs alone (entropy of one
+      softmax, one switch count), so it also applies to each pixel of a section, before a reduction.
+    """
 
     name: ClassVar[str]
     requires: ClassVar[frozenset[Input]] = frozenset()
+    selection: ClassVar[SelectionKind] = SelectionKind.JOINT
+    elementwise: ClassVar[bool] = False
 
     @abstractmethod
     def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from forgetting.strategies.base import Input, Selection, StrategyInputs
+from forgetting.strategies.base import Input, Selection, SelectionKind, StrategyInputs
 from forgetting.strategies.common import (
     CHUNK_ELEMENTS,
     check_n,
@@ -188,6 +188,7 @@ class BaldStrategy(ScoredStrategy):
 
     name = "bald"
     requires = frozenset({Input.MC_PROBS})
+    elementwise = True  # one mutual information per row of K softmaxes: applies to each pixel too
 
     def score(self, inputs: StrategyInputs) -> torch.Tensor:
         """BALD score ``[N]`` (float64)."""
@@ -204,6 +205,7 @@ class BatchBaldStrategy(ScoredStrategy):
 
     name = "batchbald"
     requires = frozenset({Input.MC_PROBS})
+    selection = SelectionKind.JOINT  # a greedy joint selection over the MC samples
 
     def __init__(self, *, num_samples: int = 1000, max_candidates: int = 2000, chunk_size: int | None = None):
         super().__init__()

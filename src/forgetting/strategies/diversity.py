@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from forgetting.strategies.base import Input, Selection, StrategyInputs
+from forgetting.strategies.base import Input, Selection, SelectionKind, StrategyInputs
 from forgetting.strategies.common import check_n, check_rows, working_float
 from forgetting.strategies.scored import ScoredStrategy
 from forgetting.strategies.selectors import badge_factors, badge_select, k_center_greedy, min_distances
@@ -44,6 +44,7 @@ class CoresetStrategy(ScoredStrategy):
 
     name = "coreset"
     requires = frozenset({Input.EMBEDDINGS})
+    selection = SelectionKind.JOINT  # greedy k-center over the embeddings
 
     def score(self, inputs: StrategyInputs) -> torch.Tensor:
         """Distance to the nearest labeled embedding, ``[N]``, computed in bounded blocks."""
@@ -72,6 +73,7 @@ class BadgeStrategy(ScoredStrategy):
 
     name = "badge"
     requires = frozenset({Input.PROBS, Input.EMBEDDINGS})
+    selection = SelectionKind.JOINT  # k-means++ seeding on gradient embeddings
 
     @staticmethod
     def _probs(inputs: StrategyInputs) -> torch.Tensor:

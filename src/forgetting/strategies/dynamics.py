@@ -6,13 +6,13 @@ Precomputed counts (option ``scores_file``)
 Every count-based strategy accepts ``scores_file``: a ``.npy`` array, or an ``.npz`` with key ``scores``, of
 counts over the WHOLE training split, indexed by training-split index (the GauSS paper's "ideal" analysis,
 where a model trained on all data ranks the pool). Such a strategy has ``uses_precomputed = True`` and
-``requires == {Input.DYNAMICS}`` (also ``forgetting``, which then needs no pool labels): the loop must NOT
-track the pool; it calls :meth:`CountStrategy.precomputed_scores` with the training-split indices of the pool
-positions and puts the result into ``StrategyInputs.switches_N`` before
-:meth:`~forgetting.strategies.base.Strategy.select`. The strategy reads its counts from ``switches_N`` in
-that mode. For ``forgetting``, ``+inf`` in the file marks never-learned samples.
+declares ``requires == {Input.POOL_INDICES}`` (also ``forgetting``, which then needs no pool labels): the loop
+does not track the pool and only hands it the training-split indices of the pool rows
+(``StrategyInputs.pool_indices_N``); the strategy looks its counts up in the file. Its scores are per sample,
+so it is not ``elementwise``. For ``forgetting``, ``+inf`` in the file marks never-learned samples.
 
-``requires`` of these strategies is an instance property (options change it): always ask an instance.
+``requires``, ``selection`` and ``elementwise`` of these strategies are instance properties (options change
+them): always ask an instance.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from forgetting.exceptions import ConfigError
-from forgetting.strategies.base import Input, Selection, StrategyInputs
-from forgetting.strategies.common import as_numpy_1d, check_n, check_rows, positive_int_option
+from forgetting.strategies.base import Input, Selection, SelectionKind, StrategyInputs
+from forgetting.strategies.common import check_n, check_rows, positive_int_option
 from forgetting.strategies.scored import ScoredStrategy
 from forgetting.strategies.selectors import (
     GaussInfo,
@@ -125,9 +125,15 @@ class CountStrategy(ScoredStrategy):
 
     @property
     def requires(self) -> frozenset[Input]:  # type: ignore[override]
-        """Inputs the loop must provide: :attr:`base_requires`, or ``{DYNAMICS}`` (filled from
-        :meth:`precomputed_scores`, without tracking) with ``scores_file``."""
-        return frozenset({Input.DYNAMICS}) if self.uses_precomputed else self.base_requires
+        """Inputs the loop must provide: :attr:`base_requires`, or ``{POOL_INDICES}`` (the counts are looked
+        up in the ``scores_file``, without tracking) with ``scores_file``."""
+        return frozenset({Input.POOL_INDICES}) if self.uses_precomputed else self.base_requires
+
+    @property
+    def elementwise(self) -> bool:  # type: ignore[override]
+        """Tracked counts are per element (a sample, or a pixel of a per-pixel tracker); the counts of a
+        ``scores_file`` are per sample."""
+        return not self.uses_precomputed
 
     def precomputed_scores(self, pool_indices: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The ``scores_file`` counts of the given training-split indices: float64 ``[P]``, aligned with them.
@@ -155,9 +161,12 @@ class CountStrategy(ScoredStrategy):
         return torch.from_numpy(self._precomputed[idx.astype(np.int64, copy=False)])
 
     def counts(self, inputs: StrategyInputs) -> torch.Tensor:
-        """The counts this strategy ranks: ``switches_N`` with ``scores_file``, else :attr:`count_field`."""
-        field = "switches_N" if self.uses_precomputed else self.count_field
-        return check_rows(inputs.require(field), field, inputs.n_pool, ndim=1)
+        """The counts this strategy ranks: the ``scores_file`` entries of ``pool_indices_N``, or the
+        tracked :attr:`count_field`."""
+        if self.uses_precomputed:
+            indices = check_rows(inputs.require("pool_indices_N"), "pool_indices_N", inputs.n_pool, ndim=1)
+            return self.precomputed_scores(indices)
+        return check_rows(inputs.require(self.count_field), self.count_field, inputs.n_pool, ndim=1)
 
     def score(self, inputs: StrategyInputs) -> torch.Tensor:
         """The counts as float64 ``[N]``."""
@@ -189,10 +198,15 @@ class SwitchStrategy(CountStrategy):
         extra = {Input.PROBS} if self.tie_break == "entropy" else set()
         return super().requires | extra
 
+    @property
+    def selection(self) -> SelectionKind:  # type: ignore[override]
+        """``"scores"``; ``"joint"`` with ``tie_break="entropy"`` (ties are broken on the probabilities)."""
+        return SelectionKind.JOINT if self.tie_break == "entropy" else SelectionKind.SCORES
+
     def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:
         """Top-``n`` switch counts with the configured tie-break."""
         n = check_n(n, inputs.n_pool)
-        counts = as_numpy_1d(self.score(inputs), "switch counts")
+        counts = self.sample_scores(inputs)
         secondary = None
         if self.tie_break == "entropy":
             probs = check_rows(inputs.require("probs_N_C"), "probs_N_C", inputs.n_pool, ndim=2)
@@ -221,7 +235,7 @@ class GaussStrategy(CountStrategy):
     def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:
         """GauSS selection of ``n`` pool positions; sets :attr:`last_info`."""
         n = check_n(n, inputs.n_pool)
-        counts = as_numpy_1d(self.score(inputs), "switch counts")
+        counts = self.sample_scores(inputs)
         indices, info = gauss_select(
             counts, n, seed=seed, return_info=True, max_fit_samples=self.max_fit_samples
         )
@@ -242,7 +256,7 @@ class SampledSwitchStrategy(CountStrategy):
     def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:
         """Count²-proportional sample of ``n`` pool positions."""
         n = check_n(n, inputs.n_pool)
-        counts = as_numpy_1d(self.score(inputs), "switch counts")
+        counts = self.sample_scores(inputs)
         indices = sampled_count_select(counts, n, seed=seed)
         return Selection(indices=indices, scores=counts[indices])
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
+import numpy as np
 import torch
 
-from forgetting.strategies.base import Selection, Strategy, StrategyInputs
+from forgetting.strategies.base import Selection, SelectionKind, Strategy, StrategyInputs
 from forgetting.strategies.common import as_numpy_1d, check_n
 from forgetting.strategies.selectors import select_top_k
 
@@ -22,6 +23,7 @@ class ScoredStrategy(Strategy):
     """
 
     options: dict[str, object]
+    selection = SelectionKind.SCORES
 
     def __init__(self) -> None:
         self.options = {}
@@ -30,14 +32,20 @@ class ScoredStrategy(Strategy):
     def score(self, inputs: StrategyInputs) -> torch.Tensor:
         """One float score per pool position, higher = more worth labelling: ``[N]`` (NaN = no score)."""
 
-    def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:
-        """Top-``n`` of :meth:`score` (or of ``inputs.image_scores_N`` when the loop computed the scores,
-        as for segmentation), ties broken uniformly at random by ``seed``."""
-        n = check_n(n, inputs.n_pool)
-        raw = self.score(inputs) if inputs.image_scores_N is None else inputs.image_scores_N
+    def sample_scores(self, inputs: StrategyInputs) -> np.ndarray:
+        """The per-sample scores :meth:`select` ranks: ``inputs.scores_N`` when a task computed them (for
+        segmentation, this strategy's pixel scores reduced per section), else :meth:`score`. Host float64
+        ``[N]`` (one transfer)."""
+        raw = self.score(inputs) if inputs.scores_N is None else inputs.scores_N
         scores = as_numpy_1d(raw, f"{self.name} scores")
         if scores.size != inputs.n_pool:
             raise ValueError(f"{self.name} produced {scores.size} scores for a pool of {inputs.n_pool}")
+        return scores
+
+    def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:
+        """Top-``n`` of :meth:`sample_scores`, ties broken uniformly at random by ``seed``."""
+        n = check_n(n, inputs.n_pool)
+        scores = self.sample_scores(inputs)
         indices = select_top_k(scores, n, seed=seed)
         return Selection(indices=indices, scores=scores[indices])
 

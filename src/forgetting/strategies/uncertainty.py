@@ -72,6 +72,7 @@ class RandomStrategy(ScoredStrategy):
 
 class _ProbsStrategy(ScoredStrategy):
     requires = frozenset({Input.PROBS})
+    elementwise = True  # one score per softmax row: applies to each pixel too
 
     @staticmethod
     def _probs(inputs: StrategyInputs) -> torch.Tensor:
