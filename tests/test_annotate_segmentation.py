@@ -117,7 +117,7 @@ def test_init_segmentation_project(
 
     with pytest.raises(ProjectError, match="classes up front"):
         init_project(tmp_path / "a", folder, task="segmentation")
-    with pytest.raises(ProjectError, match="classification model, but the project.s task is segmentation"):
+    with pytest.raises(ProjectError, match=r"classification model, but the project.s task is segmentation"):
         init_project(tmp_path / "b", folder, classes=CLASSES, task="segmentation", model="small-cnn")
     with pytest.raises(ProjectError, match=r"ignore_index = 2 is the id of class 'lower_north_sea'"):
         init_project(tmp_path / "c", folder, classes=CLASSES, task="segmentation", ignore_index=2)
@@ -132,7 +132,7 @@ def test_init_segmentation_project(
     # Bad [segmentation] values in the edited file are named with the allowed ones; classification has none.
     manifest = project.root / "forgetting.toml"
     manifest.write_text(text.replace('model = "unet"', 'model = "small-cnn"'))
-    with pytest.raises(ProjectError, match=r"small-cnn.* is a classification model.*set model to one of deconvnet, unet"):
+    with pytest.raises(ProjectError, match=r"small-cnn.* is a classification model.*one of deconvnet, unet"):
         project.query(strategy="random")
     manifest.write_text(text.replace('model = "unet"\n', ""))  # the default model of the task
     assert LabelingProject.open(project.root).settings.model == "unet"

@@ -421,7 +421,11 @@ def init_project_cmd(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="A model of the task (see `forgetting models`; default small-cnn, or unet)."),
+        typer.Option(
+            help="A model of the task (see `forgetting models`; default small-cnn, or unet), or the import "
+            "path of your own factory, 'package.module:function' (its keyword arguments go in "
+            "[model_options] of forgetting.toml)."
+        ),
     ] = None,
     strategy: Annotated[str, typer.Option(help="The default strategy of `forgetting query`.")] = "gauss",
     query_size: Annotated[

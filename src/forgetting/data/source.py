@@ -346,8 +346,11 @@ class DatasetSource(DataSource):
         return _Items(self, self._rows, transform, True)
 
     # ------------------------------------------------------------------ items
-    def _read(self, row: int, transform: Transform | None) -> tuple[torch.Tensor, torch.Tensor]:
-        item = self.dataset[row]
+    def _read(
+        self, row: int, transform: Transform | None, item: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if item is None:
+            item = self.dataset[row]
         if not isinstance(item, tuple | list) or len(item) < 1:
             raise ConfigError(
                 f"items of {type(self.dataset).__name__} must be (x, y) pairs; item {row} is "
@@ -390,6 +393,16 @@ class _Items(TorchDataset):
     def __getitem__(self, k: int) -> tuple[torch.Tensor, Any]:
         x, y = self.source._read(int(self.rows[k]), self.transform)
         return x, y
+
+    def __getitems__(self, ks: list[int]) -> list[tuple[torch.Tensor, Any]]:
+        """The batched fetch of ``torch.utils.data``: forwarded to the user's dataset when it implements
+        ``__getitems__`` (one read per batch, e.g. one slice of a memory map), else one item at a time."""
+        rows = [int(self.rows[k]) for k in ks]
+        batched = getattr(self.source.dataset, "__getitems__", None)
+        if batched is None:
+            return [self.source._read(row, self.transform) for row in rows]
+        items = batched(rows)
+        return [self.source._read(row, self.transform, item) for row, item in zip(rows, items, strict=True)]
 
 
 class _TargetsOnly:

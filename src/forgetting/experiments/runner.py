@@ -790,11 +790,7 @@ def estimate(config: ExperimentConfig, *, measure: bool = True) -> Estimate:
         strategy = get_strategy(spec.strategy, **spec.strategy_options)
         requires = frozenset(strategy.requires)
         tracked = spec.track.enabled is True or (
-            spec.track.enabled is None
-            and (
-                (Input.DYNAMICS in requires and not getattr(strategy, "uses_precomputed", False))
-                or Input.POOL_LABELS in requires
-            )
+            spec.track.enabled is None and bool({Input.DYNAMICS, Input.POOL_LABELS} & requires)
         )
         passes = (1 if ({Input.PROBS, Input.EMBEDDINGS} & requires) else 0) + (
             spec.al.mc_samples if Input.MC_PROBS in requires else 0
