@@ -495,3 +495,34 @@ def test_readme_examples_run(script: str) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
     assert len(lines) == 4 and all("test" in ln for ln in lines)
+
+
+def test_maps_augment_and_experiment_configs_name_models_by_import_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forgetting.experiments import expand_grid, parse_config
+    from forgetting.segmentation.augment_protocol import parse_augment_config
+    from forgetting.segmentation.maps import parse_maps_config
+
+    (tmp_path / "cfg_nets.py").write_text(
+        "from torch import nn\n\ndef seg(k=6):\n    return nn.Conv2d(1, k, 1)\n\nNOT_CALLABLE = 3\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert parse_maps_config('model = "cfg_nets:seg"').model == "cfg_nets:seg"
+    assert parse_augment_config('model = "cfg_nets:seg"').model == "cfg_nets:seg"
+    with pytest.raises(ConfigError, match=r"module 'cfg_nets' has no attribute 'deeplab'"):
+        parse_maps_config('model = "cfg_nets:deeplab"')
+    with pytest.raises(ConfigError, match="not callable"):
+        parse_augment_config('model = "cfg_nets:NOT_CALLABLE"')
+    config = parse_config(
+        'name = "x"\nmodel = "cfg_nets:seg"\n[train]\nfunction = "cfg_nets:seg"\n'
+        '[model_options."cfg_nets:seg"]\nk = 3\n'
+    )
+    (spec,) = expand_grid(config)
+    loop = spec.loop_config()
+    assert loop.model == "cfg_nets:seg" and loop.train_fn == "cfg_nets:seg" and spec.model_options == {"k": 3}
+    plain = expand_grid(parse_config('name = "x"'))[0]
+    assert "function" not in plain.canonical_json() and "embedding_layer" not in plain.canonical_json()
+    with pytest.raises(ConfigError, match=r"train.function.*module 'nope' does not import"):
+        parse_config('name = "x"\n[train]\nfunction = "nope:loop"')
+    sys.modules.pop("cfg_nets", None)

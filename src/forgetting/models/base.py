@@ -25,6 +25,7 @@ __all__ = [
     "has_dropout",
     "he_init",
     "mc_dropout",
+    "seeded_construction",
 ]
 
 
@@ -151,6 +152,18 @@ def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in zip(modules, flags, strict=True):
             m.training = training
+
+
+@contextlib.contextmanager
+def seeded_construction(seed: int | None) -> Iterator[None]:
+    """Build modules inside this block deterministically: a forked CPU RNG seeded with ``seed`` (the
+    caller's global RNG state is untouched); nothing happens with ``seed=None``."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

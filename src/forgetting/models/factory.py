@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from forgetting.exceptions import ConfigError
-from forgetting.models.base import Classifier, Segmenter, has_dropout
+from forgetting.models.base import Classifier, Segmenter, has_dropout, seeded_construction
 from forgetting.models.registry import MODELS, ModelSpec, Option, build_model, get_spec
 
 __all__ = [
@@ -198,12 +198,7 @@ def build_from_ref(
 
 
 def _call(factory: Callable[..., Any], options: dict[str, Any], seed: int | None, label: str) -> nn.Module:
-    rng: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if seed is not None:
-        rng = torch.random.fork_rng(devices=[])
-    with rng:
-        if seed is not None:
-            torch.manual_seed(seed)
+    with seeded_construction(seed):
         try:
             module = factory(**options)
         except TypeError as err:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
 from forgetting.exceptions import ConfigError, UnknownNameError
+from forgetting.models.base import seeded_construction
 from forgetting.models.classification import MLP, VGG, VGG_CONFIGS, ResNet, SmallCNN
 from forgetting.models.segmentation import DeconvNet, UNet
 
@@ -246,12 +245,7 @@ def build_model(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"seed must be an integer or None; got {seed!r}")
     resolved = validate_options(spec.name, options)
-    rng: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if seed is not None:
-        rng = torch.random.fork_rng(devices=[])
-    with rng:
-        if seed is not None:
-            torch.manual_seed(seed)
+    with seeded_construction(seed):
         if spec.data_args:
             model = spec.factory(in_channels, num_classes, **resolved)
         else:

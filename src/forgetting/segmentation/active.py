@@ -59,7 +59,7 @@ from forgetting.inference import (
 )
 from forgetting.models.base import Segmenter, mc_dropout
 from forgetting.segmentation.training import CLASS_WEIGHTING, evaluate_segmentation, predict_segmentation
-from forgetting.strategies import Input, SelectionKind, Strategy, StrategyInputs
+from forgetting.strategies import Input, SelectionKind, Strategy, StrategyInputs, list_strategies
 
 __all__ = [
     "REDUCTIONS",
@@ -342,17 +342,7 @@ def _form_of(strategy: Strategy) -> SegmentationForm | None:
 
 def segmentation_strategies() -> list[str]:
     """The registered strategies (with default options) that run on segmentation."""
-    from forgetting.strategies import get_strategy, list_strategies
-
-    names = []
-    for name in list_strategies():
-        try:
-            strategy = get_strategy(name)
-        except (ConfigError, TypeError):  # a strategy that cannot be built without options
-            continue
-        if _form_of(strategy) is not None:
-            names.append(name)
-    return names
+    return list_strategies(where=lambda strategy: _form_of(strategy) is not None)
 
 
 # A per-batch pixel scorer: float [B, C, H, W] on the device -> (scores [B, H, W], pred [B, H, W]).

@@ -21,6 +21,7 @@ from forgetting.data.source import DataSource
 from forgetting.events import EventTracker
 from forgetting.segmentation.active import (
     SegmentationOptions,
+    _form_of,
     pixel_batch_size,
     queried_section_arrays,
     segmentation_eval_metrics,
@@ -79,8 +80,6 @@ class SegmentationTask(Task):
 
     def support(self, strategy: Strategy) -> str | None:
         """The strategy's :func:`~forgetting.segmentation.active.segmentation_form`, or ``None``."""
-        from forgetting.segmentation.active import _form_of
-
         return _form_of(strategy)
 
     def check_strategy(self, strategy: Strategy) -> str:

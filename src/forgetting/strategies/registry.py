@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from forgetting.exceptions import ConfigError, UnknownNameError
@@ -66,9 +67,20 @@ def register_strategy(cls: S | None = None, *, name: str | None = None, overwrit
     return register if cls is None else register(cls)
 
 
-def list_strategies() -> list[str]:
-    """The registered strategy names, sorted."""
-    return sorted(STRATEGIES)
+def list_strategies(where: Callable[[Strategy], bool] | None = None) -> list[str]:
+    """The registered strategy names, sorted; with ``where``, only those whose instance with default options
+    satisfies it (strategies that cannot be built without options are left out)."""
+    if where is None:
+        return sorted(STRATEGIES)
+    names = []
+    for name in sorted(STRATEGIES):
+        try:
+            strategy = get_strategy(name)
+        except (ConfigError, TypeError):
+            continue
+        if where(strategy):
+            names.append(name)
+    return names
 
 
 def strategy_options(name: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from forgetting.events import EventTracker
 from forgetting.exceptions import ConfigError
 from forgetting.inference import default_batch_size
 from forgetting.initial import uniform_initial_set
-from forgetting.strategies import MODEL_INPUTS, Input, Strategy, StrategyInputs
+from forgetting.strategies import MODEL_INPUTS, Input, Strategy, StrategyInputs, list_strategies
 from forgetting.training import LabeledSet
 
 __all__ = ["PoolContext", "PoolInputs", "Task"]
@@ -137,17 +137,7 @@ class Task(ABC):
 
     def supported_strategies(self) -> list[str]:
         """The registered strategies (with default options) this task runs."""
-        from forgetting.strategies import get_strategy, list_strategies
-
-        names = []
-        for name in list_strategies():
-            try:
-                strategy = get_strategy(name)
-            except (ConfigError, TypeError):  # a strategy that cannot be built without options
-                continue
-            if self.support(strategy) is not None:
-                names.append(name)
-        return names
+        return list_strategies(where=lambda strategy: self.support(strategy) is not None)
 
     @staticmethod
     def needs_model(strategy: Strategy) -> bool:
