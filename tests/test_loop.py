@@ -91,7 +91,7 @@ def test_three_rounds_of_every_strategy_on_mnist(strategy: str) -> None:
             assert 0.0 <= m["accuracy"] <= 1.0 and m["nll"] > 0 and 0.0 <= m["ece"] <= 1.0
         assert set(r.seconds) == {"train", "track", "query", "eval"}
         assert r.query_scores.shape == r.query_indices.shape
-    dynamic = strategy in {"switch", "gauss", "sampled-switch", "forgetting"}
+    dynamic = strategy in {"switch", "gauss", "sampled-switch", "sampled-count", "forgetting"}
     assert bool(records[0].dynamics) == dynamic  # tracking only when the strategy needs it
     if dynamic:
         assert records[0].dynamics["switches"].shape == records[0].pool_indices.shape
