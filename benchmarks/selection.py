@@ -96,7 +96,8 @@ def make_inputs(
         inputs.embeddings_N_D = torch.randn(n_pool, dim, generator=g)
         inputs.labeled_embeddings_L_D = torch.randn(N_LABELED, dim, generator=g)
     if "dynamics" in names:
-        inputs.switches_N = torch.randint(0, count_values, (n_pool,), generator=g, dtype=torch.int16)
+        dtype = torch.int16 if count_values <= 2**15 else torch.int32
+        inputs.switches_N = torch.randint(0, count_values, (n_pool,), generator=g, dtype=dtype)
     if "pool_labels" in names:
         inputs.pool_labels_N = torch.randint(0, N_CLASSES, (n_pool,), generator=g)
         inputs.forgetting_N = torch.randint(0, 8, (n_pool,), generator=g, dtype=torch.int16)

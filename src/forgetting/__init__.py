@@ -42,6 +42,7 @@ from forgetting.exceptions import (
     MissingInputError,
     PoolExhaustedError,
     ProjectError,
+    TrainingLimitError,
     UnknownNameError,
 )
 from forgetting.inference import predict
@@ -139,6 +140,7 @@ __all__ = [
     "TrainConfig",
     "TrainRecord",
     "TrainingCallback",
+    "TrainingLimitError",
     "UnknownNameError",
     "__version__",
     "analyze_forgetting",

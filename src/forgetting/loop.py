@@ -29,6 +29,7 @@ import torch
 from forgetting.data.dataset import Split
 from forgetting.devices import data_device, resolve_device
 from forgetting.evaluation import evaluate
+from forgetting.events import FIRST_OBSERVATIONS
 from forgetting.exceptions import ConfigError, PoolExhaustedError, check_choice
 from forgetting.inference import model_device, predict
 from forgetting.models import build_model, has_dropout
@@ -85,6 +86,8 @@ class TrackConfig:
         subsample_mode: ``rotating`` draws a new subset each pass; ``fixed`` keeps one subset per round;
             ``unstable`` spends the same budget on the rows whose prediction changed at their latest
             observation first (see :meth:`forgetting.observe.ObservationCallback.rows_for_pass`).
+        first_observation: ``"exact"`` (default) or ``"reference"``, a compatibility mode that counts the
+            first observation as the authors' code does (see :class:`~forgetting.events.EventTracker`).
     """
 
     enabled: bool | None = None
@@ -92,9 +95,11 @@ class TrackConfig:
     every: int = 1
     subsample: float | int | None = None
     subsample_mode: Literal["rotating", "fixed", "unstable"] = "rotating"
+    first_observation: Literal["exact", "reference"] = "exact"
 
     def __post_init__(self) -> None:
         check_choice("track.unit", self.unit, ("epoch", "step"))
+        check_choice("track.first_observation", self.first_observation, FIRST_OBSERVATIONS)
         check_choice("track.subsample_mode", self.subsample_mode, SUBSAMPLE_MODES)
         if self.every < 1:
             raise ConfigError(f"track.every must be >= 1, got {self.every}")
@@ -115,6 +120,8 @@ class LoopConfig:
     ``initial_size + rounds * query_size`` labels. ``segmentation`` (reduction, ignore index, class weights)
     applies when the targets are masks; ``None`` means the defaults of :class:`SegmentationOptions`.
     ``class_names`` name the per-class metrics of segmentation rounds (default ``"0"``, ``"1"``, ...).
+    ``initial_seed`` (default ``None``: derived from ``seed``) draws the initial labeled set from its own
+    seed, so that every ``seed`` shares one initial set, as in the authors' code.
     """
 
     model: str = "small-cnn"
@@ -123,6 +130,7 @@ class LoopConfig:
     strategy_options: dict[str, object] = field(default_factory=dict)
     initial_size: int = 20
     initial_selection: Literal["stratified", "uniform"] = "stratified"
+    initial_seed: int | None = None
     query_size: int = 20
     rounds: int = 8
     seed: int = 0
@@ -148,6 +156,8 @@ class LoopConfig:
             raise ConfigError(f"mc_samples must be >= 1, got {self.mc_samples}")
         if self.pool_subsample is not None and self.pool_subsample < 1:
             raise ConfigError(f"pool_subsample must be a positive count, got {self.pool_subsample}")
+        if self.initial_seed is not None and self.initial_seed < 0:
+            raise ConfigError(f"initial_seed must be a non-negative integer or None, got {self.initial_seed}")
 
 
 def initial_labeled_set(
@@ -231,7 +241,7 @@ def run_active_learning(
         train.targets,
         config.initial_size,
         selection=config.initial_selection,
-        seed=derive_seed(config.seed, 0, _INITIAL),
+        seed=derive_seed(config.seed if config.initial_seed is None else config.initial_seed, 0, _INITIAL),
     )
     for record in sorted(completed, key=lambda r: r.round):
         labeled = np.concatenate([labeled, np.asarray(record.query_indices, dtype=np.int64)])
@@ -491,6 +501,7 @@ def train_round(
             unit=config.track.unit,
             subsample=config.track.subsample,
             subsample_mode=config.track.subsample_mode,
+            first_observation=config.track.first_observation,
             seed=derive_seed(config.seed, rnd, _TRACK),
             batch_size=config.eval_batch_size,
             name="pool",

@@ -19,7 +19,7 @@ from torch import nn
 
 from forgetting.callbacks import TrainingCallback
 from forgetting.data.dataset import Split
-from forgetting.exceptions import ConfigError, check_choice
+from forgetting.exceptions import ConfigError, TrainingLimitError, check_choice
 from forgetting.inference import autocast_context, eval_mode, iter_batches, model_device, to_input
 from forgetting.records import TrainRecord
 
@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "plateau", "cosine")
 ACCURACY_SOURCES = ("running", "eval")
+#: The hard safety limit of training with ``max_epochs=None`` (no cap, as in the authors' code, which trains
+#: ``while acc < target``): past this many epochs :func:`fit` raises :class:`TrainingLimitError`.
+UNCAPPED_EPOCH_LIMIT = 1000
 
 
 @dataclass
@@ -36,12 +39,15 @@ class TrainConfig:
 
     Stopping: with ``epochs`` set, exactly that many epochs. Otherwise train until the training accuracy
     reaches ``target_accuracy`` (after at least ``min_epochs``), and never beyond ``max_epochs``.
+    ``max_epochs=None`` removes the cap, as in the authors' code: training then runs until the target, and
+    raises :class:`~forgetting.exceptions.TrainingLimitError` after :data:`UNCAPPED_EPOCH_LIMIT` epochs
+    rather than loop forever.
     ``accuracy_source="running"`` uses the running accuracy of the epoch (free); ``"eval"`` runs an eval-mode
     pass over the training set after each epoch (exact, costs a pass).
 
     Learning-rate schedules that work when the epoch count is unknown: ``constant`` and ``plateau``
     (halve the rate when the epoch's training loss has not improved for 3 epochs). ``cosine`` anneals over
-    ``epochs`` (or ``max_epochs`` when training to a target accuracy).
+    ``epochs`` (or ``max_epochs`` when training to a target accuracy; not available without a cap).
     """
 
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -53,7 +59,7 @@ class TrainConfig:
     target_accuracy: float | None = 0.92
     accuracy_source: Literal["running", "eval"] = "running"
     min_epochs: int = 1
-    max_epochs: int = 100
+    max_epochs: int | None = 100
     epochs: int | None = None
     augment: bool = False
     crop_padding: int = 2
@@ -72,7 +78,15 @@ class TrainConfig:
                 raise ConfigError("train: set either `epochs` (fixed) or `target_accuracy` (with max_epochs)")
             if not 0.0 < self.target_accuracy <= 1.0:
                 raise ConfigError(f"train.target_accuracy must be in (0, 1], got {self.target_accuracy}")
-            if not 1 <= self.min_epochs <= self.max_epochs:
+            if self.max_epochs is None:
+                if self.min_epochs < 1:
+                    raise ConfigError(f"train.min_epochs must be >= 1, got {self.min_epochs}")
+                if self.schedule == "cosine":
+                    raise ConfigError(
+                        "train.schedule 'cosine' anneals over a known number of epochs; with max_epochs = "
+                        "none choose 'constant' or 'plateau', or set max_epochs"
+                    )
+            elif not 1 <= self.min_epochs <= self.max_epochs:
                 raise ConfigError(
                     f"train: need 1 <= min_epochs <= max_epochs, got {self.min_epochs} and {self.max_epochs}"
                 )
@@ -81,8 +95,10 @@ class TrainConfig:
 
     @property
     def epoch_limit(self) -> int:
-        """The most epochs a fit can run."""
-        return self.epochs if self.epochs is not None else self.max_epochs
+        """The most epochs a fit can run (:data:`UNCAPPED_EPOCH_LIMIT` without a cap)."""
+        if self.epochs is not None:
+            return self.epochs
+        return self.max_epochs if self.max_epochs is not None else UNCAPPED_EPOCH_LIMIT
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -178,6 +194,10 @@ def fit(
 
     Returns:
         A :class:`TrainRecord`.
+
+    Raises:
+        TrainingLimitError: ``config.max_epochs`` is ``None`` and the target was not reached within
+            :data:`UNCAPPED_EPOCH_LIMIT` epochs.
     """
     config = config or TrainConfig()
     n = len(data)
@@ -272,6 +292,12 @@ def fit(
                     reached = True
                     break
         else:
+            if config.epochs is None and config.max_epochs is None:
+                raise TrainingLimitError(
+                    f"training with max_epochs = none reached training accuracy {accuracy:.3f} < target "
+                    f"{config.target_accuracy:.3f} after the safety limit of {UNCAPPED_EPOCH_LIMIT} epochs; "
+                    "lower train.target_accuracy, change the optimizer or learning rate, or set max_epochs"
+                )
             if config.epochs is None:
                 reached = False
                 logger.info(

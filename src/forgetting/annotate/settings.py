@@ -52,7 +52,6 @@ from forgetting.annotate.sources import ImageSource
 from forgetting.exceptions import ConfigError, ProjectError
 from forgetting.experiments.config import SegmentationSettings, TrackSettings, TrainSettings
 from forgetting.loop import LoopConfig
-from forgetting.training import TrainConfig
 
 if TYPE_CHECKING:
     from forgetting.segmentation.active import SegmentationOptions
@@ -209,7 +208,7 @@ class ProjectSettings(BaseModel):
             strategy=strategy,
             strategy_options=dict(strategy_options),
             seed=seed,
-            train=TrainConfig(**self.train.model_dump()),
+            train=self.train.to_train_config(),
             track=self.track.to_track_config(),
             mc_samples=self.mc_samples,
             pool_subsample=self.pool_subsample,
