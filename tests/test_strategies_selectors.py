@@ -330,6 +330,24 @@ def test_gauss_too_few_high_members_falls_back_to_top_n() -> None:
     assert sorted(got[:5].tolist()) == list(range(95, 100))  # the top counts first, then zeros at random
 
 
+def test_gauss_exactly_n_members_is_top_n_as_in_the_reference() -> None:
+    # gmmss.py samples only `if length > n`; with exactly n members it takes the top-n by count. A wide low
+    # component owns the far tail here, so the 3 members (near 6) are not the 3 highest counts.
+    x = np.array([0.0, 1.0, 2.0, 5.8, 6.0, 6.2, 30.0, 31.0])
+    params = {"means": np.array([5.0, 6.0]), "variances": np.array([100.0, 0.25]), "weights": np.full(2, 0.5)}
+    members = {3, 4, 5}
+    for seed in range(5):
+        got, info = _select_from_mixture(x, 3, np.random.default_rng(seed), n_fit=8, **params)
+        assert info.n_high == 3 and info.fallback == "too-few-high"
+        assert set(got.tolist()) == {5, 6, 7}  # the reference's backup: argsort(x)[-3:]
+        got, info = _select_from_mixture(x, 2, np.random.default_rng(seed), n_fit=8, **params)
+        assert info.fallback is None and set(got.tolist()) <= members  # more than n: sampled inside
+    # the usual case, members = the upper tail: exactly n members give the same set either way
+    counts = np.concatenate([np.zeros(95, dtype=np.int64), np.full(5, 50)])
+    got, info = gauss_select(counts, 5, seed=0, return_info=True)
+    assert info.n_high == 5 and info.fallback == "too-few-high" and set(got.tolist()) == set(range(95, 100))
+
+
 def test_gauss_subsample_without_two_values_is_degenerate_fit() -> None:
     counts = np.zeros(5000, dtype=np.int64)
     counts[1234] = 9  # one outlier: a 50-value subsample almost surely misses it

@@ -275,7 +275,7 @@ def sampled_switch_select(counts: np.ndarray | torch.Tensor, n: int, *, seed: in
 GAUSS_FALLBACKS = {
     "all-equal": "fewer than 2 distinct counts: no mixture to fit; n drawn uniformly at random",
     "degenerate-fit": "the fitting subsample holds a single value; top-n by count",
-    "too-few-high": "the high-mean component has fewer than n members; top-n by count",
+    "too-few-high": "the high-mean component has at most n members; top-n by count",
     "degenerate-responsibilities": "responsibilities are NaN or sum to zero; top-n by count",
 }
 
@@ -357,7 +357,7 @@ def _select_from_mixture(
     fallback = None
     if np.isnan(resp_high).any() or not np.all(np.isfinite(p)) or (members.size and not p.sum() > 0):
         fallback = "degenerate-responsibilities"
-    elif members.size < n:
+    elif members.size <= n:  # the authors' test is strict (`if length > n: sample`), so exactly n -> top-n
         fallback = "too-few-high"
     if fallback is not None:
         logger.debug("gauss_select: %s (%s)", GAUSS_FALLBACKS[fallback], params)
@@ -381,13 +381,16 @@ def gauss_select(
        subsample of that size without replacement; responsibilities are then computed for every sample in one
        vectorised pass with the fitted parameters.
     2. Keep the members of the high-mean component: responsibility of the high component > 0.5.
-    3. If at least ``n`` members remain, draw ``n`` of them without replacement with probability proportional
-       to their responsibility (successive sampling, implemented as Gumbel-top-k).
-    4. Otherwise take the top-``n`` by count (:func:`select_top_k`, ties random).
+    3. If more than ``n`` members remain, draw ``n`` of them without replacement with probability
+       proportional to their responsibility (successive sampling, implemented as Gumbel-top-k).
+    4. Otherwise take the top-``n`` by count (:func:`select_top_k`, ties random). As in the authors' code
+       (``gmmss.py``: ``if length > n``) this includes exactly ``n`` members: the top-n by count, not the
+       members. The two differ only when the members are not the ``n`` highest counts (a wide low
+       component can own the far tail) and in the order of the picks.
 
     Guards (recorded in ``GaussInfo.fallback``): fewer than 2 distinct counts (all counts equal) -> ``n``
     drawn uniformly at random, since no sample is distinguishable; a single value in the fitting subsample ->
-    top-n; NaN or zero responsibilities -> top-n; fewer than ``n`` members -> top-n.
+    top-n; NaN or zero responsibilities -> top-n; at most ``n`` members -> top-n.
 
     Args:
         counts: ``[N]`` finite counts (integer switch counts or any real score), numpy or torch.
