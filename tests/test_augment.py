@@ -310,6 +310,23 @@ def _lookup(record: dict, path: str) -> float:
     return float(record)  # type: ignore[arg-type]
 
 
+def test_standard_arm_defaults_and_the_rotation_only_benchmark() -> None:
+    from forgetting.segmentation.augment_protocol import load_augment_config
+
+    default = default_augment_config()
+    assert (default.train.standard_rotation, default.train.standard_flips) == (10.0, "lr")
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "augment_rotation_only.toml"
+    only = load_augment_config(bench)
+    assert (only.train.standard_rotation, only.train.standard_flips) == (10.0, "none")
+    assert only.arms == ["standard", "standard+ours"]
+    same = {"train", "arms", "name"}
+    assert {k: v for k, v in only.model_dump().items() if k not in same} == {
+        k: v for k, v in default.model_dump().items() if k not in same
+    }
+    with pytest.raises(ConfigError, match="standard_flips"):
+        parse_augment_config({"train": {"standard_flips": "ud"}})
+
+
 def test_config_errors_and_cli_exit_code(tmp_path: Path) -> None:
     assert default_augment_config().seeds == [0, 1, 2]
     with pytest.raises(ConfigError, match="unknown key"):
