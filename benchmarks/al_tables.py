@@ -3,7 +3,12 @@
 Prints, per strategy (mean ± std over seeds, finished experiments only):
 
 1. the metric of the last round on every evaluation set, and the mean over the OOD sets;
-2. the normalised area under the budget curve (AUBC) on every evaluation set and for the mean OOD value.
+2. the normalised area under the budget curve (AUBC) on every evaluation set and for the mean OOD value;
+3. the papers' own metric (they report accuracy gains, "up to 4.5 %", not AUBC): for each of ``--targets``
+   (default switch, gauss) against every other strategy, the per-round difference of the metric paired by
+   seed (mean over the seeds both ran, rounds aligned by index), as its mean over the rounds and its
+   maximum over the rounds, in percentage points, per eval set (see
+   ``forgetting.experiments.report.round_gains``).
 
 The metric is ``--metric``: by default (``auto``) ``miou`` for segmentation experiments (their rounds hold
 it) and ``accuracy`` otherwise; any stored metric name (``pixel_accuracy``, ``fwiou``, ``nll``...) works.
@@ -33,7 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from forgetting.experiments import ResultStore, load_config, run_experiments
-from forgetting.experiments.report import MEAN_OOD, ExperimentCurves, load_curves, metric_label
+from forgetting.experiments.report import (
+    MEAN_OOD,
+    PROPOSED,
+    ExperimentCurves,
+    load_curves,
+    metric_label,
+    round_gains,
+)
 
 
 def _cell(values: list[float], scale: float = 100.0) -> str:
@@ -45,13 +57,14 @@ def _cell(values: list[float], scale: float = 100.0) -> str:
     return f"{arr.mean():.1f} ± {arr.std(ddof=1):.1f}"
 
 
-def tables(run_dir: Path, metric: str = "auto") -> str:
-    """The Markdown tables of ``run_dir`` (last-round values and AUBC in percent) for ``metric``.
+def tables(run_dir: Path, metric: str = "auto", targets: tuple[str, ...] = PROPOSED) -> str:
+    """The Markdown tables of ``run_dir`` (last-round values, AUBC and per-round gains) for ``metric``.
 
     Args:
         run_dir: a run directory holding ``results.sqlite``.
         metric: a stored metric name, or ``"auto"``: ``miou`` where the experiment's rounds hold it,
-            otherwise ``accuracy`` (one pair of tables per metric when a run mixes both).
+            otherwise ``accuracy`` (one set of tables per metric when a run mixes both).
+        targets: the strategies whose per-round gains over every other strategy are tabulated.
     """
     with ResultStore(run_dir) as store:
         curves = [c for c in load_curves(store, metric) if c.row.status == "done"]
@@ -62,12 +75,13 @@ def tables(run_dir: Path, metric: str = "auto") -> str:
     for c in curves:
         by_metric[c.metric].append(c)
     order = sorted(by_metric, key=lambda m: (m != "accuracy", m))
-    return "\n\n".join(_metric_tables(name, by_metric[name]) for name in order)
+    return "\n\n".join(_metric_tables(name, by_metric[name], targets) for name in order)
 
 
-def _metric_tables(metric: str, curves: list[ExperimentCurves]) -> str:
-    """The last-round and AUBC tables of ``curves`` (all of one metric); one row per dataset, model,
-    strategy and variant (e.g. ``segmentation.reduction=top-q``), with a variant column when any is set."""
+def _metric_tables(metric: str, curves: list[ExperimentCurves], targets: tuple[str, ...] = PROPOSED) -> str:
+    """The last-round, AUBC and per-round-gain tables of ``curves`` (all of one metric); one row per
+    dataset, model, strategy and variant (e.g. ``segmentation.reduction=top-q``), with a variant column when
+    any is set; the gain table has one row per target and baseline."""
     label = metric_label(metric)
     unit = "labeled images" if any(c.segmentation for c in curves) else "labels"
     groups: dict[tuple[str, str, str, str], list[ExperimentCurves]] = defaultdict(list)
@@ -107,6 +121,34 @@ def _metric_tables(metric: str, curves: list[ExperimentCurves]) -> str:
     for key, members in sorted(groups.items()):
         cells = [_cell([m.aubc(s) if s in m.values else math.nan for m in members]) for s in sets]
         out.append(key_cells(key, len(members)) + " | ".join(cells) + " |")
+    gains = round_gains(curves, targets)
+    if gains:
+        out += [
+            "",
+            f"Per-round {label} gain over each baseline (points), paired by seed: mean over rounds / "
+            "max over rounds (the papers' metric)",
+            "",
+            "| dataset | model | strategy | baseline | "
+            + ("variant | " if with_variant else "")
+            + "seeds | "
+            + " | ".join(f"{s} mean / max" for s in sets)
+            + " |",
+            "|---|---|---|---|" + ("---|" if with_variant else "") + "---|" + "---|" * len(sets),
+        ]
+        rows: dict[tuple[str, str, str, str, str], dict[str, str]] = defaultdict(dict)
+        seeds: dict[tuple[str, str, str, str, str], int] = {}
+        for g in gains:
+            key5 = (g.dataset, g.model, g.target, g.baseline, g.variant)
+            rows[key5][g.eval_set] = f"{100 * g.mean:+.1f} / {100 * g.max:+.1f}" if g.diffs.size else "–"
+            seeds[key5] = max(seeds.get(key5, 0), len(g.seeds))
+        for key5, cells in rows.items():
+            dataset, model, target, baseline, variant = key5
+            middle = f"{variant} | " if with_variant else ""
+            out.append(
+                f"| {dataset} | {model} | {target} | {baseline} | {middle}{seeds[key5]} | "
+                + " | ".join(cells.get(s, "–") for s in sets)
+                + " |"
+            )
     return "\n".join(out)
 
 
@@ -117,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", nargs="?", type=Path, help="run directory holding results.sqlite")
     parser.add_argument("--config", type=Path, help="run (or resume) this config into RUN_DIR first")
     parser.add_argument("--jobs", type=int, default=None, help="parallel experiments for --config")
+    parser.add_argument(
+        "--targets",
+        default=",".join(PROPOSED),
+        help="strategies whose per-round gains over every other strategy are printed (default switch,gauss)",
+    )
     parser.add_argument(
         "--metric",
         default="auto",
@@ -140,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             for exp_id, error in summary.failed.items():
                 print(f"failed: {exp_id}: {error}", file=sys.stderr)
             return 1
-    print(tables(args.run_dir, args.metric))
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    print(tables(args.run_dir, args.metric, targets))
     return 0
 
 

@@ -4,9 +4,11 @@ Each (strategy, pool size) case runs in its own subprocess, so its peak resident
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own: the table reports the peak of the whole process
 and the part added by the selection on top of its synthetic inputs. Inputs have the real shapes: C=10 classes,
 D=512 embedding dimensions, K=20 MC-dropout passes, a labeled set of L=1000 for coreset, coarse integer
-switch counts (0..14, heavy ties as in real tracking). At 1M the embedding dimension is lowered to D=64 so
-that a case stays within a few GB and a few minutes on 2 cores; the table says so. Times exclude building
-the inputs and one warm-up call (imports, e.g. scikit-learn for gauss, ~1.5 s once per process).
+switch counts (0..14, heavy ties as in real tracking; ``--count-values V`` draws them from 0..V-1 instead,
+to show how ``sampled-switch``, whose cost grows with the number of distinct counts, scales). At 1M the
+embedding dimension is lowered to D=64 so that a case stays within a few GB and a few minutes on 2 cores;
+the table says so. Times exclude building the inputs and one warm-up call (imports, e.g. scikit-learn for
+gauss, ~1.5 s once per process).
 
 The scaling exponent is the least-squares slope of log(time) against log(N) over the sizes that share the
 same input shapes.
@@ -14,6 +16,7 @@ same input shapes.
     python benchmarks/selection.py                 # 10k, 100k, 1M; n=1000 (n=100 for batchbald)
     python benchmarks/selection.py --quick         # 10k and 100k, n=200 (batchbald n=20)
     python benchmarks/selection.py --sizes 10000,50000 --strategies gauss,badge
+    python benchmarks/selection.py --sizes 1000000 --strategies sampled-switch,switch --count-values 1000
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ DIM_LARGE = 64  # embedding dimension at pool sizes >= LARGE
 LARGE = 1_000_000
 N_LABELED = 1000
 GEN_CHUNK = 65_536
+COUNT_VALUES = 15  # switch counts 0..14
 
 
 @dataclass
@@ -76,7 +80,9 @@ def _softmax_rows(shape: tuple[int, ...], generator: torch.Generator) -> torch.T
     return out
 
 
-def make_inputs(strategy_requires: frozenset, n_pool: int, seed: int = 0) -> StrategyInputs:
+def make_inputs(
+    strategy_requires: frozenset, n_pool: int, seed: int = 0, count_values: int = COUNT_VALUES
+) -> StrategyInputs:
     """Synthetic inputs of the declared kinds only, with the benchmark's shapes."""
     g = torch.Generator().manual_seed(seed)
     names = {str(r) for r in strategy_requires}
@@ -90,7 +96,8 @@ def make_inputs(strategy_requires: frozenset, n_pool: int, seed: int = 0) -> Str
         inputs.embeddings_N_D = torch.randn(n_pool, dim, generator=g)
         inputs.labeled_embeddings_L_D = torch.randn(N_LABELED, dim, generator=g)
     if "dynamics" in names:
-        inputs.switches_N = torch.randint(0, 15, (n_pool,), generator=g, dtype=torch.int16)
+        dtype = torch.int16 if count_values <= 2**15 else torch.int32
+        inputs.switches_N = torch.randint(0, count_values, (n_pool,), generator=g, dtype=dtype)
     if "pool_labels" in names:
         inputs.pool_labels_N = torch.randint(0, N_CLASSES, (n_pool,), generator=g)
         inputs.forgetting_N = torch.randint(0, 8, (n_pool,), generator=g, dtype=torch.int16)
@@ -98,7 +105,7 @@ def make_inputs(strategy_requires: frozenset, n_pool: int, seed: int = 0) -> Str
     return inputs
 
 
-def _shapes(names: set[str], n_pool: int) -> str:
+def _shapes(names: set[str], n_pool: int, count_values: int = COUNT_VALUES) -> str:
     parts = []
     if "mc_probs" in names:
         parts.append(f"K={N_PASSES}")
@@ -107,16 +114,16 @@ def _shapes(names: set[str], n_pool: int) -> str:
     if "embeddings" in names:
         parts.append(f"D={_dim_for(n_pool)} L={N_LABELED}")
     if "dynamics" in names or "pool_labels" in names:
-        parts.append("counts")
+        parts.append("counts" if count_values == COUNT_VALUES else f"counts 0..{count_values - 1}")
     return " ".join(parts) or "-"
 
 
-def run_case(name: str, n_pool: int, n_query: int) -> CaseResult:
+def run_case(name: str, n_pool: int, n_query: int, count_values: int = COUNT_VALUES) -> CaseResult:
     """One measurement, in this process (called in a fresh subprocess by :func:`main`)."""
     strategy = get_strategy(name)
-    warm = make_inputs(strategy.requires, 200, seed=1)
+    warm = make_inputs(strategy.requires, 200, seed=1, count_values=count_values)
     strategy.select(warm, min(n_query, 10), seed=0)  # imports and lazy initialisation
-    inputs = make_inputs(strategy.requires, n_pool)
+    inputs = make_inputs(strategy.requires, n_pool, count_values=count_values)
     before = _rss_mb()
     start = time.perf_counter()
     selection = strategy.select(inputs, n_query, seed=0)
@@ -132,7 +139,7 @@ def run_case(name: str, n_pool: int, n_query: int) -> CaseResult:
         strategy=name,
         n_pool=n_pool,
         n_query=n_query,
-        shapes=_shapes(names, n_pool),
+        shapes=_shapes(names, n_pool, count_values),
         seconds=seconds,
         input_mb=input_mb,
         peak_mb=peak,
@@ -157,13 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-batchbald", type=int, default=100, help="query size for batchbald (default 100)")
     parser.add_argument("--quick", action="store_true", help="sizes 10k and 100k, n=200, batchbald n=20")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case before giving up")
+    parser.add_argument(
+        "--count-values", type=int, default=COUNT_VALUES, help="switch counts drawn from 0..V-1 (default 15)"
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
-    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: "name:n_pool:n_query"
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: "name:n_pool:n_query:count_values"
     args = parser.parse_args(argv)
 
     if args.case:
-        name, n_pool, n_query = args.case.split(":")
-        print(json.dumps(asdict(run_case(name, int(n_pool), int(n_query)))))
+        name, n_pool, n_query, values = args.case.split(":")
+        print(json.dumps(asdict(run_case(name, int(n_pool), int(n_query), int(values)))))
         return 0
 
     sizes = [10_000, 100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
@@ -178,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         for n_pool in sizes:
             n_query = min(n_bb if name == "batchbald" else n_default, n_pool)
-            cmd = [sys.executable, __file__, "--case", f"{name}:{n_pool}:{n_query}"]
+            cmd = [sys.executable, __file__, "--case", f"{name}:{n_pool}:{n_query}:{args.count_values}"]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
             except subprocess.TimeoutExpired:

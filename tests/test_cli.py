@@ -93,6 +93,32 @@ def test_dry_run_shows_grid_and_work(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_dry_run_of_the_paper_example_without_data(tmp_path):
+    """examples/paper-cifar10.toml validates and dry-runs with no CIFAR files: it counts experiments and
+    models, and says that the dataset's work is not counted."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "paper-cifar10.toml"
+    cfg = tmp_path / "paper.toml"
+    cfg.write_text(example.read_text().replace('root = "~/data/cifar"', f'root = "{tmp_path / "none"}"'))
+    result = runner.invoke(app, ["run", str(cfg), "--dry-run"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    assert "experiments: 135" in out  # 3 models x 9 strategies x 5 seeds
+    assert "models to train: 540" in out  # x (3 rounds + 1)
+    assert "could not be loaded, its work is not counted" in out
+
+
+def test_dry_run_counts_epochs_without_a_cap(tmp_path):
+    cfg = tmp_path / "uncapped.toml"
+    cfg.write_text(TINY.replace("[train]\nepochs = 2", '[train]\nmax_epochs = "none"\nmin_epochs = 3'))
+    assert 'max_epochs = "none"' in cfg.read_text()
+    result = runner.invoke(app, ["run", str(cfg), "--dry-run"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    # no cap: the estimate assumes max(min_epochs, 20) = 20 epochs; 4 experiments x 20 x (10 + 15 + 20)
+    assert "training sample passes: 3,600" in result.stdout
+
+
 def test_run_then_report(tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY)

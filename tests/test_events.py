@@ -399,6 +399,81 @@ def test_to_numpy_returns_host_arrays() -> None:
     assert isinstance(out["never_learned"], np.ndarray)
 
 
+# ------------------------------------------------------------------------ first_observation="reference"
+class _AuthorsTracker:
+    """The update of ``ClassifcationTracker`` in olivesgatech/gauss
+    (``training/classification/classificationtracker.py``), verbatim in numpy."""
+
+    def __init__(self, tracking_size: int) -> None:
+        self._prev_acc = np.zeros(tracking_size, dtype=int)
+        self._prev_pred = np.zeros(tracking_size, dtype=int)
+        self._forgetting_events = np.zeros(tracking_size, dtype=int)
+        self._switch_events = np.zeros(tracking_size, dtype=int)
+
+    def update(self, acc: np.ndarray, pred: np.ndarray, idxs: np.ndarray) -> None:
+        delta = np.clip(self._prev_acc[idxs] - acc, a_min=0, a_max=1)
+        self._forgetting_events[idxs] += delta
+        change = self._prev_pred[idxs] != pred
+        self._switch_events[idxs] += change
+        self._prev_acc[idxs] = acc
+        self._prev_pred[idxs] = pred
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_reference_mode_gives_exactly_the_authors_counts(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, n_classes = 300, int(rng.integers(2, 11))
+    targets = rng.integers(0, n_classes, n)
+    ours = EventTracker((n,), first_observation="reference")
+    pool = EventTracker((n,), first_observation="reference")  # the unlabeled pool: switches only
+    theirs = _AuthorsTracker(n)
+    for epoch in range(int(rng.integers(3, 12))):
+        # each pass covers a random subset of the rows, in shuffled batches (as the pool loader does)
+        rows = rng.permutation(n)[: int(rng.integers(1, n + 1))]
+        # predictions drift from the targets towards noise and back: switches and forgetting both occur
+        noisy = rng.random(rows.size) < rng.uniform(0.1, 0.9)
+        preds = np.where(noisy, rng.integers(0, n_classes, rows.size), targets[rows])
+        for batch in np.array_split(np.arange(rows.size), 4):
+            idx, p = rows[batch], preds[batch]
+            theirs.update((p == targets[idx]).astype(int), p, idx)
+            ours.update(
+                torch.from_numpy(idx), torch.from_numpy(p), torch.from_numpy(targets[idx]), epoch=epoch
+            )
+            pool.update(torch.from_numpy(idx), torch.from_numpy(p), None, epoch=epoch)
+    np.testing.assert_array_equal(ours.switches.numpy(), theirs._switch_events)
+    np.testing.assert_array_equal(ours.forgetting.numpy(), theirs._forgetting_events)
+    np.testing.assert_array_equal(pool.switches.numpy(), theirs._switch_events)
+    assert ours.switches.sum() > 0 and ours.forgetting.sum() > 0
+
+
+def test_reference_mode_differs_from_exact_only_at_the_first_observation() -> None:
+    exact, ref = EventTracker((4,)), EventTracker((4,), first_observation="reference")
+    for tr in (exact, ref):
+        feed(tr, [3, 0, 1, 2], [3, 1, 1, 0], epoch=0)
+    assert ref.switches.tolist() == [1, 0, 1, 1]  # first prediction != class 0
+    assert exact.switches.tolist() == [0, 0, 0, 0]
+    assert ref.forgetting.tolist() == exact.forgetting.tolist() == [0, 0, 0, 0]  # no first forgetting
+    assert ref.learning.tolist() == [1, 0, 1, 0]  # from the zero start, a correct first prediction is learned
+    for tr in (exact, ref):
+        feed(tr, [1, 0, 0, 2], [3, 1, 1, 0], epoch=1)
+    assert (ref.switches - exact.switches).tolist() == [1, 0, 1, 1]
+    assert ref.forgetting.tolist() == exact.forgetting.tolist() == [1, 0, 1, 0]
+    assert (ref.learning - exact.learning).tolist() == [1, 0, 1, 0]
+
+
+def test_reference_mode_is_validated_saved_and_checked_on_load(tmp_path: os.PathLike[str]) -> None:
+    with pytest.raises(ConfigError, match="first_observation"):
+        EventTracker((2,), first_observation="paper")
+    ref = EventTracker((3,), first_observation="reference")
+    feed(ref, [2, 0, 1], None, epoch=0)
+    path = ref.save(os.path.join(tmp_path, "ref.npz"))
+    back = EventTracker.load(path)
+    assert back.first_observation == "reference" and back.switches.tolist() == [1, 0, 1]
+    with pytest.raises(ConfigError, match="first_observation"):
+        EventTracker((3,)).load_state_dict(ref.state_dict())
+    assert "first_observation='reference'" in repr(ref)
+
+
 # ---------------------------------------------------------------------------------------------- reference
 @dataclass
 class _Ref:

@@ -181,6 +181,37 @@ def test_ids_stable_distinct_and_independent_of_run_settings():
 PINNED_DEFAULT_ID = "eba372aae9ce"
 
 
+def test_reference_protocol_keys_reach_the_loop_and_leave_default_ids_alone():
+    default = ExperimentSpec(name="x", dataset="mnist-5k", model="small-cnn", strategy="random", seed=0)
+    assert default.id == PINNED_DEFAULT_ID
+    assert "initial_seed" not in default.canonical_json()
+    assert "first_observation" not in default.canonical_json()
+    text = (
+        'strategy = "switch"\nseeds = [0, 1]\n[al]\ninitial_seed = 3\ninitial_selection = "uniform"\n'
+        '[train]\nmax_epochs = "none"\n[track]\nfirst_observation = "reference"\n'
+    )
+    specs = expand_grid(parse_config(text))
+    loop = specs[0].loop_config()
+    assert loop.initial_seed == 3 and loop.initial_selection == "uniform"
+    assert loop.train.max_epochs is None and loop.track.first_observation == "reference"
+    assert {s.loop_config().initial_seed for s in specs} == {3}  # one initial set for every seed
+    assert len({s.id for s in specs}) == 2 and PINNED_DEFAULT_ID not in {s.id for s in specs}
+    back = ExperimentSpec.from_json(specs[0].to_json())
+    assert back == specs[0] and back.id == specs[0].id
+    # each key on its own changes the id; explicit defaults do not
+    for extra in (
+        "[al]\ninitial_seed = 0\n",
+        '[train]\nmax_epochs = "none"\n',
+        '[track]\nfirst_observation = "reference"\n',
+    ):
+        assert expand_grid(parse_config(extra))[0].id != PINNED_DEFAULT_ID
+    explicit = '[train]\nmax_epochs = 100\n[track]\nfirst_observation = "exact"\n'
+    assert expand_grid(parse_config(explicit))[0].id == PINNED_DEFAULT_ID
+    assert "first_observation" in error_of('[track]\nfirst_observation = "paper"\n')
+    assert "max_epochs" in error_of('[train]\nmax_epochs = "never"\n')
+    assert "initial_seed" in error_of("[al]\ninitial_seed = -1\n")
+
+
 def test_spec_json_round_trip_and_loop_config():
     spec = expand_grid(parse_config(GRID))[5]
     back = ExperimentSpec.from_json(spec.to_json())

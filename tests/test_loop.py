@@ -67,6 +67,33 @@ def test_initial_set_is_stratified_seeded_and_seed_dependent() -> None:
         initial_labeled_set(labels, 1001)
 
 
+def test_initial_seed_shares_one_initial_set_across_seeds() -> None:
+    train, evals = _mnist()
+    evals = {"test": evals["test"]}
+
+    def initial(seed: int, initial_seed: int | None) -> np.ndarray:
+        cfg = _config(
+            "random",
+            rounds=1,
+            seed=seed,
+            initial_seed=initial_seed,
+            pool_subsample=None,
+            initial_selection="uniform",
+            train=TrainConfig(epochs=1, batch_size=32),
+            track=TrackConfig(enabled=True),
+        )  # fmt: skip  (tracking records the round-0 pool)
+        record = run_active_learning(train, evals, 10, cfg)[0]
+        return np.setdiff1d(np.arange(len(train)), record.pool_indices)
+
+    shared = [initial(seed, 7) for seed in (0, 1)]
+    np.testing.assert_array_equal(shared[0], shared[1])
+    expected = initial_labeled_set(train.targets, 20, selection="uniform", seed=derive_seed(7, 0, 0))
+    np.testing.assert_array_equal(shared[0], expected)
+    assert not np.array_equal(initial(0, None), initial(1, None))  # unset: each seed draws its own
+    with pytest.raises(ConfigError, match="initial_seed"):
+        LoopConfig(initial_seed=-1)
+
+
 def test_derived_seeds_are_distinct() -> None:
     seeds = {derive_seed(s, r, p) for s in range(3) for r in range(5) for p in range(7)}
     assert len(seeds) == 3 * 5 * 7
@@ -91,7 +118,7 @@ def test_three_rounds_of_every_strategy_on_mnist(strategy: str) -> None:
             assert 0.0 <= m["accuracy"] <= 1.0 and m["nll"] > 0 and 0.0 <= m["ece"] <= 1.0
         assert set(r.seconds) == {"train", "track", "query", "eval"}
         assert r.query_scores.shape == r.query_indices.shape
-    dynamic = strategy in {"switch", "gauss", "sampled-switch", "forgetting"}
+    dynamic = strategy in {"switch", "gauss", "sampled-switch", "sampled-count", "forgetting"}
     assert bool(records[0].dynamics) == dynamic  # tracking only when the strategy needs it
     if dynamic:
         assert records[0].dynamics["switches"].shape == records[0].pool_indices.shape
@@ -141,6 +168,18 @@ def test_pool_exhaustion_partial_and_error() -> None:
             10,
             _config("random", query_size=20, rounds=3, on_exhausted="error", pool_subsample=None),
         )
+
+
+def test_reference_first_observation_reaches_the_tracker() -> None:
+    train, evals = _mnist()
+    counts = {}
+    for mode in ("exact", "reference"):
+        cfg = _config("switch", rounds=1, track=TrackConfig(first_observation=mode))
+        counts[mode] = run_active_learning(train, {"test": evals["test"]}, 10, cfg)[0].dynamics["switches"]
+    extra = counts["reference"].astype(int) - counts["exact"].astype(int)
+    assert set(np.unique(extra).tolist()) <= {0, 1} and extra.sum() > 0  # one switch at most, per sample
+    with pytest.raises(ConfigError, match="first_observation"):
+        TrackConfig(first_observation="paper")  # type: ignore[arg-type]
 
 
 def test_tracking_on_request_for_a_strategy_without_dynamics() -> None:

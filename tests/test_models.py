@@ -26,7 +26,7 @@ from forgetting.models import (
     validate_options,
 )
 
-CLASSIFIERS = ["mlp", "small-cnn", "resnet18", "resnet34", "vgg11", "vgg16"]
+CLASSIFIERS = ["mlp", "small-cnn", "resnet18", "resnet34", "vgg11", "vgg16", "densenet121"]
 SEGMENTERS = ["unet", "deconvnet"]
 
 # Small variants keep the whole file fast on a shared CPU.
@@ -37,6 +37,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "resnet34": {"width": 8},
     "vgg11": {"width": 8},
     "vgg16": {"width": 8},
+    "densenet121": {"width": 4},
     "unet": {"base": 4},
     "deconvnet": {"base": 4},
 }
@@ -190,7 +191,7 @@ def test_every_parameter_gets_a_gradient(name: str) -> None:
 
 @pytest.mark.parametrize("side", [4, 8, 9, 28, 40])
 def test_small_cnn_and_vgg_take_any_reasonable_input_size(side: int) -> None:
-    for name in ("small-cnn", "vgg11", "vgg16", "resnet18"):
+    for name in ("small-cnn", "vgg11", "vgg16", "resnet18", "densenet121"):
         model = _small(name, 1, 3).eval()
         with torch.no_grad():
             assert model(torch.rand(2, 1, side, side)).shape == (2, 3)
@@ -202,7 +203,7 @@ def test_mlp_rejects_a_wrong_input_size_naming_the_option() -> None:
         model(torch.rand(2, 1, 32, 32))
 
 
-@pytest.mark.parametrize("name", ["small-cnn", "resnet18", "unet", "deconvnet"])
+@pytest.mark.parametrize("name", ["small-cnn", "resnet18", "densenet121", "unet", "deconvnet"])
 def test_embed_is_float32_under_autocast(name: str) -> None:
     model = _small(name, 1, 3).eval()
     x = torch.rand(2, 1, 28, 28)
@@ -220,6 +221,9 @@ def test_default_widths_have_the_reference_parameter_counts() -> None:
     assert build_model("resnet18", 3, 10).embed_dim == 512
     assert build_model("vgg16", 3, 10).embed_dim == 512
     assert build_model("small-cnn", 1, 10).embed_dim == 128
+    # DenseNet-121 of the CIFAR literature (DenseNet-BC, growth 32, blocks 6/12/24/16, 3x3 stem).
+    assert count_parameters(build_model("densenet121", 3, 10)) == 6_956_298
+    assert build_model("densenet121", 3, 10).embed_dim == 1024
 
 
 def test_count_parameters_trainable_only() -> None:
@@ -228,6 +232,23 @@ def test_count_parameters_trainable_only() -> None:
     model.head.requires_grad_(False)
     assert count_parameters(model, trainable_only=True) == total - (128 * 10 + 10)
     assert count_parameters(model) == total
+
+
+def test_densenet121_trains_a_step() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)
+    model = build_model("densenet121", 3, 10, seed=0, width=4, dropout=0.2).train()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert losses[-1] < losses[0]
 
 
 def test_small_cnn_overfits_32_random_images() -> None:
@@ -380,7 +401,10 @@ def test_has_dropout() -> None:
     assert not has_dropout(nn.Linear(2, 2))
 
 
-@pytest.mark.parametrize(("name", "shape"), [("resnet18", (4, 1, 28, 28)), ("deconvnet", (1, 1, 20, 20))])
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("resnet18", (4, 1, 28, 28)), ("densenet121", (4, 1, 32, 32)), ("deconvnet", (1, 1, 20, 20))],
+)
 def test_mc_dropout_is_stochastic_in_eval_and_restores_modes(name: str, shape: tuple[int, ...]) -> None:
     model = _small(name, 1, 5, dropout=0.5)
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(8))

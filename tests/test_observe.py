@@ -477,5 +477,7 @@ def test_track_presets_and_the_default() -> None:
         parse_config('[track]\npreset = "paper-exact"\nevery = 2\n', validate_names=False)
     with pytest.raises(ConfigError, match="unknown preset 'paper'"):
         parse_config('[track]\npreset = "paper"\n', validate_names=False)
-    with pytest.raises(ConfigError, match="allowed keys in \\[track\\]: enabled, every, preset"):
+    with pytest.raises(
+        ConfigError, match="allowed keys in \\[track\\]: enabled, every, first_observation, preset"
+    ):
         parse_config("[track]\nprest = 1\n", validate_names=False)

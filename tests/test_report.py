@@ -12,7 +12,14 @@ import pytest
 
 from forgetting.exceptions import ForgettingError
 from forgetting.experiments import ResultStore, write_report
-from forgetting.experiments.report import TIE_THRESHOLD, aubc, compare_paired
+from forgetting.experiments.report import (
+    MEAN_OOD,
+    TIE_THRESHOLD,
+    aubc,
+    compare_paired,
+    load_curves,
+    round_gains,
+)
 from test_experiments_store import make_record, make_spec
 
 
@@ -198,6 +205,71 @@ def test_report_from_a_synthetic_store(tmp_path):
     assert float(rnd["train s"][1]["data-value"]) == pytest.approx(np.mean([0.25 + r for r in range(4)]))
     assert "unfinished" in page.tables  # the margin run is listed as resumable
     assert write_report(run, histogram_round=2).is_file()  # a chosen round also renders
+
+
+def _acc(strategy: str, seed: int, rnd: int) -> float:
+    """Known accuracies: switch gains 0.01 * round + 0.002 * seed over random, gauss loses 0.01."""
+    base = 0.5 + 0.05 * rnd + 0.001 * seed
+    return base + {"random": 0.0, "switch": 0.01 * rnd + 0.002 * seed, "gauss": -0.01}[strategy]
+
+
+def test_round_gains_are_per_round_seed_paired_differences(tmp_path):
+    run = tmp_path / "run"
+    with ResultStore(run) as store:
+        for strategy in ("random", "switch", "gauss"):
+            for seed in range(3 if strategy != "gauss" else 2):  # gauss lacks seed 2: pairs only 0 and 1
+                spec = make_spec(strategy=strategy, seed=seed, rounds=3)
+                store.add_experiment(spec)
+                for r in range(4):
+                    rec = make_record(r, dynamics=False, last=r == 3, acc=_acc(strategy, seed, r))
+                    store.write_round(spec.id, rec)
+                store.mark_done(spec.id, 1.0)
+        curves = load_curves(store)
+    gains = {(g.target, g.baseline, g.eval_set): g for g in round_gains(curves)}
+    assert {k[:2] for k in gains} == {
+        ("switch", "random"),
+        ("switch", "gauss"),
+        ("gauss", "random"),
+        ("gauss", "switch"),
+    }
+    g = gains[("switch", "random", "test")]
+    # round r: mean over seeds 0..2 of 0.01 r + 0.002 seed = 0.01 r + 0.002
+    np.testing.assert_allclose(g.diffs, [0.002, 0.012, 0.022, 0.032])
+    assert g.seeds == (0, 1, 2) and g.n_labeled.tolist() == [10, 14, 18, 22]
+    assert g.mean == pytest.approx(0.017) and g.max == pytest.approx(0.032) and g.max_labels == 22
+    # digits is test - 0.2 for both, so the same gains; mean OOD (digits only) too
+    np.testing.assert_allclose(gains[("switch", "random", "digits")].diffs, g.diffs)
+    np.testing.assert_allclose(gains[("switch", "random", MEAN_OOD)].diffs, g.diffs)
+    h = gains[("switch", "gauss", "test")]  # paired on seeds 0 and 1 only
+    assert h.seeds == (0, 1)
+    np.testing.assert_allclose(h.diffs, [0.01 * r + 0.001 + 0.01 for r in range(4)])
+    loss = gains[("gauss", "random", "test")]
+    assert loss.mean == pytest.approx(-0.01) and loss.max == pytest.approx(-0.01)
+
+    # The report renders the same numbers, in percentage points, recomputed here from the store.
+    page = check_report(run)
+    rows = table_dicts(page.tables["round-gain"])
+    assert {r["eval set"][0] for r in rows} == {"test", "digits", MEAN_OOD}
+    with ResultStore(run) as store:
+        frame = [r for r in store.metrics_frame() if r["metric"] == "accuracy" and r["eval_set"] == "test"]
+        by_exp = {row.id: (row.spec.strategy, row.spec.seed) for row in store.experiments()}
+    acc: dict[tuple[str, int], dict[int, float]] = {}
+    for r in frame:
+        acc.setdefault(by_exp[r["experiment_id"]], {})[r["round"]] = r["value"]
+    for row in rows:
+        if row["eval set"][0] != "test":
+            continue
+        target, baseline = row["strategy"][0], row["baseline"][0]
+        seeds = sorted({s for t, s in acc if t == target} & {s for t, s in acc if t == baseline})
+        per_round = [np.mean([acc[(target, s)][r] - acc[(baseline, s)][r] for s in seeds]) for r in range(4)]
+        assert int(row["seeds"][0]) == len(seeds) and int(row["rounds"][0]) == 4
+        mean_attr = float(row["mean gain (points)"][1]["data-value"])
+        assert mean_attr == pytest.approx(100 * np.mean(per_round), abs=1e-9)
+        assert float(row["max gain (points)"][1]["data-value"]) == pytest.approx(
+            100 * max(per_round), abs=1e-9
+        )
+        assert float(row["mean gain (points)"][0]) == pytest.approx(100 * np.mean(per_round), abs=5e-3)
+        assert int(row["max at (labels)"][0]) == [10, 14, 18, 22][int(np.argmax(per_round))]
 
 
 TINY_RUN = """

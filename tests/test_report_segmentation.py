@@ -154,6 +154,18 @@ def test_segmentation_report(seg_run):
         assert float(row["final test mIoU"][1]["data-value"]) == pytest.approx(expected)
     assert "aubc" not in page.tables and "accuracy" not in text.lower().replace("pixel accuracy", "")
     assert {r["baseline"][0] for r in table_dicts(page.tables["wtl miou"])} == {"random"}
+    # the papers' metric on mIoU: switch is 0.1 above random on every class, round and seed
+    gains = {r["eval set"][0]: r for r in table_dicts(page.tables["round-gain miou"])}
+    assert set(gains) == {*EVAL_SETS, "mean OOD"}
+    for row in gains.values():
+        assert (row["strategy"][0], row["baseline"][0], row["seeds"][0], row["rounds"][0]) == (
+            "switch",
+            "random",
+            "2",
+            "3",
+        )
+        assert float(row["mean gain (points)"][1]["data-value"]) == pytest.approx(10.0)
+        assert float(row["max gain (points)"][1]["data-value"]) == pytest.approx(10.0)
 
     # per-class IoU of the final round: mean over seeds (NaN left out), test and mean OOD
     assert "<h2>Per-class IoU</h2>" in text
@@ -250,6 +262,9 @@ def test_al_tables_metric(seg_run, tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("| f3 | unet | switch | 2 |"))
     expected = [100 * miou("switch", s, 2, "test") for s in SEEDS]
     assert re.split(r"\s*\|\s*", row)[5] == f"{np.mean(expected):.1f} ± {np.std(expected, ddof=1):.1f}"
+    gain = next(line for line in out.splitlines() if line.startswith("| f3 | unet | switch | random | 2 |"))
+    assert "Per-round mIoU gain over each baseline" in out
+    assert re.split(r"\s*\|\s*", gain)[6:-1] == ["+10.0 / +10.0"] * 4  # 3 eval sets and the mean OOD
     assert al_tables.tables(seg_run, "pixel_accuracy").startswith("Pixel accuracy (%) after the last round")
     with pytest.raises(SystemExit, match="metric 'accuracy'"):
         al_tables.tables(seg_run, "accuracy")

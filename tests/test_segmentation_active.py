@@ -112,6 +112,7 @@ def test_reducer_rejects_bad_settings():
         ("switch", {}, "pixel-switches"),
         ("gauss", {}, "pixel-switches"),
         ("sampled-switch", {}, "pixel-switches"),
+        ("sampled-count", {}, "pixel-switches"),
         ("coreset", {}, "embeddings"),
         ("bald", {}, "pixel-mc"),
     ],

@@ -224,6 +224,23 @@ class TestGauss(StrategyContract):
 class TestSampledSwitch(StrategyContract):
     strategy_name = "sampled-switch"
 
+    def test_argmax_then_one_per_distinct_value_then_top_counts(self, strategy: Strategy) -> None:
+        counts = torch.tensor([0, 5, 2, 5, 0, 2, 1, 3, 3, 0])
+        for seed in range(20):
+            sel = strategy.select(StrategyInputs(n_pool=10, switches_N=counts), 7, seed=seed)
+            assert sel.scores[0] == 5  # the argmax (one of the two 5s)
+            assert sorted(sel.scores[:4].tolist()) == [1, 2, 3, 5]  # every positive value once
+            assert sorted(sel.scores[4:].tolist()) == [2, 3, 5]  # then the top of the rest
+            np.testing.assert_array_equal(sel.scores, counts.numpy()[sel.indices])
+
+    def test_negative_counts_rejected(self, strategy: Strategy) -> None:
+        with pytest.raises(ValueError, match="non-negative"):
+            strategy.select(StrategyInputs(n_pool=3, switches_N=torch.tensor([1.0, -1.0, 2.0])), 1, seed=0)
+
+
+class TestSampledCount(StrategyContract):
+    strategy_name = "sampled-count"
+
     def test_probability_proportional_to_squared_count(self, strategy: Strategy) -> None:
         inputs = StrategyInputs(n_pool=4, switches_N=torch.tensor([1, 2, 3, 0]))
         hits = np.zeros(4)
@@ -301,6 +318,10 @@ class TestGaussPrecomputedNpz(PrecomputedContract):
 
 class TestSampledSwitchPrecomputed(PrecomputedContract):
     strategy_name = "sampled-switch"
+
+
+class TestSampledCountPrecomputed(PrecomputedContract):
+    strategy_name = "sampled-count"
 
 
 class TestForgettingPrecomputed(PrecomputedContract):
@@ -547,6 +568,7 @@ def test_all_strategies_registered() -> None:
             "switch",
             "gauss",
             "sampled-switch",
+            "sampled-count",
         ]
     )
     assert set(STRATEGIES) == set(list_strategies())

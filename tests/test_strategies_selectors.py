@@ -15,6 +15,7 @@ from forgetting.strategies import (
     gauss_select,
     sample_without_replacement,
     sampled_count_select,
+    sampled_switch_select,
     select_top_k,
     uniform_select,
 )
@@ -159,6 +160,107 @@ def test_sampled_count_select_rejects_nan() -> None:
         sampled_count_select(np.array([1.0, np.nan]), 1, seed=0)
 
 
+# ====================================================================================== sampled_switch
+
+
+def reference_init_centers(u: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
+    """``init_centers`` of olivesgatech/gauss (sampledswitchsampler.py, order='max', l2), bug-fixed, as a
+    plain loop: ``D2`` stays the min distance (the reference overwrites it with ``u * D2``, compounding the
+    weights). Seeded ``rng`` replaces the global numpy RNG / ``stats.rv_discrete``; ties of the first argmax
+    and of the fill are broken at random, as the library does (the reference takes index order)."""
+    top = np.flatnonzero(u == u.max())
+    ind = int(rng.choice(top))
+    mu, inds_all = [u[ind]], [ind]
+    d2 = np.zeros(u.size)
+    while len(mu) < n:
+        if len(mu) == 1:
+            d2 = np.abs(u - mu[0]).astype(float)
+        else:
+            new_d = np.abs(u - mu[-1]).astype(float)
+            for i in range(u.shape[0]):
+                if d2[i] > new_d[i]:
+                    d2[i] = new_d[i]
+        weighted = u * d2  # the fix: a new array, d2 keeps the distances
+        if np.sum(weighted) == 0.0:
+            leftover = np.delete(np.arange(u.shape[0]), inds_all)
+            keys = np.lexsort((rng.random(leftover.size), -u[leftover]))  # top counts, random ties
+            inds_all.extend(int(i) for i in leftover[keys[: n - len(inds_all)]])
+            break
+        p = weighted**2 / np.sum(weighted**2)
+        ind = int(rng.choice(u.size, p=p))
+        mu.append(u[ind])
+        inds_all.append(ind)
+    return inds_all
+
+
+#: Few distinct values, ties, zeros: the shape of real switch counts.
+_FEW_VALUES = np.array([0] * 12 + [1] * 9 + [2] * 7 + [3] * 4 + [5] * 3 + [8] * 2 + [9], dtype=np.float64)
+
+
+def test_sampled_switch_first_pick_is_the_argmax_with_random_ties() -> None:
+    counts = np.array([3.0, 9.0, 0.0, 9.0, 1.0, 9.0])
+    firsts = {int(sampled_switch_select(counts, 2, seed=s)[0]) for s in range(40)}
+    assert firsts == {1, 3, 5}
+
+
+def test_sampled_switch_one_per_distinct_value_then_the_top_counts() -> None:
+    positive = np.unique(_FEW_VALUES[_FEW_VALUES > 0])
+    for seed in range(30):
+        picked = sampled_switch_select(_FEW_VALUES, 15, seed=seed)
+        assert picked.dtype == np.int64 and np.unique(picked).size == 15
+        values = _FEW_VALUES[picked]
+        head, fill = values[: positive.size], values[positive.size :]
+        assert values[0] == _FEW_VALUES.max()
+        assert sorted(head.tolist()) == positive.tolist()  # one per distinct value, no zero before the fill
+        rest = np.delete(_FEW_VALUES, picked[: positive.size])
+        assert sorted(fill.tolist(), reverse=True) == sorted(rest, reverse=True)[: fill.size]
+        assert fill.tolist() == sorted(fill.tolist(), reverse=True)
+    # zero counts come only from the fill, once no positive count is left
+    sparse = np.array([0.0, 4.0, 0.0, 2.0, 0.0])
+    for seed in range(10):
+        got = sampled_switch_select(sparse, 4, seed=seed)
+        assert got[:2].tolist() == [1, 3] and set(got[2:].tolist()) <= {0, 2, 4}
+
+
+def test_sampled_switch_matches_the_ported_reference_in_distribution() -> None:
+    from scipy import stats
+
+    n, runs = 4, 1500  # 4 < 6 distinct positive values: no fill, every pick is a weighted draw
+    ours = np.array([_FEW_VALUES[sampled_switch_select(_FEW_VALUES, n, seed=s)] for s in range(runs)])
+    ref_rng = np.random.default_rng(12345)
+    ref = np.array([_FEW_VALUES[reference_init_centers(_FEW_VALUES, n, ref_rng)] for _ in range(runs)])
+    values = np.unique(_FEW_VALUES)
+    # (a) how often each value is among the picks: equal within 0.05 (about 3 standard errors of the
+    # difference of two frequencies over 1500 runs)
+    freq_ours = np.array([(ours == v).any(axis=1).mean() for v in values])
+    freq_ref = np.array([(ref == v).any(axis=1).mean() for v in values])
+    np.testing.assert_allclose(freq_ours, freq_ref, atol=0.05)
+    assert freq_ours[0] == freq_ref[0] == 0.0  # count 0 never drawn before the fill
+    # (b) the value drawn at each position: a chi-square two-sample test of homogeneity
+    for pos in range(1, n):
+        table = np.array([[np.sum(sample[:, pos] == v) for v in values[1:]] for sample in (ours, ref)])
+        table = table[:, table.sum(axis=0) > 0]
+        assert stats.chi2_contingency(table).pvalue > 1e-3, (pos, table)
+    # (c) the mean value of the last pick (the reference's compounding bug moves it by about 1 here)
+    assert abs(ours[:, 3].mean() - ref[:, 3].mean()) < 0.4
+
+
+def test_sampled_switch_on_real_valued_scores_and_errors() -> None:
+    scores = np.random.default_rng(0).gamma(2.0, 1.0, 500)  # every value distinct (reduced pixel counts)
+    got = sampled_switch_select(scores, 50, seed=0)
+    assert got[0] == np.argmax(scores) and np.unique(got).size == 50
+    assert sampled_switch_select(np.zeros(5), 3, seed=1).size == 3  # all zero: argmax, then the fill
+    with pytest.raises(ValueError, match="non-negative"):
+        sampled_switch_select(np.array([1.0, -2.0]), 1, seed=0)
+    with pytest.raises(ValueError, match="finite"):
+        sampled_switch_select(np.array([1.0, np.inf]), 1, seed=0)
+    with pytest.raises(PoolExhaustedError):
+        sampled_switch_select(np.ones(3), 4, seed=0)
+    np.testing.assert_array_equal(
+        sampled_switch_select(torch.from_numpy(scores), 50, seed=0), got
+    )  # torch input, same seed, same picks
+
+
 # ====================================================================================== gauss_select
 
 
@@ -226,6 +328,24 @@ def test_gauss_too_few_high_members_falls_back_to_top_n() -> None:
     got, info = gauss_select(counts, 10, seed=0, return_info=True)
     assert info.fallback == "too-few-high" and info.n_high == 5
     assert sorted(got[:5].tolist()) == list(range(95, 100))  # the top counts first, then zeros at random
+
+
+def test_gauss_exactly_n_members_is_top_n_as_in_the_reference() -> None:
+    # gmmss.py samples only `if length > n`; with exactly n members it takes the top-n by count. A wide low
+    # component owns the far tail here, so the 3 members (near 6) are not the 3 highest counts.
+    x = np.array([0.0, 1.0, 2.0, 5.8, 6.0, 6.2, 30.0, 31.0])
+    params = {"means": np.array([5.0, 6.0]), "variances": np.array([100.0, 0.25]), "weights": np.full(2, 0.5)}
+    members = {3, 4, 5}
+    for seed in range(5):
+        got, info = _select_from_mixture(x, 3, np.random.default_rng(seed), n_fit=8, **params)
+        assert info.n_high == 3 and info.fallback == "too-few-high"
+        assert set(got.tolist()) == {5, 6, 7}  # the reference's backup: argsort(x)[-3:]
+        got, info = _select_from_mixture(x, 2, np.random.default_rng(seed), n_fit=8, **params)
+        assert info.fallback is None and set(got.tolist()) <= members  # more than n: sampled inside
+    # the usual case, members = the upper tail: exactly n members give the same set either way
+    counts = np.concatenate([np.zeros(95, dtype=np.int64), np.full(5, 50)])
+    got, info = gauss_select(counts, 5, seed=0, return_info=True)
+    assert info.n_high == 5 and info.fallback == "too-few-high" and set(got.tolist()) == set(range(95, 100))
 
 
 def test_gauss_subsample_without_two_values_is_degenerate_fit() -> None:

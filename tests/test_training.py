@@ -8,8 +8,8 @@ from torch import nn
 
 from forgetting.callbacks import Callback
 from forgetting.data.dataset import Split
-from forgetting.exceptions import ConfigError
-from forgetting.training import TrainConfig, augment_batch, evaluate_accuracy, fit
+from forgetting.exceptions import ConfigError, TrainingLimitError
+from forgetting.training import UNCAPPED_EPOCH_LIMIT, TrainConfig, augment_batch, evaluate_accuracy, fit
 
 
 def _blobs(n: int = 128, seed: int = 0) -> Split:
@@ -72,6 +72,29 @@ def test_target_accuracy_stops_early_and_max_epochs_bounds() -> None:
     record = fit(_model(), noisy, TrainConfig(target_accuracy=1.0, max_epochs=3, batch_size=32))
     assert record.epochs == 3
     assert record.reached_target is False
+
+
+def test_no_epoch_cap_trains_to_the_target_and_raises_at_the_safety_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = _blobs(128)
+    cfg = TrainConfig(target_accuracy=0.9, max_epochs=None, lr=1e-2, batch_size=32)
+    assert cfg.epoch_limit == UNCAPPED_EPOCH_LIMIT == 1000
+    record = fit(_model(), data, cfg)
+    assert record.reached_target is True and record.train_accuracy >= 0.9
+    # Random labels never reach 100 %: with no cap, the (here lowered) safety limit raises instead of
+    # looping forever.
+    monkeypatch.setattr("forgetting.training.UNCAPPED_EPOCH_LIMIT", 4)
+    g = torch.Generator().manual_seed(1)
+    noisy = Split(data.images, torch.randint(0, 2, (128,), generator=g))
+    rec = Recorder()
+    with pytest.raises(TrainingLimitError, match="safety limit of 4 epochs"):
+        fit(
+            _model(), noisy, TrainConfig(target_accuracy=1.0, max_epochs=None, batch_size=32), callbacks=[rec]
+        )
+    assert len(rec.epochs) == 4
+    with pytest.raises(ConfigError, match="cosine"):
+        TrainConfig(max_epochs=None, schedule="cosine")
 
 
 def test_eval_accuracy_source_matches_evaluate() -> None:

@@ -45,6 +45,7 @@ from forgetting.exceptions import (
     MissingInputError,
     PoolExhaustedError,
     ProjectError,
+    TrainingLimitError,
     UnknownNameError,
 )
 from forgetting.inference import predict
@@ -155,6 +156,7 @@ __all__ = [
     "TrainFn",
     "TrainRecord",
     "TrainingCallback",
+    "TrainingLimitError",
     "UnknownNameError",
     "__version__",
     "analyze_forgetting",

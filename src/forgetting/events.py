@@ -9,7 +9,9 @@ batch by batch. For element ``i`` at its observation ``t``:
 - ``learning``: ``not correct_{t-1} and correct_t`` (labels needed).
 
 The first observation of an element only initialises its state and counts nothing (the reference code starts
-the previous prediction at class 0, which gives most samples a spurious switch; we do not). Elements whose
+the previous prediction at class 0, which gives most samples a spurious switch; we do not). For comparisons
+with numbers produced by that code, ``first_observation="reference"`` reproduces it: a compatibility mode, not
+a method (see :class:`EventTracker`). Elements whose
 target equals ``ignore_index`` count nothing and keep their state, not even initialising it. A pass may cover
 any subset of rows: the state is per element.
 
@@ -51,7 +53,7 @@ import torch
 from forgetting._io import atomic_savez
 from forgetting.exceptions import ConfigError, ForgettingError, UnknownNameError
 
-__all__ = ["READOUTS", "EventTracker"]
+__all__ = ["FIRST_OBSERVATIONS", "READOUTS", "EventTracker"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,10 @@ _FIRST_CORRECT = 8  # correct at the first observation with a target
 _KEEP_ON_LABELED = 0xFF & ~(_LAST_CORRECT | _FIRST_CORRECT)
 
 _FORMAT_VERSION = 1
+
+#: How the first observation of an element counts: ``"exact"`` (it only initialises) or ``"reference"``
+#: (as the authors' code, against an implicit earlier prediction of class 0 that was incorrect).
+FIRST_OBSERVATIONS: tuple[str, ...] = ("exact", "reference")
 
 #: Names accepted by :meth:`EventTracker.read`.
 READOUTS: tuple[str, ...] = (
@@ -117,6 +123,14 @@ class EventTracker:
         num_classes: if given, picks ``pred_dtype``: uint8 up to 256 classes, int16 up to 32768, else int32.
         counter_dtype: ``torch.uint8`` (saturates at 255, the default) or ``torch.int16`` (saturates at
             32767) for the switch and forgetting counters. Counters saturate; they never wrap.
+        first_observation: ``"exact"`` (default): an element's first observation only initialises its
+            state. ``"reference"``: a compatibility mode that reproduces the tracker of the authors' code
+            (olivesgatech/gauss, ``training/classification/classificationtracker.py``), whose previous
+            prediction and previous correctness start as zeros: the first prediction counts a switch when
+            it is not class 0, and (as there) a first observation never counts a forgetting event. The
+            reference has no learning counter; here ``learning`` then counts a correct first observation
+            as a learning event (incorrect -> correct from the zero start). Use it only to compare with
+            numbers produced by that code; the counts are biased towards samples not predicted as class 0.
 
     Mixing updates with and without targets is allowed: ``switches`` counts on every update, while the
     correctness state (and so ``forgetting``, ``learning``, ``ever_correct``, the epoch fields) only changes
@@ -150,6 +164,7 @@ class EventTracker:
         pred_dtype: torch.dtype = torch.uint8,
         num_classes: int | None = None,
         counter_dtype: torch.dtype = torch.uint8,
+        first_observation: str = "exact",
     ) -> None:
         shape_t = (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
         if len(shape_t) == 0 or any(s < 0 for s in shape_t):
@@ -169,6 +184,13 @@ class EventTracker:
             raise ConfigError(
                 f"EventTracker counter_dtype must be torch.uint8 or torch.int16, got {counter_dtype}"
             )
+        if first_observation not in FIRST_OBSERVATIONS:
+            raise ConfigError(
+                f"EventTracker first_observation must be one of {list(FIRST_OBSERVATIONS)}, "
+                f"got {first_observation!r}"
+            )
+        self.first_observation = first_observation
+        self._reference = first_observation == "reference"
         self.shape: tuple[int, ...] = shape_t
         self.ignore_index = None if ignore_index is None else int(ignore_index)
         self.track_epochs = bool(track_epochs)
@@ -358,6 +380,8 @@ class EventTracker:
         old_pred = state["pred"].index_select(0, idx)
         old_flags = state["flags"].index_select(0, idx)
         seen = (old_flags & _SEEN) != 0
+        if self._reference:  # as the authors' tracker: compare with a stored prediction that starts at 0
+            seen = torch.ones_like(seen)
         changed = p_s != old_pred
 
         if targets is None:
@@ -454,7 +478,8 @@ class EventTracker:
             f = field("forgetting").to(torch.int32)
             flags = field("flags")
             learn = f + ((flags & _LAST_CORRECT) != 0).to(torch.int32)
-            learn -= ((flags & _FIRST_CORRECT) != 0).to(torch.int32)
+            if not self._reference:  # reference mode starts from "incorrect": a correct start is learning
+                learn -= ((flags & _FIRST_CORRECT) != 0).to(torch.int32)
             return learn.clamp_(0, self.counter_max)
         if name == "prediction":
             return field("pred").to(torch.int64)
@@ -493,7 +518,8 @@ class EventTracker:
     def learning(self) -> torch.Tensor:
         """int32 ``shape``: incorrect -> correct transitions.
 
-        Derived exactly as ``forgetting + last_correct - first_correct``. Once ``forgetting`` saturates the
+        Derived exactly as ``forgetting + last_correct - first_correct`` (``forgetting + last_correct`` with
+        ``first_observation="reference"``). Once ``forgetting`` saturates the
         result is within one of the saturated count, clamped to ``counter_max``.
         """
         return self.read("learning")
@@ -557,6 +583,7 @@ class EventTracker:
             "track_epochs": self.track_epochs,
             "pred_dtype": _DTYPE_NAMES[self.pred_dtype],
             "counter_dtype": _DTYPE_NAMES[self.counter_dtype],
+            "first_observation": self.first_observation,
             "epochs": list(self._epochs),
             "calls": self._calls,
         }
@@ -583,7 +610,15 @@ class EventTracker:
                 f"(this version reads {_FORMAT_VERSION})"
             )
         mine = self._meta()
-        for key in ("shape", "ignore_index", "track_epochs", "pred_dtype", "counter_dtype"):
+        meta = {"first_observation": "exact", **meta}  # files written before the option existed
+        for key in (
+            "shape",
+            "ignore_index",
+            "track_epochs",
+            "pred_dtype",
+            "counter_dtype",
+            "first_observation",
+        ):
             if meta.get(key) != mine[key]:
                 raise ConfigError(
                     f"EventTracker state has {key}={meta.get(key)!r} but this tracker has {mine[key]!r}; "
@@ -643,6 +678,7 @@ class EventTracker:
                 track_epochs=meta["track_epochs"],
                 pred_dtype=_DTYPES_BY_NAME[meta["pred_dtype"]],
                 counter_dtype=_DTYPES_BY_NAME[meta["counter_dtype"]],
+                first_observation=meta.get("first_observation", "exact"),
             )
         except KeyError as exc:
             raise ForgettingError(f"{path}: EventTracker metadata lacks or mangles {exc}") from exc
@@ -681,6 +717,7 @@ class EventTracker:
         return (
             f"EventTracker(shape={self.shape}, device={self._device}, ignore_index={self.ignore_index}, "
             f"track_epochs={self.track_epochs}, pred_dtype={_DTYPE_NAMES[self.pred_dtype]}, "
-            f"counter_dtype={_DTYPE_NAMES[self.counter_dtype]}, calls={self._calls}, "
+            f"counter_dtype={_DTYPE_NAMES[self.counter_dtype]}, "
+            f"first_observation={self.first_observation!r}, calls={self._calls}, "
             f"epochs={len(self._epochs)}, nbytes={self.nbytes})"
         )

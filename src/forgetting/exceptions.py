@@ -30,6 +30,12 @@ class PoolExhaustedError(ForgettingError, ValueError):
     """More samples were requested than the unlabeled pool holds."""
 
 
+class TrainingLimitError(ForgettingError, RuntimeError):
+    """Training with no epoch cap (``max_epochs = None``) did not reach its target accuracy within the hard
+    safety limit (``forgetting.training.UNCAPPED_EPOCH_LIMIT`` epochs). The message gives the accuracy
+    reached; lower the target, change the optimizer, or set ``max_epochs``."""
+
+
 class MissingInputError(ForgettingError, ValueError):
     """A strategy was called without an input it declared as required."""
 

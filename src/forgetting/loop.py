@@ -37,6 +37,7 @@ from torch import nn
 
 from forgetting.data.source import DataSource
 from forgetting.devices import data_device, resolve_device
+from forgetting.events import FIRST_OBSERVATIONS
 from forgetting.exceptions import ConfigError, PoolExhaustedError, check_choice
 from forgetting.initial import INITIAL_SELECTIONS, initial_labeled_set, uniform_initial_set
 from forgetting.models.factory import ModelRef, build_from_ref, check_model_for, import_object, model_label
@@ -111,6 +112,8 @@ class TrackConfig:
         subsample_mode: ``rotating`` draws a new subset each pass; ``fixed`` keeps one subset per round;
             ``unstable`` spends the same budget on the rows whose prediction changed at their latest
             observation first (see :meth:`forgetting.observe.ObservationCallback.rows_for_pass`).
+        first_observation: ``"exact"`` (default) or ``"reference"``, a compatibility mode that counts the
+            first observation as the authors' code does (see :class:`~forgetting.events.EventTracker`).
     """
 
     enabled: bool | None = None
@@ -118,9 +121,11 @@ class TrackConfig:
     every: int = 1
     subsample: float | int | None = None
     subsample_mode: Literal["rotating", "fixed", "unstable"] = "rotating"
+    first_observation: Literal["exact", "reference"] = "exact"
 
     def __post_init__(self) -> None:
         check_choice("track.unit", self.unit, ("epoch", "step"))
+        check_choice("track.first_observation", self.first_observation, FIRST_OBSERVATIONS)
         check_choice("track.subsample_mode", self.subsample_mode, SUBSAMPLE_MODES)
         if self.every < 1:
             raise ConfigError(f"track.every must be >= 1, got {self.every}")
@@ -150,6 +155,8 @@ class LoopConfig:
         train: the built-in trainer's settings (used when ``train_fn`` is ``None``).
         train_fn: the round's training function ``(model, labeled, observer) -> TrainRecord | None``, or its
             import path ``"pkg.mod:fn"``; ``None`` runs :func:`~forgetting.training.fit` with ``train``.
+        initial_seed: ``None`` (default: derived from ``seed``), or the seed of the initial labeled set
+            alone, so that every ``seed`` shares one initial set, as in the authors' code.
     """
 
     model: ModelRef = "small-cnn"
@@ -159,6 +166,7 @@ class LoopConfig:
     strategy_options: dict[str, object] = field(default_factory=dict)
     initial_size: int = 20
     initial_selection: Literal["stratified", "uniform"] = "stratified"
+    initial_seed: int | None = None
     query_size: int = 20
     rounds: int = 8
     seed: int = 0
@@ -183,6 +191,8 @@ class LoopConfig:
             raise ConfigError(f"mc_samples must be >= 1, got {self.mc_samples}")
         if self.pool_subsample is not None and self.pool_subsample < 1:
             raise ConfigError(f"pool_subsample must be a positive count, got {self.pool_subsample}")
+        if self.initial_seed is not None and self.initial_seed < 0:
+            raise ConfigError(f"initial_seed must be a non-negative integer or None, got {self.initial_seed}")
         if not (isinstance(self.model, str) or callable(self.model)):
             raise ConfigError(
                 "model must be a name, an import path 'pkg.mod:fn' or a callable; got "
@@ -325,6 +335,7 @@ def train_round(
                 unit=config.track.unit,
                 subsample=config.track.subsample,
                 subsample_mode=config.track.subsample_mode,
+                first_observation=config.track.first_observation,
                 seed=derive_seed(config.seed, rnd, _TRACK),
                 batch_size=batch_size,
                 ignore_index=task.observe_ignore_index,
@@ -426,7 +437,7 @@ def run_active_learning(
         train,
         config.initial_size,
         selection=config.initial_selection,
-        seed=derive_seed(config.seed, 0, _INITIAL),
+        seed=derive_seed(config.seed if config.initial_seed is None else config.initial_seed, 0, _INITIAL),
     )
     for record in sorted(completed, key=lambda r: r.round):
         labeled = np.concatenate([labeled, np.asarray(record.query_indices, dtype=np.int64)])

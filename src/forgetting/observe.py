@@ -98,6 +98,8 @@ class ObservationCallback(Callback):
         batch_size: inference batch size; default :func:`forgetting.inference.default_batch_size`.
         ignore_index: target value that counts nothing (segmentation void label).
         track_epochs: passed to the tracker created here (ignored when ``tracker`` is given).
+        first_observation: passed to the tracker created here: ``"exact"`` or the compatibility mode
+            ``"reference"`` (see :class:`~forgetting.events.EventTracker`).
         tracker: an existing :class:`EventTracker` of shape ``targets.shape`` (or ``(N, *pred_dims)``).
             Default: one of shape ``targets.shape`` (without targets: ``(N,)``, replaced at the first pass
             by ``(N, H, W)`` if the model predicts per pixel), placed on the model's device at the first
@@ -133,6 +135,7 @@ class ObservationCallback(Callback):
         track_epochs: bool = True,
         tracker: EventTracker | None = None,
         name: str = "pool",
+        first_observation: str = "exact",
     ) -> None:
         self.source: DataSource | None = None
         if isinstance(images, DataSource):
@@ -206,6 +209,7 @@ class ObservationCallback(Callback):
         self.batch_size = batch_size
         self.ignore_index = ignore_index
         self.track_epochs = track_epochs
+        self.first_observation = first_observation
         self.name = name
         self.passes = 0
         self.seconds = 0.0
@@ -222,6 +226,7 @@ class ObservationCallback(Callback):
                 (n,) if targets is None else tuple(targets.shape),
                 ignore_index=ignore_index,
                 track_epochs=track_epochs,
+                first_observation=first_observation,
             )
         )
         self._fixed_rows: torch.Tensor | None = None
@@ -429,6 +434,7 @@ class ObservationCallback(Callback):
                     (self.n, *preds.shape[1:]),
                     ignore_index=self.ignore_index,
                     track_epochs=self.track_epochs,
+                    first_observation=self.first_observation,
                 )
         self._tracker.update(idx, preds, t, epoch=epoch)
 

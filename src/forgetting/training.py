@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from forgetting.callbacks import TrainingCallback
 from forgetting.data.source import DataSource
-from forgetting.exceptions import ConfigError, check_choice
+from forgetting.exceptions import ConfigError, TrainingLimitError, check_choice
 from forgetting.inference import autocast_context, eval_mode, iter_batches, model_device, to_input
 from forgetting.observe import Observer
 from forgetting.records import TrainRecord
@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "plateau", "cosine")
 ACCURACY_SOURCES = ("running", "eval")
+#: The hard safety limit of training with ``max_epochs=None`` (no cap, as in the authors' code, which trains
+#: ``while acc < target``): past this many epochs :func:`fit` raises :class:`TrainingLimitError`.
+UNCAPPED_EPOCH_LIMIT = 1000
 
 
 @dataclass
@@ -63,12 +66,15 @@ class TrainConfig:
 
     Stopping: with ``epochs`` set, exactly that many epochs. Otherwise train until the training accuracy
     reaches ``target_accuracy`` (after at least ``min_epochs``), and never beyond ``max_epochs``.
+    ``max_epochs=None`` removes the cap, as in the authors' code: training then runs until the target, and
+    raises :class:`~forgetting.exceptions.TrainingLimitError` after :data:`UNCAPPED_EPOCH_LIMIT` epochs
+    rather than loop forever.
     ``accuracy_source="running"`` uses the running accuracy of the epoch (free); ``"eval"`` runs an eval-mode
     pass over the training set after each epoch (exact, costs a pass).
 
     Learning-rate schedules that work when the epoch count is unknown: ``constant`` and ``plateau``
     (halve the rate when the epoch's training loss has not improved for 3 epochs). ``cosine`` anneals over
-    ``epochs`` (or ``max_epochs`` when training to a target accuracy).
+    ``epochs`` (or ``max_epochs`` when training to a target accuracy; not available without a cap).
     """
 
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -80,7 +86,7 @@ class TrainConfig:
     target_accuracy: float | None = 0.92
     accuracy_source: Literal["running", "eval"] = "running"
     min_epochs: int = 1
-    max_epochs: int = 100
+    max_epochs: int | None = 100
     epochs: int | None = None
     augment: bool = False
     crop_padding: int = 2
@@ -99,7 +105,15 @@ class TrainConfig:
                 raise ConfigError("train: set either `epochs` (fixed) or `target_accuracy` (with max_epochs)")
             if not 0.0 < self.target_accuracy <= 1.0:
                 raise ConfigError(f"train.target_accuracy must be in (0, 1], got {self.target_accuracy}")
-            if not 1 <= self.min_epochs <= self.max_epochs:
+            if self.max_epochs is None:
+                if self.min_epochs < 1:
+                    raise ConfigError(f"train.min_epochs must be >= 1, got {self.min_epochs}")
+                if self.schedule == "cosine":
+                    raise ConfigError(
+                        "train.schedule 'cosine' anneals over a known number of epochs; with max_epochs = "
+                        "none choose 'constant' or 'plateau', or set max_epochs"
+                    )
+            elif not 1 <= self.min_epochs <= self.max_epochs:
                 raise ConfigError(
                     f"train: need 1 <= min_epochs <= max_epochs, got {self.min_epochs} and {self.max_epochs}"
                 )
@@ -108,8 +122,10 @@ class TrainConfig:
 
     @property
     def epoch_limit(self) -> int:
-        """The most epochs a fit can run."""
-        return self.epochs if self.epochs is not None else self.max_epochs
+        """The most epochs a fit can run (:data:`UNCAPPED_EPOCH_LIMIT` without a cap)."""
+        if self.epochs is not None:
+            return self.epochs
+        return self.max_epochs if self.max_epochs is not None else UNCAPPED_EPOCH_LIMIT
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -136,6 +152,9 @@ class StoppingRule:
             if rule.epoch_end():
                 break
 
+    ``max_epochs=None`` removes the cap (the authors' protocol): :meth:`epoch_end` raises
+    :class:`~forgetting.exceptions.TrainingLimitError` after :data:`UNCAPPED_EPOCH_LIMIT` epochs below target.
+
     Attributes:
         epoch: epochs ended so far.
         accuracy: the training accuracy of the last ended epoch (NaN before the first).
@@ -148,7 +167,7 @@ class StoppingRule:
         target_accuracy: float | None = 0.92,
         *,
         min_epochs: int = 1,
-        max_epochs: int = 100,
+        max_epochs: int | None = 100,
         epochs: int | None = None,
         ignore_index: int | None = None,
     ) -> None:
@@ -159,13 +178,13 @@ class StoppingRule:
                 )
             if not 0.0 < target_accuracy <= 1.0:
                 raise ConfigError(f"target_accuracy must be in (0, 1], got {target_accuracy}")
-            if not 1 <= min_epochs <= max_epochs:
+            if min_epochs < 1 or (max_epochs is not None and min_epochs > max_epochs):
                 raise ConfigError(f"need 1 <= min_epochs <= max_epochs, got {min_epochs} and {max_epochs}")
         elif epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
         self.target_accuracy = target_accuracy
         self.min_epochs = int(min_epochs)
-        self.max_epochs = int(max_epochs)
+        self.max_epochs = None if max_epochs is None else int(max_epochs)
         self.epochs = epochs
         self.ignore_index = ignore_index
         self.epoch = 0
@@ -188,8 +207,10 @@ class StoppingRule:
 
     @property
     def epoch_limit(self) -> int:
-        """The most epochs the rule allows."""
-        return self.epochs if self.epochs is not None else self.max_epochs
+        """The most epochs the rule allows (:data:`UNCAPPED_EPOCH_LIMIT` without a cap)."""
+        if self.epochs is not None:
+            return self.epochs
+        return self.max_epochs if self.max_epochs is not None else UNCAPPED_EPOCH_LIMIT
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Count one batch: ``logits`` ``[B, K]`` (or ``[B, K, H, W]``), ``targets`` int64 ``[B]`` (or
@@ -227,7 +248,13 @@ class StoppingRule:
         if self.epoch >= self.min_epochs and self.accuracy >= self.target_accuracy:
             self.reached = True
             return True
-        if self.epoch >= self.max_epochs:
+        if self.epoch >= self.epoch_limit:
+            if self.max_epochs is None:
+                raise TrainingLimitError(
+                    f"training with max_epochs = none reached training accuracy {self.accuracy:.3f} < target "
+                    f"{self.target_accuracy:.3f} after the safety limit of {UNCAPPED_EPOCH_LIMIT} epochs; "
+                    "lower train.target_accuracy, change the optimizer or learning rate, or set max_epochs"
+                )
             self.reached = False
             return True
         return False
@@ -431,6 +458,10 @@ def fit(
 
     Returns:
         A :class:`TrainRecord`.
+
+    Raises:
+        TrainingLimitError: ``config.max_epochs`` is ``None`` and the target was not reached within
+            :data:`UNCAPPED_EPOCH_LIMIT` epochs.
     """
     config = config or TrainConfig()
     n = len(data)

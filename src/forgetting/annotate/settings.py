@@ -53,7 +53,6 @@ from forgetting.exceptions import ConfigError, ProjectError
 from forgetting.experiments.config import SegmentationSettings, TrackSettings, TrainSettings
 from forgetting.loop import LoopConfig
 from forgetting.tasks import Task, get_task
-from forgetting.training import TrainConfig
 
 __all__ = [
     "FORMAT_VERSION",
@@ -212,7 +211,7 @@ class ProjectSettings(BaseModel):
             embedding_layer=self.embedding_layer,
             strategy_options=dict(strategy_options),
             seed=seed,
-            train=TrainConfig(**self.train.model_dump(exclude={"function"})),
+            train=self.train.to_train_config(),
             train_fn=self.train.function,
             track=self.track.to_track_config(),
             mc_samples=self.mc_samples,

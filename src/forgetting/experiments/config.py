@@ -12,11 +12,12 @@ A config file has these parts (every key is optional; unknown keys are errors)::
     jobs = 2                            # part of an experiment's identity; `forgetting run --jobs`,
     backend = "process"                 # `--backend` and `--address` override them
 
-    [al]      initial_size, initial_selection, query_size (sweep), rounds, pool_subsample,
+    [al]      initial_size, initial_selection, initial_seed, query_size (sweep), rounds, pool_subsample,
               on_exhausted, mc_samples
     [train]   optimizer, lr (sweep), weight_decay, momentum, schedule, batch_size, target_accuracy,
               accuracy_source, min_epochs, max_epochs, epochs, augment, crop_padding, flip
-    [track]   enabled, unit (sweep), every (sweep), subsample (sweep), subsample_mode, preset
+    [track]   enabled, unit (sweep), every (sweep), subsample (sweep), subsample_mode, preset,
+              first_observation
     [model_options]      options for every model, and/or one table per model name:
                          [model_options.resnet18] width = 16
     [strategy_options]   the same, per strategy name
@@ -38,7 +39,10 @@ null). The default tracking observes the whole pool after every epoch, as the FA
 ``track.preset = "unstable-25"`` (instead of unit, every, subsample and subsample_mode) observes a quarter
 of the pool per epoch, unstable rows first (see ``forgetting.observe.TRACK_PRESETS`` and
 ``benchmarks/dynamics_cost.py``). ``train.epochs`` set
-means a fixed number of epochs; otherwise training stops at ``train.target_accuracy``.
+means a fixed number of epochs; otherwise training stops at ``train.target_accuracy``, after at most
+``train.max_epochs`` epochs; ``max_epochs = "none"`` removes that cap, as in the authors' code (a round that
+has not reached the target after the hard safety limit ``forgetting.training.UNCAPPED_EPOCH_LIMIT`` = 1000
+epochs fails with ``TrainingLimitError``).
 
 A segmentation dataset (``seismic-synthetic``, ``f3``, ``arrays`` with masks) runs the same loop on sections:
 the pool is tracked per pixel and pixel scores are reduced to one score per section
@@ -133,10 +137,16 @@ Subsample = float | int | Literal["all"]
 
 
 class ALSettings(_Strict):
-    """The active-learning protocol of one experiment (section ``[al]``)."""
+    """The active-learning protocol of one experiment (section ``[al]``).
+
+    ``initial_seed`` (default unset: the experiment's seed draws its own initial set) draws one initial
+    labeled set from this seed for every experiment seed, as the authors' code does (``init_seed``); with
+    ``initial_selection = "uniform"`` that is their protocol. Left out of the experiment id when unset.
+    """
 
     initial_size: PositiveInt = 20
     initial_selection: Literal["stratified", "uniform"] = "stratified"
+    initial_seed: Annotated[int, Field(ge=0)] | None = None
     query_size: PositiveInt = 20
     rounds: Annotated[int, Field(ge=0)] = 8
     pool_subsample: PositiveInt | None = None
@@ -158,7 +168,7 @@ class TrainSettings(_Strict):
     target_accuracy: Annotated[float, Field(gt=0, le=1)] = 0.92
     accuracy_source: Literal["running", "eval"] = "running"
     min_epochs: PositiveInt = 1
-    max_epochs: PositiveInt = 100
+    max_epochs: PositiveInt | Literal["none"] = 100
     epochs: PositiveInt | None = None
     augment: bool = False
     crop_padding: Annotated[int, Field(ge=0)] = 2
@@ -169,9 +179,19 @@ class TrainSettings(_Strict):
 
     @model_validator(mode="after")
     def _epochs_order(self) -> TrainSettings:
-        if self.min_epochs > self.max_epochs:
+        if self.max_epochs != "none" and self.min_epochs > self.max_epochs:
             raise ValueError(f"min_epochs ({self.min_epochs}) must not exceed max_epochs ({self.max_epochs})")
         return self
+
+    def to_train_config(self) -> Any:
+        """The ``forgetting.training.TrainConfig`` of these settings (``max_epochs = "none"`` becomes
+        ``None``: no cap, with the hard safety limit ``forgetting.training.UNCAPPED_EPOCH_LIMIT``)."""
+        from forgetting.training import TrainConfig
+
+        train = self.model_dump(exclude={"function"})  # the training function is the loop's, not fit's
+        if train["max_epochs"] == "none":
+            train["max_epochs"] = None
+        return TrainConfig(**train)
 
 
 class TrackSettings(_Strict):
@@ -182,6 +202,11 @@ class TrackSettings(_Strict):
     every, subsample and subsample_mode, which must then be left out; it is not stored, so a preset and its
     spelled-out values are the same experiment. With ``subsample = "all"`` the mode means nothing and is
     stored as ``"rotating"``, so such experiments keep one id whatever the mode's default.
+
+    ``first_observation = "reference"`` is a compatibility mode: the pool's first observation counts as in
+    the authors' code (a switch whenever the first prediction is not class 0; see
+    ``forgetting.events.EventTracker``), for comparisons with numbers produced by that code. It is left out
+    of the experiment id at its default (``"exact"``).
     """
 
     #: Input keys accepted besides the fields (consumed by the preset validator), for error messages.
@@ -192,6 +217,7 @@ class TrackSettings(_Strict):
     every: PositiveInt = 1
     subsample: Subsample = "all"
     subsample_mode: Literal["rotating", "fixed", "unstable"] = "rotating"
+    first_observation: Literal["exact", "reference"] = "exact"
 
     @model_validator(mode="before")
     @classmethod
@@ -402,9 +428,14 @@ def _get_path(obj: Any, dotted: str) -> Any:
 
 
 _RUN_SETTINGS = frozenset({"name", "variant", "device", "eval_batch_size"})
-#: Keys added after the first release: left out of the experiment id while unset, so older run directories
-#: keep their ids.
-_ID_OPTIONAL_KEYS: tuple[tuple[str, str], ...] = (("al", "embedding_layer"), ("train", "function"))
+#: Keys added after experiment ids were first published: (section, key, default). Each is left out of
+#: :meth:`ExperimentSpec.canonical_json` at its default, so existing experiments keep their ids.
+_ID_OPTIONAL_KEYS: tuple[tuple[str, str, Any], ...] = (
+    ("al", "initial_seed", None),
+    ("al", "embedding_layer", None),
+    ("train", "function", None),
+    ("track", "first_observation", "exact"),
+)
 
 
 class ExperimentSpec(_Strict):
@@ -438,15 +469,16 @@ class ExperimentSpec(_Strict):
     def canonical_json(self) -> str:
         """JSON of every field that determines the results, keys sorted (the input of :attr:`id`).
 
-        ``segmentation`` (and every key of ``_ID_OPTIONAL_KEYS``) is left out when unset, so experiments
-        without it keep the ids they had before the setting existed.
+        ``segmentation`` is left out when unset, and the keys of :data:`_ID_OPTIONAL_KEYS` at their defaults,
+        so experiments that do not use them keep the ids they had before they existed.
         """
-        payload = self.model_dump(mode="json", exclude=set(_RUN_SETTINGS))
+        exclude: dict[str, Any] = dict.fromkeys(_RUN_SETTINGS, True)
         if self.segmentation is None:
-            payload.pop("segmentation")
-        for section, key in _ID_OPTIONAL_KEYS:
-            if payload[section].get(key) is None:
-                payload[section].pop(key, None)
+            exclude["segmentation"] = True
+        for section, key, default in _ID_OPTIONAL_KEYS:
+            if getattr(getattr(self, section), key) == default:
+                exclude.setdefault(section, set()).add(key)
+        payload = self.model_dump(mode="json", exclude=exclude)
         return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -478,9 +510,8 @@ class ExperimentSpec(_Strict):
 
     def loop_config(self) -> Any:
         """The ``forgetting.loop.LoopConfig`` of this experiment."""
-        from forgetting.loop import LoopConfig, TrainConfig
+        from forgetting.loop import LoopConfig
 
-        train = self.train.model_dump(exclude={"function"})
         return LoopConfig(
             model=self.model,
             model_options=dict(self.model_options),
@@ -489,10 +520,11 @@ class ExperimentSpec(_Strict):
             strategy_options=dict(self.strategy_options),
             initial_size=self.al.initial_size,
             initial_selection=self.al.initial_selection,
+            initial_seed=self.al.initial_seed,
             query_size=self.al.query_size,
             rounds=self.al.rounds,
             seed=self.seed,
-            train=TrainConfig(**train),
+            train=self.train.to_train_config(),
             train_fn=self.train.function,
             track=self.track.to_track_config(),
             mc_samples=self.al.mc_samples,

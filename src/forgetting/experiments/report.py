@@ -19,6 +19,11 @@ Definitions:
 * **Win/tie/loss**: for ``switch`` and ``gauss`` against every other strategy of the same dataset, model and
   variant, paired by seed on AUBC; a tie is ``|difference| < 0.005``. The paired test is the Wilcoxon
   signed-rank test (scipy) with at least 6 pairs, otherwise the paired t-test; the table names the test.
+* **Per-round gain** (the papers' own metric; they report accuracy gains such as "up to 4.5 %", not AUBC):
+  for the same pairs, on every eval set and the mean OOD value, the difference ``target - baseline`` of
+  the metric at each round (rounds aligned by index), averaged over the seeds both ran (paired by seed);
+  then its mean over the rounds and its maximum over the rounds, with the labels where the maximum falls
+  (:func:`round_gains`). Shown in percentage points.
 """
 
 from __future__ import annotations
@@ -46,11 +51,13 @@ __all__ = [
     "TIE_THRESHOLD",
     "Comparison",
     "ExperimentCurves",
+    "RoundGain",
     "aubc",
     "compare_paired",
     "headline_metric",
     "load_curves",
     "metric_label",
+    "round_gains",
     "write_report",
 ]
 
@@ -241,6 +248,111 @@ def compare_paired(target: str, baseline: str, a: dict[int, float], b: dict[int,
     else:
         test = "none"
     return Comparison(target, baseline, diffs, wins, ties, losses, test, p)
+
+
+@dataclass
+class RoundGain:
+    """The per-round difference of ``target`` over ``baseline`` on one eval set, paired by seed.
+
+    Attributes:
+        dataset, model, variant, metric: the condition (``metric`` is the curves' metric).
+        target, baseline: the strategies compared.
+        eval_set: an eval set name or :data:`MEAN_OOD`.
+        seeds: the seeds both strategies ran (finished), over which each round's difference is averaged.
+        n_labeled: int ``[R]`` labels of the rounds compared (the target's, rounds aligned by index).
+        diffs: float64 ``[R]``: mean over the paired seeds of ``target - baseline`` at each round.
+        mean: the mean of ``diffs`` over the rounds (NaN when there is none).
+        max: the maximum of ``diffs`` over the rounds (NaN when there is none).
+        max_labels: the labels of the round where ``max`` falls (-1 when there is none).
+    """
+
+    dataset: str
+    model: str
+    variant: str
+    metric: str
+    target: str
+    baseline: str
+    eval_set: str
+    seeds: tuple[int, ...]
+    n_labeled: np.ndarray
+    diffs: np.ndarray
+    mean: float
+    max: float
+    max_labels: int
+
+
+def _paired_round_diffs(
+    a: dict[int, ExperimentCurves], b: dict[int, ExperimentCurves], eval_set: str
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """Seeds paired, labels ``[R]`` and the per-round mean over seeds of ``a - b`` on ``eval_set``."""
+    seeds = tuple(s for s in sorted(set(a) & set(b)) if eval_set in a[s].values and eval_set in b[s].values)
+    if not seeds:
+        return seeds, np.zeros(0, dtype=np.int64), np.zeros(0)
+    length = min(min(len(a[s].values[eval_set]), len(b[s].values[eval_set])) for s in seeds)
+    stacked = np.stack([a[s].values[eval_set][:length] - b[s].values[eval_set][:length] for s in seeds])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a round that is NaN for every seed stays NaN
+        diffs = np.nanmean(stacked, axis=0) if stacked.size else np.zeros(0)
+    return seeds, np.asarray(a[seeds[0]].n_labeled[:length]), diffs
+
+
+def round_gains(curves: list[ExperimentCurves], targets: Sequence[str] = PROPOSED) -> list[RoundGain]:
+    """The papers' metric: per-round gains of each of ``targets`` over every other strategy.
+
+    For every dataset, model, variant and metric, every target strategy present and every other strategy
+    (the baseline), and every eval set both hold (plus :data:`MEAN_OOD`): the per-round difference of the
+    metric, averaged over the seeds both ran, then its mean and maximum over the rounds. Pass finished
+    experiments only (as the report does).
+
+    Args:
+        curves: experiment curves (any mix of metrics; each metric is compared with itself).
+        targets: the strategies whose gains are computed (default :data:`PROPOSED`).
+
+    Returns:
+        One :class:`RoundGain` per (condition, target, baseline, eval set), sorted.
+    """
+    by_group: dict[tuple[str, str, str, str], dict[str, dict[int, ExperimentCurves]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for c in curves:
+        s = c.row.spec
+        by_group[(s.dataset, s.model, s.variant, c.metric)][s.strategy][s.seed] = c
+    out: list[RoundGain] = []
+    for (dataset, model, variant, metric), strategies in sorted(by_group.items()):
+        for target in targets:
+            if target not in strategies:
+                continue
+            for baseline in sorted(strategies):
+                if baseline == target:
+                    continue
+                sets = sorted(
+                    {e for c in strategies[target].values() for e in c.values},
+                    key=lambda e: (e != "test", e == MEAN_OOD, e),
+                )
+                for eval_set in sets:
+                    seeds, labels, diffs = _paired_round_diffs(
+                        strategies[target], strategies[baseline], eval_set
+                    )
+                    finite = np.isfinite(diffs)
+                    best = int(np.argmax(np.where(finite, diffs, -np.inf))) if finite.any() else -1
+                    out.append(
+                        RoundGain(
+                            dataset=dataset,
+                            model=model,
+                            variant=variant,
+                            metric=metric,
+                            target=target,
+                            baseline=baseline,
+                            eval_set=eval_set,
+                            seeds=seeds,
+                            n_labeled=labels,
+                            diffs=diffs,
+                            mean=float(diffs[finite].mean()) if finite.any() else math.nan,
+                            max=float(diffs[best]) if best >= 0 else math.nan,
+                            max_labels=int(labels[best]) if best >= 0 else -1,
+                        )
+                    )
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -500,6 +612,7 @@ def write_report(
             _section_curves(curves, report_dir),
             _section_aubc(finished),
             _section_wtl(finished),
+            _section_round_gains(finished),
         ]
         if segmentation:
             sections.append(_section_per_class_iou(store, [c for c in finished if c.segmentation]))
@@ -720,6 +833,49 @@ def _wtl_rows(curves: list[ExperimentCurves]) -> list[str]:
                     )
                 rows.append(cells)
     return rows
+
+
+def _section_round_gains(curves: list[ExperimentCurves]) -> str:
+    groups = _by_metric(curves)
+    of = " / ".join(metric_label(m) for m in groups) or "accuracy"
+    parts = [
+        "<h2>Per-round gain (the papers' metric)</h2>",
+        f'<p class="note">The FALSE and GauSS papers report {html.escape(of)} gains per round ("up to '
+        '4.5 %"), not AUBC. Each of ' + ", ".join(PROPOSED) + " against every other strategy with the same "
+        "dataset, model and variant: at each round, the difference target − baseline averaged over the seeds "
+        "both ran (paired by seed, rounds aligned by index); then its mean over the rounds and its maximum "
+        "over the rounds, with the labels where the maximum falls. Percentage points; finished experiments "
+        "only; every eval set and the mean OOD value.</p>",
+    ]
+    made = 0
+    for metric, group in groups.items():
+        gains = round_gains(group)
+        if not gains:
+            continue
+        heading = _metric_heading(metric, groups)
+        if heading:
+            parts.append(heading)
+        rows = [
+            td(g.dataset)
+            + td(g.model)
+            + td(g.variant)
+            + td(g.target)
+            + td(g.baseline)
+            + td(g.eval_set)
+            + td(len(g.seeds))
+            + td(g.diffs.size)
+            + _num_cell(100.0 * g.mean, 2)
+            + _num_cell(100.0 * g.max, 2)
+            + td(g.max_labels if g.max_labels >= 0 else "–")
+            for g in gains
+        ]
+        headers = ["dataset", "model", "variant", "strategy", "baseline", "eval set", "seeds", "rounds"]
+        headers += ["mean gain (points)", "max gain (points)", "max at (labels)"]
+        parts.append(table(headers, rows, _table_class("round-gain", metric)))
+        made += 1
+    if not made:
+        parts.append(f"<p>No run holds {' or '.join(PROPOSED)} together with another strategy.</p>")
+    return "\n".join(parts)
 
 
 def _nanmean(values: Sequence[float]) -> float:

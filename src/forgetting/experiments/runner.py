@@ -795,7 +795,8 @@ def estimate(config: ExperimentConfig, *, measure: bool = True) -> Estimate:
         passes = (1 if ({Input.PROBS, Input.EMBEDDINGS} & requires) else 0) + (
             spec.al.mc_samples if Input.MC_PROBS in requires else 0
         )
-        epochs = spec.train.epochs or min(spec.train.max_epochs, max(spec.train.min_epochs, 20))
+        cap = spec.train.max_epochs if spec.train.max_epochs != "none" else math.inf  # "none": no cap
+        epochs = spec.train.epochs or int(min(cap, max(spec.train.min_epochs, 20)))
         exp_train = exp_pool = 0
         steps = 0
         for r in range(spec.total_rounds):

@@ -1,4 +1,5 @@
-"""The model zoo: classification (mlp, small-cnn, resnet18/34, vgg11/16) and segmentation (unet, deconvnet).
+"""The model zoo: classification (mlp, small-cnn, resnet18/34, vgg11/16, densenet121) and segmentation (unet,
+deconvnet).
 
 Build a model by name with :func:`build_model`; every model exposes ``embed(x) -> float32 [B, embed_dim]``,
 ``embed_dim``, ``dropout_layer`` and ``head`` (see :class:`Classifier` and :class:`Segmenter`).
@@ -14,7 +15,7 @@ from forgetting.models.base import (
     has_dropout,
     mc_dropout,
 )
-from forgetting.models.classification import MLP, VGG, VGG_CONFIGS, BasicBlock, ResNet, SmallCNN
+from forgetting.models.classification import MLP, VGG, VGG_CONFIGS, BasicBlock, DenseNet, ResNet, SmallCNN
 from forgetting.models.factory import (
     ModelRef,
     build_from_ref,
@@ -46,6 +47,7 @@ __all__ = [
     "BasicBlock",
     "Classifier",
     "DeconvNet",
+    "DenseNet",
     "ModelRef",
     "ModelSpec",
     "Option",

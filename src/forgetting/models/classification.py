@@ -1,4 +1,7 @@
-"""Classification models: MLP, the small CNN of the FALSE/GauSS papers, CIFAR-style ResNet and VGG.
+"""Classification models: MLP, a small CNN, CIFAR-style ResNet, VGG and DenseNet.
+
+ResNet-18, VGG-16 and DenseNet-121 are the three architectures of the authors' code (olivesgatech/gauss);
+``small-cnn`` and ``mlp`` are this project's small models for CPU-sized experiments and follow no paper.
 
 All take ``float32 [B, C, H, W]`` in ``[0, 1]`` and return logits ``float32 [B, num_classes]``; see
 :class:`forgetting.models.base.Classifier` for the ``embed`` / ``dropout_layer`` / ``head`` contract.
@@ -14,7 +17,7 @@ from torch import nn
 from forgetting.exceptions import ConfigError
 from forgetting.models.base import Classifier, he_init
 
-__all__ = ["MLP", "VGG", "VGG_CONFIGS", "BasicBlock", "ResNet", "SmallCNN"]
+__all__ = ["MLP", "VGG", "VGG_CONFIGS", "BasicBlock", "DenseNet", "ResNet", "SmallCNN"]
 
 
 class MLP(Classifier):
@@ -57,7 +60,7 @@ class MLP(Classifier):
 
 
 class SmallCNN(Classifier):
-    """The small CNN of the FALSE/GauSS MNIST experiments (Keras ``mnist_cnn`` style), any input size >= 4.
+    """A small CNN in the style of Keras' ``mnist_cnn`` example, any input size >= 4 (in no paper).
 
     ``conv3x3(w) -> ReLU -> conv3x3(w) -> ReLU -> maxpool2 -> conv3x3(2w) -> ReLU -> conv3x3(2w) -> ReLU ->
     maxpool2 -> adaptive avg pool to 4x4 -> flatten [B, 32w] -> Linear(32w, embed_dim) -> ReLU`` gives the
@@ -222,6 +225,89 @@ class VGG(Classifier):
         self.body = nn.Sequential(*layers)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self._init_head(channels, num_classes, dropout)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.body(x))
+
+
+class _DenseLayer(nn.Module):
+    """DenseNet-BC bottleneck: ``BN-ReLU-conv1x1(4k)-BN-ReLU-conv3x3(k)``, concatenated to its input.
+
+    ``[B, C, H, W]`` -> ``[B, C + k, H, W]``.
+    """
+
+    def __init__(self, in_planes: int, growth: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(in_planes),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(in_planes, 4 * growth, 1, bias=False),
+            nn.BatchNorm2d(4 * growth),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.body(x), x], dim=1)
+
+
+class _AvgPoolIfFits(nn.AvgPool2d):
+    """2x2 average pool, skipped (identity) once the map is smaller than 2 on either side (static shapes)."""
+
+    def __init__(self) -> None:
+        super().__init__(kernel_size=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < 2:
+            return x
+        return super().forward(x)
+
+
+class DenseNet(Classifier):
+    """CIFAR-style DenseNet-BC (Huang et al. 2017): 3x3 stem conv to ``2k`` channels (no 7x7 conv, no
+    max-pool), four dense blocks of :class:`_DenseLayer` bottlenecks, and between blocks a transition
+    ``BN-ReLU-conv1x1`` that halves the channels (compression 0.5) followed by a 2x2 average pool.
+
+    ``blocks=(6, 12, 24, 16)`` with growth rate ``k = width = 32`` is DenseNet-121 (6,956,298 parameters
+    for 3-channel inputs and 10 classes, as the common CIFAR implementation). ``width`` is the growth rate
+    and scales every layer. After the last block: BN, ReLU and global average pooling give the features
+    ``[B, C_final]`` (1024 at ``k = 32``); then dropout (default off) and the linear head. Works on 28x28
+    grayscale (28 -> 14 -> 7 -> 3) and 32x32 RGB (32 -> 16 -> 8 -> 4); pools are skipped on maps below 2x2.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        blocks: Sequence[int] = (6, 12, 24, 16),
+        width: int = 32,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        k = int(width)
+        planes = 2 * k
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, planes, 3, padding=1, bias=False)]
+        for i, n_layers in enumerate(blocks):
+            for _ in range(int(n_layers)):
+                layers.append(_DenseLayer(planes, k))
+                planes += k
+            if i < len(blocks) - 1:
+                out = planes // 2
+                layers += [
+                    nn.BatchNorm2d(planes),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(planes, out, 1, bias=False),
+                    _AvgPoolIfFits(),
+                ]
+                planes = out
+        layers += [nn.BatchNorm2d(planes), nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*layers)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self._init_head(planes, num_classes, dropout)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -11,7 +11,7 @@ from torch import nn
 
 from forgetting.exceptions import ConfigError, UnknownNameError
 from forgetting.models.base import seeded_construction
-from forgetting.models.classification import MLP, VGG, VGG_CONFIGS, ResNet, SmallCNN
+from forgetting.models.classification import MLP, VGG, VGG_CONFIGS, DenseNet, ResNet, SmallCNN
 from forgetting.models.segmentation import DeconvNet, UNet
 
 __all__ = ["MODELS", "ModelSpec", "Option", "build_model", "list_models", "model_info"]
@@ -134,7 +134,7 @@ MODELS: dict[str, ModelSpec] = {
                 "dropout": Option(0.25, _probability, "dropout probability just before the head"),
                 "embed_dim": Option(128, _positive_int, "units of the penultimate fully connected layer"),
             },
-            "small CNN of the FALSE/GauSS MNIST experiments",
+            "small CNN (Keras mnist_cnn style) for CPU-sized experiments; in no paper",
         ),
         ModelSpec("resnet18", "classification", _resnet((2, 2, 2, 2)), _CNN_OPTIONS, "CIFAR-style ResNet-18"),
         ModelSpec("resnet34", "classification", _resnet((3, 4, 6, 3)), _CNN_OPTIONS, "CIFAR-style ResNet-34"),
@@ -143,6 +143,16 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "vgg16", "classification", _vgg("vgg16"), _CNN_OPTIONS, "CIFAR-style VGG-16 with batch norm"
+        ),
+        ModelSpec(
+            "densenet121",
+            "classification",
+            DenseNet,
+            {
+                "width": Option(32, _positive_int, "growth rate k (stem 2k channels, bottlenecks 4k)"),
+                "dropout": _DROPOUT,
+            },
+            "CIFAR-style DenseNet-121 (DenseNet-BC, growth rate = width)",
         ),
         ModelSpec(
             "unet",

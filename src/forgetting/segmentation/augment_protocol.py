@@ -5,12 +5,15 @@ Per seed, four arms trained from the same initial weights, with the same batch-o
 budget:
 
 * ``baseline``: the training sections, no augmentation; its per-pixel forgetting maps drive the rest;
-* ``standard``: random left-right flip, up-down flip (both together = 180 degree rotation; sections are
-  rectangular, so no 90 degree rotation) at training time;
+* ``standard``: the standard augmentation at training time: a random rotation by ``standard_rotation``
+  degrees (10 by default, either sign) with probability 0.5, as the ``RandomRotate(10)`` of the authors'
+  lab code (olivesgatech/RoSE), then a random left-right flip (``standard_flips``: ``"lr"`` by default,
+  ``"none"`` for the rotation alone, ``"lr+ud"`` adds up-down flips, which turn a seismic section upside
+  down);
 * ``ours``: the training sections plus ``copies`` stylised copies of every section holding a selected
   region (:func:`~forgetting.segmentation.augment.select_regions` on the baseline's training map, then
   :func:`~forgetting.segmentation.augment.augment_sections`), labels unchanged, no other augmentation;
-* ``standard+ours``: the augmented set with the random flips.
+* ``standard+ours``: the augmented set with the standard augmentation.
 
 The identical budget: every arm runs exactly ``S = epochs * ceil(N / batch_size)`` optimizer steps of
 ``batch_size`` sections each (``N``: the original training sections), drawn as successive shuffles of its
@@ -65,7 +68,10 @@ __all__ = [
     "format_table",
     "load_augment_config",
     "parse_augment_config",
+    "random_flips",
+    "rotate_sections",
     "run_augment_protocol",
+    "standard_augment",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,14 +98,19 @@ class AugmentData(_Strict):
 
 
 class AugmentTrain(_Strict):
-    """Section ``[train]``: the budget shared by every arm (``epochs`` of the original training set)."""
+    """Section ``[train]``: the budget shared by every arm (``epochs`` of the original training set).
+
+    ``standard_rotation`` (degrees, 0 disables) and ``standard_flips`` (``"none"``, ``"lr"``, ``"lr+ud"``)
+    define the ``standard`` arms' augmentation: see :func:`standard_augment`.
+    """
 
     epochs: PositiveInt = 20
     lr: Annotated[float, Field(gt=0)] = 2e-3
     batch_size: PositiveInt = 8
     class_weights: Literal["median", "balanced", "sqrt", "none"] = "median"
     eval_batch_size: PositiveInt = 16
-    standard_flips: Literal["lr+ud", "lr"] = "lr+ud"
+    standard_rotation: Annotated[float, Field(ge=0, le=90)] = 10.0
+    standard_flips: Literal["none", "lr", "lr+ud"] = "lr"
 
 
 class AugmentRegions(_Strict):
@@ -186,12 +197,13 @@ def default_augment_config() -> AugmentConfig:
 
 
 def random_flips(
-    x_B_C_H_W: torch.Tensor, y_B_H_W: torch.Tensor, generator: torch.Generator, *, updown: bool = True
+    x_B_C_H_W: torch.Tensor, y_B_H_W: torch.Tensor, generator: torch.Generator, *, updown: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sample: left-right flip with p 1/2, up-down flip with p 1/2 (both: a 180 degree rotation).
+    """Per sample: left-right flip with p 1/2; with ``updown``, also an up-down flip with p 1/2.
 
-    ``updown=False``: left-right flips only (the same random draws, so the batch stream is unchanged); for
-    seismic sections an up-down flip reverses the depth order, which no real section shows.
+    Left-right only by default: for seismic sections an up-down flip reverses the depth order, which no
+    real section shows (both flips together are a 180 degree rotation). The same random draws are made
+    either way, so the batch stream does not depend on ``updown``.
     """
     b = x_B_C_H_W.shape[0]
     flips_B_2 = (torch.rand(b, 2, generator=generator) < 0.5).to(x_B_C_H_W.device)
@@ -201,6 +213,84 @@ def random_flips(
     x = torch.where(ud[:, None, None, None], x.flip(-2), x)
     y = torch.where(ud[:, None, None], y.flip(-2), y)
     return x.contiguous(), y.contiguous()
+
+
+def rotate_sections(
+    x_B_C_H_W: torch.Tensor, y_B_H_W: torch.Tensor, degrees_B: torch.Tensor, *, fill: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate each image and its mask by ``degrees_B`` (counter-clockwise on screen) about the centre.
+
+    The rotation is in pixel space (the sampling grid is corrected for the aspect ratio, so a non-square
+    section is rotated, not sheared), and the output keeps the input size. Images are sampled bilinearly
+    (zeros where the rotated section leaves the frame), masks by nearest neighbour with ``fill`` (the ignore
+    index) for every pixel that comes from outside the frame, so those pixels count no loss. Rows with angle
+    0 are returned unchanged, bit for bit. ``torch`` only (``affine_grid`` + ``grid_sample``), on the
+    device of the inputs, no host sync.
+
+    Args:
+        x_B_C_H_W: float images.
+        y_B_H_W: int64 masks.
+        degrees_B: float ``[B]`` angles in degrees (any device).
+        fill: mask value for pixels rotated in from outside.
+
+    Returns:
+        The rotated images (float, like ``x``) and masks (int64).
+    """
+    b, _, h, w = x_B_C_H_W.shape
+    device = x_B_C_H_W.device
+    rad = torch.deg2rad(degrees_B.to(device=device, dtype=torch.float32))
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    # Output pixel (u, v) samples the input at R(-angle) (u, v) in pixels; in the normalised [-1, 1]
+    # coordinates of affine_grid, x = u / (W/2) and y = v / (H/2), hence the aspect-ratio factors.
+    theta_B_2_3 = torch.zeros(b, 2, 3, device=device, dtype=torch.float32)
+    theta_B_2_3[:, 0, 0] = cos
+    theta_B_2_3[:, 0, 1] = -sin * (h / w)
+    theta_B_2_3[:, 1, 0] = sin * (w / h)
+    theta_B_2_3[:, 1, 1] = cos
+    grid = F.affine_grid(theta_B_2_3, [b, 1, h, w], align_corners=False)
+    x_rot = F.grid_sample(
+        x_B_C_H_W.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    ).to(x_B_C_H_W.dtype)
+    # masks shifted by +1 so that 0 marks "outside the frame" after zero padding
+    shifted = (y_B_H_W.to(torch.float32) + 1.0)[:, None]
+    y_rot = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0]
+    y_rot = y_rot.round().to(torch.int64) - 1
+    y_rot = torch.where(y_rot < 0, torch.full_like(y_rot, fill), y_rot)
+    turned = degrees_B.to(device) != 0
+    x_out = torch.where(turned[:, None, None, None], x_rot, x_B_C_H_W)
+    y_out = torch.where(turned[:, None, None], y_rot, y_B_H_W)
+    return x_out.contiguous(), y_out.contiguous()
+
+
+def standard_augment(
+    x_B_C_H_W: torch.Tensor,
+    y_B_H_W: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    rotation: float = 10.0,
+    flips: Literal["none", "lr", "lr+ud"] = "lr",
+    fill: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``standard`` arms' augmentation of one batch: a random rotation, then random flips.
+
+    With probability 1/2 a sample is rotated by ``+rotation`` or ``-rotation`` degrees (either sign with
+    probability 1/2): the ``RandomRotate(10)`` of the authors' lab code (olivesgatech/RoSE,
+    ``data/datasets/segmentation/common/custom_transforms.py``), which turns by exactly plus or minus 10
+    degrees. Unlike that code the section keeps its size (no ``reshape``); pixels rotated in from outside
+    get ``fill`` (the ignore index) in the mask and 0 in the image (see :func:`rotate_sections`). Then
+    ``flips``: ``"lr"`` left-right with p 1/2, ``"lr+ud"`` also up-down, ``"none"`` no flip. The random
+    draws come from ``generator`` (CPU) whatever the options, so the batch stream is the same.
+    """
+    b = x_B_C_H_W.shape[0]
+    draws_B_2 = torch.rand(b, 2, generator=generator)
+    angle_B = torch.where(draws_B_2[:, 1] < 0.5, -rotation, rotation) * (draws_B_2[:, 0] < 0.5)
+    x, y = x_B_C_H_W, y_B_H_W
+    if rotation > 0:
+        x, y = rotate_sections(x, y, angle_B, fill=fill)
+    if flips == "none":
+        torch.rand(b, 2, generator=generator)  # the flips' draws, so the stream matches the other options
+        return x, y
+    return random_flips(x, y, generator, updown=flips == "lr+ud")
 
 
 def train_steps(
@@ -213,8 +303,9 @@ def train_steps(
     lr: float,
     class_weights: torch.Tensor,
     ignore_index: int | None,
-    flips: bool,
-    updown: bool = True,
+    standard: bool,
+    rotation: float = 10.0,
+    flips: Literal["none", "lr", "lr+ud"] = "lr",
     seed: int,
     observers: Sequence[ObservationCallback] = (),
     observe_every: int = 1,
@@ -222,7 +313,8 @@ def train_steps(
     """Train exactly ``steps`` Adam steps on successive seeded shuffles of the set; returns the seconds.
 
     Batches are consecutive slices of a permutation (the last one of a shuffle may be smaller, as in
-    :func:`forgetting.training.fit`); a new permutation starts when one is used up. ``observers`` run every
+    :func:`forgetting.training.fit`); a new permutation starts when one is used up. With ``standard`` each
+    batch goes through :func:`standard_augment` (``rotation`` degrees, ``flips``). ``observers`` run every
     ``observe_every`` steps (their wall time is not counted).
     """
     device = next(model.parameters()).device
@@ -248,8 +340,8 @@ def train_steps(
             idx = order[pos : pos + batch_size].to(device)
             pos += batch_size
             x, y = to_input(images[idx]), masks[idx]
-            if flips:
-                x, y = random_flips(x, y, generator, updown=updown)
+            if standard:
+                x, y = standard_augment(x, y, generator, rotation=rotation, flips=flips, fill=loss_ignore)
             loss = F.cross_entropy(model(x), y, weight=weights, ignore_index=loss_ignore)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -449,8 +541,9 @@ def run_augment_protocol(
             lr=config.train.lr,
             class_weights=weights,
             ignore_index=ignore,
-            flips=arm in ("standard", "standard+ours"),
-            updown=config.train.standard_flips == "lr+ud",
+            standard=arm in ("standard", "standard+ours"),
+            rotation=config.train.standard_rotation,
+            flips=config.train.standard_flips,
             seed=seed,
             observers=observers,
             observe_every=per_epoch,
@@ -544,6 +637,7 @@ def run_augment_protocol(
             "epochs_of_original_set": config.train.epochs,
             "observations": config.train.epochs,
             "observe_every_steps": per_epoch,
+            "standard_rotation": config.train.standard_rotation,
             "standard_flips": config.train.standard_flips,
         },
         "style": {

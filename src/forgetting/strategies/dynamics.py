@@ -1,5 +1,6 @@
-"""Count-based strategies on training dynamics: FALSE (``switch``), GauSS (``gauss``), ``sampled-switch`` and
-the oracle ``forgetting``.
+"""Count-based strategies on training dynamics: FALSE (``switch``), GauSS (``gauss``), ``sampled-switch``
+(the authors' weighted k-means++ rule), ``sampled-count`` (count²-proportional sampling) and the oracle
+``forgetting``.
 
 Precomputed counts (option ``scores_file``)
 -------------------------------------------
@@ -32,6 +33,7 @@ from forgetting.strategies.selectors import (
     GaussInfo,
     gauss_select,
     sampled_count_select,
+    sampled_switch_select,
     select_top_k,
 )
 from forgetting.strategies.uncertainty import entropy_scores
@@ -42,6 +44,7 @@ __all__ = [
     "CountStrategy",
     "ForgettingStrategy",
     "GaussStrategy",
+    "SampledCountStrategy",
     "SampledSwitchStrategy",
     "SwitchStrategy",
     "load_scores_file",
@@ -246,12 +249,33 @@ class GaussStrategy(CountStrategy):
 
 
 class SampledSwitchStrategy(CountStrategy):
-    """``sampled-switch``: draw without replacement with ``P(i) ∝ switches_i²`` (1-D D² sampling from 0).
+    """``sampled-switch``: the authors' ``SampledSwitchSampler``, weighted 1-D k-means++ on switch counts.
 
-    See :func:`~forgetting.strategies.selectors.sampled_count_select` for the exact rule.
+    The first pick is the most-switched sample, each next one is drawn with probability
+    ``∝ (switches_i · distance to the nearest picked count)²``, and once those weights are all zero the rest
+    is the top switch counts. Bug-fixed (the reference compounds the weights) and seeded; see
+    :func:`~forgetting.strategies.selectors.sampled_switch_select`.
     """
 
     name = "sampled-switch"
+
+    def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:
+        """Weighted k-means++ picks on the switch counts, filled with the top counts."""
+        n = check_n(n, inputs.n_pool)
+        counts = self.sample_scores(inputs)
+        indices = sampled_switch_select(counts, n, seed=seed)
+        return Selection(indices=indices, scores=counts[indices])
+
+
+class SampledCountStrategy(CountStrategy):
+    """``sampled-count``: draw without replacement with ``P(i) ∝ switches_i²`` (in no paper).
+
+    A softer alternative to FALSE's top-k: high counts are likely, not certain, so a query also holds some
+    moderately switching samples. See :func:`~forgetting.strategies.selectors.sampled_count_select`.
+    Before issue 18 this rule was called ``sampled-switch``.
+    """
+
+    name = "sampled-count"
 
     def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:
         """Count²-proportional sample of ``n`` pool positions."""

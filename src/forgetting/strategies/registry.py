@@ -21,6 +21,7 @@ from forgetting.strategies.diversity import BadgeStrategy, CoresetStrategy
 from forgetting.strategies.dynamics import (
     ForgettingStrategy,
     GaussStrategy,
+    SampledCountStrategy,
     SampledSwitchStrategy,
     SwitchStrategy,
 )
@@ -140,6 +141,7 @@ _BUILTINS: tuple[type[Strategy], ...] = (
     SwitchStrategy,
     GaussStrategy,
     SampledSwitchStrategy,
+    SampledCountStrategy,
 )
 for _cls in _BUILTINS:
     register_strategy(_cls)

@@ -11,8 +11,9 @@ number of rows raises :class:`~forgetting.exceptions.PoolExhaustedError`. None o
   (Gumbel-top-k, one pass, ``O(N)``).
 * :func:`gauss_select` - the GauSS selector: 2-component 1-D Gaussian mixture on counts, weighted sampling
   inside the high-mean component.
-* :func:`sampled_count_select` - ``P(i) ∝ count_i²`` without replacement (1-D D² sampling from a zero
-  centre), the ``sampled-switch`` rule.
+* :func:`sampled_switch_select` - the ``sampled-switch`` rule of the authors' code: weighted 1-D k-means++
+  seeding on counts from the argmax, then a top-count fill (bug-fixed; vectorised over distinct values).
+* :func:`sampled_count_select` - ``P(i) ∝ count_i²`` without replacement, the ``sampled-count`` rule.
 * :func:`k_center_greedy` - greedy k-center (farthest-first traversal) against optional fixed centres.
 * :func:`kmeans_pp_select` - k-means++ seeding (D² sampling) on features.
 * :func:`badge_select` - k-means++ seeding on BADGE gradient embeddings without materialising them.
@@ -59,6 +60,7 @@ __all__ = [
     "min_distances",
     "sample_without_replacement",
     "sampled_count_select",
+    "sampled_switch_select",
     "select_top_k",
     "uniform_select",
 ]
@@ -174,12 +176,22 @@ def sample_without_replacement(weights: np.ndarray | torch.Tensor, n: int, *, se
         return _gumbel_top_k(np.log(w), n, rng)
 
 
-def sampled_count_select(counts: np.ndarray | torch.Tensor, n: int, *, seed: int) -> np.ndarray:
-    """The ``sampled-switch`` rule: draw ``n`` samples without replacement with ``P(i) ∝ count_i²``.
+def _check_counts(counts: np.ndarray | torch.Tensor, rule: str) -> np.ndarray:
+    c = as_numpy_1d(counts, "counts")
+    if not np.all(np.isfinite(c)):
+        raise ValueError("counts must be finite; NaN or inf found")
+    if c.size and np.any(c < 0):
+        raise ValueError(f"counts must be non-negative for {rule}; the smallest is {c.min()}")
+    return c
 
-    This is k-means++ D² sampling in one dimension from a single centre at zero, with the centre never
-    updated: each draw takes sample ``i`` with probability ``count_i² / Σ_remaining count_j²``. Samples with
-    count 0 are drawn only once every positive count is taken, uniformly at random.
+
+def sampled_count_select(counts: np.ndarray | torch.Tensor, n: int, *, seed: int) -> np.ndarray:
+    """The ``sampled-count`` rule: draw ``n`` samples without replacement with ``P(i) ∝ count_i²``.
+
+    Each draw takes sample ``i`` with probability ``count_i² / Σ_remaining count_j²`` (D² sampling from a
+    single centre at zero that never moves). Samples with count 0 are drawn only once every positive count
+    is taken, uniformly at random. A softer alternative to top-k that is in no paper; the authors'
+    ``sampled-switch`` is :func:`sampled_switch_select`.
 
     Args:
         counts: ``[N]`` non-negative counts (switch counts, or any non-negative score).
@@ -189,15 +201,72 @@ def sampled_count_select(counts: np.ndarray | torch.Tensor, n: int, *, seed: int
     Returns:
         int64 ``[n]`` positions in draw order.
     """
-    c = as_numpy_1d(counts, "counts")
+    c = _check_counts(counts, "count² sampling")
     n = check_n(n, c.size)
-    if not np.all(np.isfinite(c)):
-        raise ValueError("counts must be finite; NaN or inf found")
-    if np.any(c < 0):
-        raise ValueError(f"counts must be non-negative for count² sampling; the smallest is {c.min()}")
     rng = np.random.default_rng(check_seed(seed))
     with np.errstate(divide="ignore"):
         return _gumbel_top_k(2.0 * np.log(c), n, rng)
+
+
+def sampled_switch_select(counts: np.ndarray | torch.Tensor, n: int, *, seed: int) -> np.ndarray:
+    """The ``sampled-switch`` rule: weighted one-dimensional k-means++ seeding on the counts, then a fill.
+
+    This is ``init_centers`` of the authors' code (olivesgatech/gauss,
+    ``activelearning/qustrategies/classification/sampledswitchsampler.py``) without its bug:
+
+    1. the first pick is a sample of the largest count (ties: uniformly at random, seeded; the reference
+       takes the first index);
+    2. every next pick is a sample ``i`` drawn with probability ``∝ (count_i · d_i)²``, where ``d_i`` is the
+       distance from ``count_i`` to the nearest count picked so far. The reference overwrites ``d`` with
+       ``count · d`` after each draw, so its weights compound (``count^t · d``); here ``d`` stays a distance;
+    3. once every weight is zero, the remaining slots go to the largest counts not yet picked (ties at the
+       cut uniformly at random, seeded; the reference follows ``argsort`` order).
+
+    Consequences: a sample whose count equals a picked count has ``d = 0``, so until the fill at most one
+    sample per distinct count value is drawn, and count 0 (weight 0) is never drawn before the fill. With
+    integer switch counts the draws stop after at most as many picks as there are distinct positive counts,
+    so the rule is top-n plus a few spread-out picks.
+
+    Vectorised over the distinct values: the weight of value ``v`` with ``m`` members is ``m · (v·d)²``, a
+    value is drawn with probability proportional to it, then one of its members uniformly at random. Cost:
+    ``O(N log N)`` for the grouping plus ``O(K)`` per draw for ``K`` distinct values (at most ``min(n, K)``
+    draws) plus ``O(N)`` for the fill; no Python loop over ``N``.
+
+    Args:
+        counts: ``[N]`` non-negative counts (integer switch counts, or any non-negative score).
+        n: ``1 <= n <= N``.
+        seed: seed of the tie-breaks and the draws.
+
+    Returns:
+        int64 ``[n]`` positions in pick order.
+    """
+    c = _check_counts(counts, "sampled-switch")
+    n = check_n(n, c.size)
+    rng = np.random.default_rng(check_seed(seed))
+    values_K, inverse_N, members_K = np.unique(c, return_inverse=True, return_counts=True)
+    by_value = np.argsort(inverse_N, kind="stable")  # sample positions grouped by value, ascending
+    starts_K = np.concatenate([[0], np.cumsum(members_K)[:-1]])
+    top = values_K.size - 1
+    picked = [int(by_value[starts_K[top] + rng.integers(members_K[top])])]
+    dist_K = np.abs(values_K - values_K[top])
+    mass_K = members_K.astype(np.float64)
+    while len(picked) < n:
+        weight_K = mass_K * (values_K * dist_K) ** 2
+        cdf_K = np.cumsum(weight_K)
+        total = cdf_K[-1]
+        if not total > 0:
+            break
+        k = min(int(np.searchsorted(cdf_K, rng.random() * total, side="right")), top)
+        while weight_K[k] == 0:  # a zero-weight value can sit at the searched position only by rounding
+            k -= 1
+        picked.append(int(by_value[starts_K[k] + rng.integers(members_K[k])]))
+        np.minimum(dist_K, np.abs(values_K - values_K[k]), out=dist_K)
+    chosen = np.asarray(picked, dtype=np.int64)
+    if chosen.size < n:  # the fill: the largest counts among the rest
+        rest = c.copy()
+        rest[chosen] = -np.inf
+        chosen = np.concatenate([chosen, _top_k(rest, n - chosen.size, rng, None)])
+    return chosen
 
 
 # --------------------------------------------------------------------------------------------- GauSS
@@ -206,7 +275,7 @@ def sampled_count_select(counts: np.ndarray | torch.Tensor, n: int, *, seed: int
 GAUSS_FALLBACKS = {
     "all-equal": "fewer than 2 distinct counts: no mixture to fit; n drawn uniformly at random",
     "degenerate-fit": "the fitting subsample holds a single value; top-n by count",
-    "too-few-high": "the high-mean component has fewer than n members; top-n by count",
+    "too-few-high": "the high-mean component has at most n members; top-n by count",
     "degenerate-responsibilities": "responsibilities are NaN or sum to zero; top-n by count",
 }
 
@@ -288,7 +357,7 @@ def _select_from_mixture(
     fallback = None
     if np.isnan(resp_high).any() or not np.all(np.isfinite(p)) or (members.size and not p.sum() > 0):
         fallback = "degenerate-responsibilities"
-    elif members.size < n:
+    elif members.size <= n:  # the authors' test is strict (`if length > n: sample`), so exactly n -> top-n
         fallback = "too-few-high"
     if fallback is not None:
         logger.debug("gauss_select: %s (%s)", GAUSS_FALLBACKS[fallback], params)
@@ -312,13 +381,16 @@ def gauss_select(
        subsample of that size without replacement; responsibilities are then computed for every sample in one
        vectorised pass with the fitted parameters.
     2. Keep the members of the high-mean component: responsibility of the high component > 0.5.
-    3. If at least ``n`` members remain, draw ``n`` of them without replacement with probability proportional
-       to their responsibility (successive sampling, implemented as Gumbel-top-k).
-    4. Otherwise take the top-``n`` by count (:func:`select_top_k`, ties random).
+    3. If more than ``n`` members remain, draw ``n`` of them without replacement with probability
+       proportional to their responsibility (successive sampling, implemented as Gumbel-top-k).
+    4. Otherwise take the top-``n`` by count (:func:`select_top_k`, ties random). As in the authors' code
+       (``gmmss.py``: ``if length > n``) this includes exactly ``n`` members: the top-n by count, not the
+       members. The two differ only when the members are not the ``n`` highest counts (a wide low
+       component can own the far tail) and in the order of the picks.
 
     Guards (recorded in ``GaussInfo.fallback``): fewer than 2 distinct counts (all counts equal) -> ``n``
     drawn uniformly at random, since no sample is distinguishable; a single value in the fitting subsample ->
-    top-n; NaN or zero responsibilities -> top-n; fewer than ``n`` members -> top-n.
+    top-n; NaN or zero responsibilities -> top-n; at most ``n`` members -> top-n.
 
     Args:
         counts: ``[N]`` finite counts (integer switch counts or any real score), numpy or torch.
