@@ -557,7 +557,6 @@ def fit(
                 t_eval = time.perf_counter()
                 eval_accuracy = evaluate_accuracy(model, data, ignore_index=ignore_index)
                 logger.debug("eval pass on the training set took %.3fs", time.perf_counter() - t_eval)
-            stop = rule.epoch_end(eval_accuracy)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(epoch_loss)
             elif scheduler is not None:
@@ -567,7 +566,7 @@ def fit(
                 for cb in callbacks:
                     cb.on_epoch_end(model, epoch=epoch, step=step)
                 track_seconds += time.perf_counter() - t
-            if stop:
+            if rule.epoch_end(eval_accuracy):  # the callbacks have seen the epoch (also when this raises)
                 break
         if rule.reached is False:
             logger.info(
