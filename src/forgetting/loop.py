@@ -29,7 +29,7 @@ import torch
 from forgetting.data.dataset import Split
 from forgetting.devices import data_device, resolve_device
 from forgetting.evaluation import evaluate
-from forgetting.exceptions import ConfigError, PoolExhaustedError, check_choice
+from forgetting.exceptions import ConfigError, DivergedError, PoolExhaustedError, check_choice
 from forgetting.inference import model_device, predict
 from forgetting.models import build_model, has_dropout
 from forgetting.observe import SUBSAMPLE_MODES, TRACK_PRESETS, ObservationCallback
@@ -146,6 +146,8 @@ class LoopConfig:
             raise ConfigError(f"rounds must be >= 0, got {self.rounds}")
         if self.mc_samples < 1:
             raise ConfigError(f"mc_samples must be >= 1, got {self.mc_samples}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed}")
         if self.pool_subsample is not None and self.pool_subsample < 1:
             raise ConfigError(f"pool_subsample must be a positive count, got {self.pool_subsample}")
 
@@ -239,6 +241,14 @@ def run_active_learning(
         raise ConfigError("completed rounds contain duplicate query indices; the stored run is inconsistent")
     first_round = len(completed)
     total_rounds = config.rounds + 1
+    needed = config.initial_size + config.rounds * config.query_size
+    if config.on_exhausted == "error" and needed > n_train:
+        raise PoolExhaustedError(
+            f"initial_size {config.initial_size} + rounds {config.rounds} x query_size {config.query_size} = "
+            f"{needed} labels, but the training split has {n_train} samples; lower the rounds to "
+            f"{max(0, (n_train - config.initial_size) // config.query_size)}, or set on_exhausted='partial' "
+            "to end early when the pool runs out"
+        )
 
     # The pool and the eval sets stay on the device when they fit (data_device); otherwise in host memory,
     # and training, tracking, scoring and evaluation copy each batch to the device.
@@ -290,6 +300,15 @@ def run_active_learning(
                 name: evaluate(model, split, batch_size=config.eval_batch_size)
                 for name, split in eval_on_device.items()
             }
+            bad = [name for name, m in metrics.items() if not np.isfinite(m["nll"])]
+            if bad:  # the last optimizer step blew the model up: its outputs are NaN or inf
+                raise DivergedError(
+                    train_record.epochs,
+                    lr=config.train.lr,
+                    round=rnd,
+                    what=f"the trained model's outputs on "
+                    f"eval set {bad[0]!r} are NaN or inf (NLL {metrics[bad[0]]['nll']})",
+                )
         eval_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -396,7 +415,13 @@ def run_active_learning(
         labeled = np.concatenate([labeled, query_idx])
         if is_last:
             if rnd < total_rounds - 1:
-                logger.info("the pool is exhausted: round %d trained on every training sample", rnd)
+                logger.warning(
+                    "the pool ran out: round %d trained on every training sample, so the experiment ends "
+                    "early, after %d of %d rounds (on_exhausted='partial')",
+                    rnd,
+                    rnd + 1,
+                    total_rounds,
+                )
             break
     return records
 
@@ -506,15 +531,18 @@ def train_round(
         class_weights = class_weights_from_masks(
             labeled.targets, num_classes, scheme=seg.class_weights, ignore_index=ignore_index
         )
-    record = fit(
-        model,
-        labeled,
-        config.train,
-        seed=derive_seed(config.seed, rnd, _TRAIN),
-        callbacks=[observer] if observer is not None else [],
-        class_weights=class_weights,
-        ignore_index=ignore_index,
-    )
+    try:
+        record = fit(
+            model,
+            labeled,
+            config.train,
+            seed=derive_seed(config.seed, rnd, _TRAIN),
+            callbacks=[observer] if observer is not None else [],
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+        )
+    except DivergedError as exc:
+        raise exc.in_round(rnd) from None
     return model, record, observer
 
 

@@ -24,6 +24,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import torch
 
+from forgetting._csv import safe_cell
 from forgetting._io import atomic_write_bytes, atomic_write_text
 from forgetting.annotate.importers import LABEL_STUDIO_FROM_NAME
 from forgetting.annotate.results import RankedItem
@@ -102,15 +103,16 @@ def _num(value: float) -> str:
 def write_ranked_csv(path: str | Path, items: Sequence[RankedItem], *, strategy: str, round_: int) -> Path:
     """The ranked list as CSV with :data:`CSV_COLUMNS`; empty cells where a value is missing.
 
-    Fill in the ``label`` column and import the file with ``forgetting label``.
+    Fill in the ``label`` column and import the file with ``forgetting label``. Text cells that a
+    spreadsheet would run as a formula (an item or class named ``=...``, ``+...``, ``-...``, ``@...``) get a
+    leading ``'`` (:func:`forgetting._csv.safe_cell`); the import removes it again.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in items:
-        writer.writerow(
-            [r.rank, r.item, _num(r.score), strategy, round_, r.predicted or "", _num(r.confidence), ""]
-        )
+        row = [r.rank, r.item, _num(r.score), strategy, round_, r.predicted or "", _num(r.confidence), ""]
+        writer.writerow([safe_cell(cell) for cell in row])
     return atomic_write_text(path, buffer.getvalue())
 
 
@@ -208,13 +210,14 @@ def write_segmentation_csv(
     """The ranked list of a segmentation round as CSV with :data:`SEGMENTATION_CSV_COLUMNS`.
 
     Return one mask per image, named as its ``mask_file`` inside a folder, and import the folder with
-    ``forgetting label``.
+    ``forgetting label``. Text cells are neutralised as in :func:`write_ranked_csv`.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SEGMENTATION_CSV_COLUMNS)
     for r, mask_file in zip(items, mask_files, strict=True):
-        writer.writerow([r.rank, r.item, _num(r.score), strategy, round_, mask_file])
+        row = [r.rank, r.item, _num(r.score), strategy, round_, mask_file]
+        writer.writerow([safe_cell(cell) for cell in row])
     return atomic_write_text(path, buffer.getvalue())
 
 
