@@ -8,13 +8,19 @@ them as numbers, not formulas, and the project's own columns stay numeric.
 
 Reading a CSV back (``forgetting label``), :func:`unquoted` undoes the prefix, so that a ``query.csv``
 written by the project, or saved again by a spreadsheet, still names the same items and classes.
+
+:func:`csv_text` writes rows with both rules applied (and quotes every cell of a row that holds a carriage
+return, which the csv module leaves unquoted with ``"\n"`` line endings, so the row reads back whole).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+from collections.abc import Iterable, Sequence
 
-__all__ = ["FORMULA_PREFIXES", "safe_cell", "unquoted"]
+__all__ = ["FORMULA_PREFIXES", "csv_text", "safe_cell", "unquoted"]
 
 #: First characters that make a spreadsheet evaluate a cell.
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
@@ -33,6 +39,18 @@ def safe_cell(value: object) -> object:
     if _NUMBER.fullmatch(value):
         return value
     return "'" + value
+
+
+def csv_text(rows: Iterable[Sequence[object]]) -> str:
+    """CSV text (``"\n"`` line endings) of ``rows``, every cell passed through :func:`safe_cell`."""
+    buffer = io.StringIO()
+    plain = csv.writer(buffer, lineterminator="\n")
+    quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for row in rows:
+        cells = [safe_cell(cell) for cell in row]
+        has_cr = any(isinstance(cell, str) and "\r" in cell for cell in cells)
+        (quoted if has_cr else plain).writerow(cells)
+    return buffer.getvalue()
 
 
 def unquoted(value: str) -> str | None:

@@ -11,7 +11,6 @@ ranking gives byte-identical files.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -24,7 +23,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import torch
 
-from forgetting._csv import safe_cell
+from forgetting._csv import csv_text
 from forgetting._io import atomic_write_bytes, atomic_write_text
 from forgetting.annotate.importers import LABEL_STUDIO_FROM_NAME
 from forgetting.annotate.results import RankedItem
@@ -107,13 +106,11 @@ def write_ranked_csv(path: str | Path, items: Sequence[RankedItem], *, strategy:
     spreadsheet would run as a formula (an item or class named ``=...``, ``+...``, ``-...``, ``@...``) get a
     leading ``'`` (:func:`forgetting._csv.safe_cell`); the import removes it again.
     """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in items:
-        row = [r.rank, r.item, _num(r.score), strategy, round_, r.predicted or "", _num(r.confidence), ""]
-        writer.writerow([safe_cell(cell) for cell in row])
-    return atomic_write_text(path, buffer.getvalue())
+    rows = [
+        [r.rank, r.item, _num(r.score), strategy, round_, r.predicted or "", _num(r.confidence), ""]
+        for r in items
+    ]
+    return atomic_write_text(path, csv_text([CSV_COLUMNS, *rows]))
 
 
 def label_studio_tasks(
@@ -212,13 +209,11 @@ def write_segmentation_csv(
     Return one mask per image, named as its ``mask_file`` inside a folder, and import the folder with
     ``forgetting label``. Text cells are neutralised as in :func:`write_ranked_csv`.
     """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SEGMENTATION_CSV_COLUMNS)
-    for r, mask_file in zip(items, mask_files, strict=True):
-        row = [r.rank, r.item, _num(r.score), strategy, round_, mask_file]
-        writer.writerow([safe_cell(cell) for cell in row])
-    return atomic_write_text(path, buffer.getvalue())
+    rows = [
+        [r.rank, r.item, _num(r.score), strategy, round_, mask_file]
+        for r, mask_file in zip(items, mask_files, strict=True)
+    ]
+    return atomic_write_text(path, csv_text([SEGMENTATION_CSV_COLUMNS, *rows]))
 
 
 def class_colors(num_classes: int) -> np.ndarray:

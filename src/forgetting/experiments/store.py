@@ -20,15 +20,12 @@ it).
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import logging
 import math
-import os
 import shutil
 import sqlite3
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,8 +35,8 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from forgetting._csv import safe_cell
-from forgetting._io import NUMPY_READ_ERRORS, atomic_savez, describe_numpy_error
+from forgetting._csv import csv_text
+from forgetting._io import NUMPY_READ_ERRORS, atomic_savez, atomic_write_text, describe_numpy_error
 from forgetting.exceptions import ForgettingError, StoreCorruptError
 from forgetting.experiments.config import ExperimentSpec
 from forgetting.records import RoundRecord, TrainRecord
@@ -721,13 +718,8 @@ class ResultStore:
     def export_csv(self, path: str | Path) -> Path:
         """Write :meth:`metrics_frame` to ``path`` as CSV (header row; NaN written as ``nan``; text cells a
         spreadsheet would run as a formula get a leading ``'``, see :func:`forgetting._csv.safe_cell`)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(self._FRAME_COLUMNS))
-            writer.writeheader()
-            for row in self.metrics_frame():
-                writer.writerow({k: safe_cell(v) for k, v in {**row, "value": repr(row["value"])}.items()})
-        os.replace(tmp, path)
-        return path
+        columns = list(self._FRAME_COLUMNS)
+        rows = (
+            [row[c] if c != "value" else repr(row["value"]) for c in columns] for row in self.metrics_frame()
+        )
+        return atomic_write_text(path, csv_text([columns, *rows]))
