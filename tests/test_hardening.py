@@ -565,6 +565,24 @@ def test_damaged_results_database_names_the_file_and_the_recovery(
         ResultStore(out, readonly=True).experiments()
 
 
+def test_garbled_rows_of_a_readable_database_are_named(
+    switch_run: tuple[Path, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    run, _, ids = switch_run
+    for table, column, value, message in (
+        ("experiments", "config_json", "{not json", f"the stored config of experiment {ids['random']}"),
+        ("rounds", "seconds_json", "[1, 2", "holds garbled timings"),
+    ):
+        out = _copy_run(run, tmp_path / table)
+        with sqlite3.connect(out / "results.sqlite") as con:
+            con.execute(f"UPDATE {table} SET {column} = ?", (value,))
+        con.close()
+        with pytest.raises(StoreCorruptError, match=message):
+            with ResultStore(out, readonly=True) as store:
+                for row in store.experiments():
+                    store.load_rounds(row.id, arrays=False)
+
+
 def test_empty_results_database(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
@@ -720,6 +738,7 @@ def test_every_csv_the_project_writes_is_inert(tmp_path: Path) -> None:
     _assert_inert(metrics)
     assert metrics[1][1] == "'=HYPERLINK(1)" and metrics[1][3] == "'@s" and metrics[1][-1] == "-0.25"
     assert safe_cell(3) == 3 and safe_cell("-1e-3") == "-1e-3" and safe_cell("-inf") == "'-inf"
+    assert rows[6][1] == "'\rx" and len(rows) == len(items) + 1  # a carriage return does not split its row
     assert unquoted("'=x") == "=x" and unquoted("'plain") is None and unquoted("=x") is None
 
 

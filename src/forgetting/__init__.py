@@ -35,6 +35,8 @@ from forgetting.exceptions import (
     ConfigError,
     DatasetFormatError,
     DatasetNotFoundError,
+    DirectoryInUseError,
+    DivergedError,
     ForgettingError,
     LabelConflictError,
     LabelImportError,
@@ -42,6 +44,7 @@ from forgetting.exceptions import (
     MissingInputError,
     PoolExhaustedError,
     ProjectError,
+    StoreCorruptError,
     UnknownNameError,
 )
 from forgetting.inference import predict
@@ -115,6 +118,8 @@ __all__ = [
     "Dataset",
     "DatasetFormatError",
     "DatasetNotFoundError",
+    "DirectoryInUseError",
+    "DivergedError",
     "EventTracker",
     "ForgettingError",
     "Input",
@@ -133,6 +138,7 @@ __all__ = [
     "SegmentationOptions",
     "Selection",
     "Split",
+    "StoreCorruptError",
     "Strategy",
     "StrategyInputs",
     "TrackConfig",

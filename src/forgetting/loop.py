@@ -302,13 +302,8 @@ def run_active_learning(
             }
             bad = [name for name, m in metrics.items() if not np.isfinite(m["nll"])]
             if bad:  # the last optimizer step blew the model up: its outputs are NaN or inf
-                raise DivergedError(
-                    train_record.epochs,
-                    lr=config.train.lr,
-                    round=rnd,
-                    what=f"the trained model's outputs on "
-                    f"eval set {bad[0]!r} are NaN or inf (NLL {metrics[bad[0]]['nll']})",
-                )
+                what = f"the trained model's outputs on eval set {bad[0]!r} are NaN or inf"
+                raise DivergedError(train_record.epochs, lr=config.train.lr, round=rnd, what=what)
         eval_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()

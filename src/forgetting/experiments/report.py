@@ -472,8 +472,8 @@ def write_report(
 
     The results store is opened read-only, so a report can be written while a run is still writing the
     directory (it shows the rounds stored so far). Two reports of one directory do not run at once (they
-    take the lock of ``report/``). What cannot be read (a damaged ``arrays/<id>/round-*.npz``) is left out
-    and listed in a "Could not read" section, with how to recompute it; the rest of the report is written.
+    take the lock ``<run_dir>/.report.lock``). What cannot be read (a damaged ``arrays/<id>/round-*.npz``)
+    is left out and listed in a "Could not read" section, with how to recompute it; the rest is written.
     Unfinished experiments that are not part of the latest run's config (``meta.grid``) are left out too,
     with a note: they were replaced by a corrected config.
 
@@ -502,7 +502,7 @@ def write_report(
             hint="the run directory must be writable",
             error=ForgettingError,
         )
-        with directory_lock(report_dir, what="a report"):
+        with directory_lock(run_dir, what="a report", lock_name=".report.lock"):
             return _write_report(store, name, rows, stale, report_dir, histogram_round, query_round)
 
 

@@ -429,7 +429,7 @@ class ResultStore:
             ExperimentRow(
                 id=r["id"],
                 name=r["name"],
-                spec=ExperimentSpec.from_json(r["config_json"]),
+                spec=self._spec(r["id"], r["config_json"]),
                 status=r["status"],
                 created=r["created"],
                 started=r["started"],
@@ -440,6 +440,16 @@ class ResultStore:
             )
             for r in rows
         ]
+
+    def _spec(self, experiment_id: str, text: str) -> ExperimentSpec:
+        try:
+            return ExperimentSpec.from_json(text)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError, pydantic's ValidationError
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreCorruptError(
+                f"{self.db_path}: the stored config of experiment {experiment_id} cannot be read ({first}); "
+                "was the directory written by another version of forgetting? Use a new --out"
+            ) from None
 
     def experiment(self, experiment_id: str) -> ExperimentRow:
         """One experiment by id (``KeyError`` if absent)."""
@@ -604,7 +614,7 @@ class ResultStore:
                         train_accuracy=_none_to_nan(r["train_accuracy"]),
                         reached_target=None if reached is None else bool(reached),
                     ),
-                    seconds={k: float(v) for k, v in json.loads(r["seconds_json"]).items()},
+                    seconds=self._seconds(experiment_id, int(r["round"]), r["seconds_json"]),
                     metrics=metrics.get(r["round"], {}),
                     query_indices=np.array([i for i, _ in qs], dtype=np.int64),
                     query_scores=np.array([s for _, s in qs], dtype=np.float64),
@@ -614,6 +624,16 @@ class ResultStore:
                 )
             )
         return out
+
+    def _seconds(self, experiment_id: str, round_: int, text: str) -> dict[str, float]:
+        try:
+            return {k: float(v) for k, v in json.loads(text).items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise StoreCorruptError(
+                corrupt_database_message(
+                    self.db_path, f"experiment {experiment_id} round {round_} holds garbled timings ({exc})"
+                )
+            ) from None
 
     def _read_arrays(
         self, experiment_id: str, round_: int, rel: str
