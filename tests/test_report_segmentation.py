@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from forgetting.cli import app
+from forgetting.exceptions import ConfigError
 from forgetting.experiments import ResultStore, write_report
 from forgetting.experiments.config import ExperimentSpec, SegmentationSettings
 from forgetting.experiments.report import headline_metric, load_curves
@@ -211,9 +212,14 @@ def test_query_round_selects_the_round_and_stale_figures_go(seg_run):
     assert queries == ["queries-f3-unet-random-r0.png", "queries-f3-unet-switch-r0.png"]
     assert "round 0 (4 labeled images): 3 of 3 queried sections" in text
     assert "round 1 (7 labeled images): " not in text
-    none = write_report(seg_run, query_round=2).read_text(encoding="utf-8")  # the last round queries nothing
-    assert "No stored round at round 2 holds queried sections." in none
-    assert not list(index.parent.glob("queries-*.png"))
+    # the last round queries nothing: an error that lists the rounds that do, and the report stays as it was
+    with pytest.raises(
+        ConfigError,
+        match=r"--query-round 2: no stored round 2 holds queried sections; rounds "
+        r"that do: 0-1",
+    ):
+        write_report(seg_run, query_round=2)
+    assert sorted(p.name for p in index.parent.glob("queries-*.png")) == queries
 
 
 def test_mixed_run_keeps_accuracy_for_classification(tmp_path):

@@ -35,6 +35,13 @@ def read_config_file(path: str | Path) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.reason}); TOML files are "
+            "UTF-8: save it as UTF-8"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(path)!r} is a directory; pass a .toml file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
 

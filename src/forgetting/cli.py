@@ -143,9 +143,22 @@ def run(
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Write the HTML report at the end.")
     ] = True,
+    rerun: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rerun",
+            help="Delete the stored rounds of this experiment id (repeatable, or comma-separated) and run it "
+            "again from round 0, e.g. after a damaged arrays/<id>/round-*.npz.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Run an experiment grid (resumable: rerun the same command to continue), then write the report."""
+    """Run an experiment grid (resumable: rerun the same command to continue), then write the report.
+
+    One run per directory: a second `forgetting run` on the same --out exits 2 at once, naming the PID of
+    the one running (a lock left by a killed run is taken over). Nothing is written when the config cannot
+    run (a missing device or dataset, an initial set larger than the pool): it exits 2.
+    """
     from forgetting.experiments import load_config, quickstart_config, run_experiments, write_report
 
     _set_verbose(verbose)
@@ -158,8 +171,16 @@ def run(
             return
         out_dir = out if out is not None else Path("runs") / cfg.name
         err_console.print(f"running [bold]{cfg.name}[/] into {out_dir}", highlight=False)
+        rerun_ids = [i.strip() for text in rerun or [] for i in text.split(",") if i.strip()]
         summary = run_experiments(
-            cfg, out_dir, jobs=jobs, backend=backend, address=address, progress=True, console=err_console
+            cfg,
+            out_dir,
+            jobs=jobs,
+            backend=backend,
+            address=address,
+            progress=True,
+            console=err_console,
+            rerun=rerun_ids,
         )
     except ForgettingError as exc:
         raise _fail(str(exc)) from None
@@ -172,7 +193,9 @@ def run(
         highlight=False,
     )
     for exp_id, error in summary.failed.items():
-        err_console.print(f"[red]failed[/] {exp_id}: {error}", highlight=False)
+        err_console.print(f"[red]failed[/] {exp_id}: {escape(error)}", highlight=False)
+    for exp_id, why in summary.ended_early.items():
+        err_console.print(f"[yellow]ended early[/] {exp_id}: {escape(why)}", highlight=False)
     if report:
         try:
             index = write_report(out_dir)
@@ -501,7 +524,9 @@ def query(
             help="A strategy (default: the project's, gauss); random or kcenter-pixels need no labels."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Query seed: the same labels and seed give the same list.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Query seed: the same labels and seed give the same list.")
+    ] = 0,
     force: Annotated[bool, typer.Option("--force", help="Recompute even if this query is on disk.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -585,7 +610,16 @@ def label(
     if summary.new_classes:
         console.print(f"new classes: {', '.join(summary.new_classes)}", highlight=False)
     if summary.skipped and not (summary.added or summary.unchanged or summary.overwritten):
-        err_console.print("no labels in the file: fill in the label column (or annotate the tasks) first")
+        if proj.settings.task == "segmentation":
+            ignore = proj.settings.ignore_index
+            err_console.print(
+                f"no labelled pixels: every pixel of the {summary.skipped} mask(s) holds the ignore index "
+                f"{ignore} (unlabelled); draw class ids 0..{len(proj.settings.classes) - 1} into the masks "
+                "first",
+                highlight=False,
+            )
+        else:
+            err_console.print("no labels in the file: fill in the label column (or annotate the tasks) first")
     console.print(f"next: forgetting query {project}", highlight=False)
 
 

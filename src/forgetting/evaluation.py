@@ -18,7 +18,8 @@ def evaluate(
     """Accuracy, mean NLL and ECE (``ece_bins`` equal-width confidence bins) of ``model`` on ``data``.
 
     ``data`` is any :class:`~forgetting.data.source.DataSource` with int64 ``[N]`` class-id targets (a
-    :class:`~forgetting.data.dataset.Split`, or a lazy Dataset). One host sync at the end of the pass.
+    :class:`~forgetting.data.dataset.Split`, or a lazy Dataset). One host sync at the end of the pass. A
+    model whose outputs are NaN gets NaN metrics (no error).
     """
     device = model_device(model)
     batch_size = batch_size or default_batch_size(device)
@@ -36,7 +37,8 @@ def evaluate(
             hit = (pred == y).double()
             correct += hit.sum()
             nll -= logp.gather(1, y[:, None]).double().sum()
-            b = (conf * ece_bins).long().clamp_(max=ece_bins - 1)
+            # NaN confidences (a diverged model) fall in bin 0 and make the ECE NaN instead of an IndexError
+            b = (conf * ece_bins).nan_to_num(0.0).long().clamp_(0, ece_bins - 1)
             bin_count.index_add_(0, b, torch.ones_like(hit))
             bin_conf.index_add_(0, b, conf.double())
             bin_acc.index_add_(0, b, hit)

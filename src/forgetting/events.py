@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from forgetting._io import atomic_savez
+from forgetting._io import NUMPY_READ_ERRORS, atomic_savez, describe_numpy_error
 from forgetting.exceptions import ConfigError, ForgettingError, UnknownNameError
 
 __all__ = ["FIRST_OBSERVATIONS", "READOUTS", "EventTracker"]
@@ -206,6 +206,7 @@ class EventTracker:
         self._epoch_dtype = torch.uint8
         self._calls = 0
         self._bad_pred: torch.Tensor | None = None  # 0-d bool on the device: a class id did not fit
+        self._bad_index: torch.Tensor | None = None  # 0-d bool on the device: a row id was out of range
 
     # ------------------------------------------------------------------ allocation
     @property
@@ -254,6 +255,7 @@ class EventTracker:
                 for name, (shape, dtype) in self._field_specs().items()
             }
         self._bad_pred = None
+        self._bad_index = None
         return state
 
     def _get_state(self) -> dict[str, torch.Tensor]:
@@ -320,7 +322,10 @@ class EventTracker:
                 uses the number of previous ``update`` calls instead, so pass it when a pass spans several
                 calls.
 
-        Runs entirely on the state device: no ``.item()``, no boolean-mask indexing, no host sync.
+        Runs entirely on the state device: no ``.item()``, no boolean-mask indexing, no host sync. Row ids
+        outside ``[0, N)`` raise a :class:`ConfigError` at once when the state is on the CPU (before anything
+        is updated); on an accelerator (where checking would cost a sync) they are clamped, flagged on the
+        device, and the next read-out raises the error, as for class ids that do not fit ``pred_dtype``.
         """
         if indices.ndim != 1 or indices.dtype.is_floating_point or indices.dtype == torch.bool:
             raise ConfigError(
@@ -358,7 +363,16 @@ class EventTracker:
         if preds.numel() == 0:
             return
         with torch.no_grad():
-            self._update(state, device, indices, preds, targets, e_idx)
+            try:
+                self._update(state, device, indices, preds, targets, e_idx)
+            except (IndexError, RuntimeError) as exc:  # CPU row ids out of range (read before any write)
+                if "index" not in str(exc) and "out of" not in str(exc):
+                    raise
+                self._calls -= 1
+                raise ConfigError(
+                    f"indices must be row ids in [0, {self.n}) of a tracker of shape {self.shape} ({exc}); "
+                    "nothing was updated"
+                ) from None
 
     def _update(
         self,
@@ -370,6 +384,11 @@ class EventTracker:
         e_idx: int,
     ) -> None:
         idx = indices.to(device=device, dtype=torch.int64, non_blocking=True)
+        if device.type != "cpu":  # an out-of-range index would be a device-side assert: flag, clamp, go on
+            lo, hi = torch.aminmax(idx)
+            bad_idx = (lo < 0) | (hi >= self.n)
+            self._bad_index = bad_idx if self._bad_index is None else self._bad_index | bad_idx
+            idx = idx.clamp(0, max(self.n - 1, 0))
         p = preds.to(device, non_blocking=True)
         if p.dtype != torch.uint8 or self.pred_dtype != torch.uint8:
             lo, hi = torch.aminmax(p)
@@ -435,6 +454,11 @@ class EventTracker:
 
     # ------------------------------------------------------------------ read-outs
     def _check_preds(self) -> None:
+        if self._bad_index is not None and bool(self._bad_index):
+            raise ConfigError(
+                f"EventTracker.update received row ids outside [0, {self.n}) for a tracker of shape "
+                f"{self.shape}; its counts are wrong. Pass indices into the tracked set and rerun."
+            )
         if self._bad_pred is not None and bool(self._bad_pred):
             raise ConfigError(
                 f"EventTracker received class ids outside [0, {self._pred_max}], which pred_dtype="
@@ -645,6 +669,7 @@ class EventTracker:
                 new[name] = t.to(device=device, dtype=dtype, copy=True)
         self._state = new
         self._bad_pred = None
+        self._bad_index = None
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the state to ``path`` as a compressed ``.npz``, atomically (temp file + ``os.replace``).
@@ -665,12 +690,22 @@ class EventTracker:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as exc:
-            raise ForgettingError(f"{path} is not an EventTracker .npz file: {exc}") from exc
+        except NUMPY_READ_ERRORS as exc:
+            raise ForgettingError(
+                f"{path} is not an EventTracker .npz file: {describe_numpy_error(exc)}"
+            ) from None
         if "meta" not in arrays:
             raise ForgettingError(f"{path} is not an EventTracker .npz file: no 'meta' entry")
-        meta = json.loads(str(arrays.pop("meta")))
         try:
+            meta = json.loads(str(arrays.pop("meta")))
+        except ValueError as exc:
+            raise ForgettingError(
+                f"{path}: the EventTracker metadata ('meta') is not valid JSON ({exc}); the file is damaged "
+                "or was not written by EventTracker.save"
+            ) from None
+        try:
+            if not isinstance(meta, dict):
+                raise TypeError(f"expected a JSON object, got {type(meta).__name__}")
             tracker = cls(
                 tuple(meta["shape"]),
                 device=device,
@@ -680,8 +715,13 @@ class EventTracker:
                 counter_dtype=_DTYPES_BY_NAME[meta["counter_dtype"]],
                 first_observation=meta.get("first_observation", "exact"),
             )
-        except KeyError as exc:
-            raise ForgettingError(f"{path}: EventTracker metadata lacks or mangles {exc}") from exc
+        except ConfigError as exc:
+            raise ForgettingError(f"{path}: the EventTracker metadata is invalid: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ForgettingError(
+                f"{path}: the EventTracker metadata lacks or mangles {exc}; the file is damaged or was not "
+                "written by EventTracker.save"
+            ) from None
         tracker.load_state_dict(
             {"meta": meta, "tensors": {k: torch.from_numpy(v) for k, v in arrays.items()}}
         )
@@ -696,6 +736,7 @@ class EventTracker:
         self._epoch_dtype = torch.uint8
         self._calls = 0
         self._bad_pred = None
+        self._bad_index = None
         if self._state is not None:
             self._state = self._allocate(next(iter(self._state.values())).device)
 
@@ -710,6 +751,8 @@ class EventTracker:
                 self._state = {k: v.to(device) for k, v in self._state.items()}
         if self._bad_pred is not None:
             self._bad_pred = self._bad_pred.to(device)
+        if self._bad_index is not None:
+            self._bad_index = self._bad_index.to(device)
         self._epoch_table = None
         return self
 

@@ -57,6 +57,52 @@ class LabelConflictError(ForgettingError, ValueError):
     new label and how to resolve it (fix the file, or import with ``overwrite``)."""
 
 
+class DirectoryInUseError(ForgettingError):
+    """Another process holds the lock of a run directory or labelling project. The message names its PID."""
+
+
+class DivergedError(ForgettingError):
+    """Training diverged: the loss (or the model's weights) became NaN or infinite.
+
+    Attributes:
+        epoch: the epoch (1-based) in which it was detected.
+        round: the active-learning round, when known (set by the loop).
+        lr: the learning rate of the run, for the message.
+    """
+
+    def __init__(
+        self, epoch: int, *, lr: float | None = None, round: int | None = None, what: str = ""
+    ) -> None:
+        self.epoch = int(epoch)
+        self.lr = lr
+        self.round = round
+        self.what = what or "the training loss became non-finite (NaN or inf)"
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f"round {self.round}, epoch {self.epoch}" if self.round is not None else f"epoch {self.epoch}"
+        lr = f" (train.lr = {self.lr:g})" if self.lr is not None else ""
+        return (
+            f"training diverged in {where}: {self.what}; lower the learning rate{lr}, e.g. tenfold, and rerun"
+        )
+
+    def in_round(self, round_: int) -> DivergedError:
+        """The same error, naming the active-learning round."""
+        return DivergedError(self.epoch, lr=self.lr, round=round_, what=self.what)
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across process-pool and Ray workers
+        return (_rebuild_diverged, (self.epoch, self.lr, self.round, self.what))
+
+
+def _rebuild_diverged(epoch: int, lr: float | None, round_: int | None, what: str) -> DivergedError:
+    return DivergedError(epoch, lr=lr, round=round_, what=what)
+
+
+class StoreCorruptError(ForgettingError):
+    """A file of a run directory (``results.sqlite`` or an ``arrays/.../round-*.npz``) cannot be read. The
+    message names the file, what is wrong and how to recover."""
+
+
 def check_choice(key: str, value: object, allowed: tuple[str, ...] | list[str]) -> None:
     """Raise a :class:`ConfigError` naming ``key`` and the allowed values unless ``value`` is one of them."""
     if value not in allowed:

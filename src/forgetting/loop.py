@@ -38,7 +38,7 @@ from torch import nn
 from forgetting.data.source import DataSource
 from forgetting.devices import data_device, resolve_device
 from forgetting.events import FIRST_OBSERVATIONS
-from forgetting.exceptions import ConfigError, PoolExhaustedError, check_choice
+from forgetting.exceptions import ConfigError, DivergedError, PoolExhaustedError, check_choice
 from forgetting.initial import INITIAL_SELECTIONS, initial_labeled_set, uniform_initial_set
 from forgetting.models.factory import ModelRef, build_from_ref, check_model_for, import_object, model_label
 from forgetting.observe import SUBSAMPLE_MODES, TRACK_PRESETS, ObservationCallback, Observer
@@ -189,6 +189,8 @@ class LoopConfig:
             raise ConfigError(f"rounds must be >= 0, got {self.rounds}")
         if self.mc_samples < 1:
             raise ConfigError(f"mc_samples must be >= 1, got {self.mc_samples}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed}")
         if self.pool_subsample is not None and self.pool_subsample < 1:
             raise ConfigError(f"pool_subsample must be a positive count, got {self.pool_subsample}")
         if self.initial_seed is not None and self.initial_seed < 0:
@@ -344,7 +346,10 @@ def train_round(
         )
     observer = Observer(callbacks)
     training = task.labeled_set(labeled, seed=derive_seed(config.seed, rnd, _TRAIN), device=device)
-    record = run_train_fn(config.resolved_train_fn(), model, training, observer)
+    try:
+        record = run_train_fn(config.resolved_train_fn(), model, training, observer)
+    except DivergedError as exc:
+        raise exc.in_round(rnd) from None
     return model, record, observer
 
 
@@ -445,6 +450,14 @@ def run_active_learning(
         raise ConfigError("completed rounds contain duplicate query indices; the stored run is inconsistent")
     first_round = len(completed)
     total_rounds = config.rounds + 1
+    needed = config.initial_size + config.rounds * config.query_size
+    if config.on_exhausted == "error" and needed > n_train:
+        raise PoolExhaustedError(
+            f"initial_size {config.initial_size} + rounds {config.rounds} x query_size {config.query_size} = "
+            f"{needed} labels, but the training split has {n_train} samples; lower the rounds to "
+            f"{max(0, (n_train - config.initial_size) // config.query_size)}, or set on_exhausted='partial' "
+            "to end early when the pool runs out"
+        )
 
     # In-memory data stays on the device when it fits (data_device); otherwise in host memory, and training,
     # tracking, scoring and evaluation copy each batch to the device. Lazy sources read batch by batch.
@@ -485,6 +498,11 @@ def run_active_learning(
         metrics = {
             name: task.evaluate(model, source, batch_size=batch_size) for name, source in evals.items()
         }
+        if task.divergence_metric is not None:
+            bad = [name for name, m in metrics.items() if not np.isfinite(m[task.divergence_metric])]
+            if bad:  # the last optimizer step blew the model up: its outputs are NaN or inf
+                what = f"the trained model's outputs on eval set {bad[0]!r} are NaN or inf"
+                raise DivergedError(train_record.epochs, lr=config.train.lr, round=rnd, what=what)
         eval_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -559,6 +577,12 @@ def run_active_learning(
         labeled = np.concatenate([labeled, query_idx])
         if is_last:
             if rnd < total_rounds - 1:
-                logger.info("the pool is exhausted: round %d trained on every training sample", rnd)
+                logger.warning(
+                    "the pool ran out: round %d trained on every training sample, so the experiment ends "
+                    "early, after %d of %d rounds (on_exhausted='partial')",
+                    rnd,
+                    rnd + 1,
+                    total_rounds,
+                )
             break
     return records

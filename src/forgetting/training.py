@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from forgetting.callbacks import TrainingCallback
 from forgetting.data.source import DataSource
-from forgetting.exceptions import ConfigError, TrainingLimitError, check_choice
+from forgetting.exceptions import ConfigError, DivergedError, TrainingLimitError, check_choice
 from forgetting.inference import autocast_context, eval_mode, iter_batches, model_device, to_input
 from forgetting.observe import Observer
 from forgetting.records import TrainRecord
@@ -98,8 +98,12 @@ class TrainConfig:
         check_choice("train.accuracy_source", self.accuracy_source, ACCURACY_SOURCES)
         if self.batch_size < 1:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"train.lr must be a finite number > 0, got {self.lr}")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"train.momentum must be in [0, 1), got {self.momentum}")
         if self.epochs is None:
             if self.target_accuracy is None:
                 raise ConfigError("train: set either `epochs` (fixed) or `target_accuracy` (with max_epochs)")
@@ -427,6 +431,14 @@ def evaluate_accuracy(
     return float(correct) / max(int(total), 1)
 
 
+def finite_parameters(model: nn.Module) -> torch.Tensor:
+    """A 0-d bool tensor on the model's device: every parameter is finite (no host sync)."""
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    if not flags:
+        return torch.ones((), dtype=torch.bool)
+    return torch.stack(flags).all()
+
+
 def fit(
     model: nn.Module,
     data: DataSource,
@@ -462,6 +474,9 @@ def fit(
     Raises:
         TrainingLimitError: ``config.max_epochs`` is ``None`` and the target was not reached within
             :data:`UNCAPPED_EPOCH_LIMIT` epochs.
+        DivergedError: the model's outputs (logits of a training batch) or its weights became NaN or
+            infinite (flagged on the device, read at the epoch's sync), naming the epoch; a lower learning
+            rate is the usual fix.
     """
     config = config or TrainConfig()
     n = len(data)
@@ -523,6 +538,7 @@ def fit(
             order = torch.randperm(n, generator=generator)
             loss_sum = torch.zeros((), device=device)
             counted = torch.zeros((), dtype=torch.int64, device=device)
+            finite = torch.ones((), dtype=torch.bool, device=device)  # outputs and weights, read once
             for x, y in batches(order):
                 if config.augment:
                     x, y = augment_batch(
@@ -542,16 +558,25 @@ def fit(
                 step += 1
                 with torch.no_grad():
                     rule.update(logits, y)
-                    valid_count = (y != loss_ignore).sum()
-                    counted += valid_count
-                    loss_sum += loss.detach() * valid_count
+                    n_valid = (y != loss_ignore).sum()
+                    counted += n_valid
+                    # an all-ignored batch has a NaN mean loss (and no gradient): it adds nothing
+                    loss_sum += torch.where(n_valid > 0, loss.detach() * n_valid, 0.0)
+                    finite &= torch.isfinite(logits).all()
                 if callbacks:
                     t = time.perf_counter()
                     for cb in callbacks:
                         cb.on_step_end(model, epoch=epoch, step=step)
                     track_seconds += time.perf_counter() - t
                     model.train()
+            finite &= finite_parameters(model)
             epoch_loss = float(loss_sum) / max(int(counted), 1)  # the one sync of the epoch
+            if not bool(finite):
+                raise DivergedError(
+                    epoch,
+                    lr=config.lr,
+                    what=f"the model's outputs or weights became NaN or inf (epoch loss {epoch_loss:g})",
+                )
             eval_accuracy = None
             if config.epochs is None and config.accuracy_source == "eval":
                 t_eval = time.perf_counter()

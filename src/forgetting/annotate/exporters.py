@@ -11,7 +11,6 @@ ranking gives byte-identical files.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -24,6 +23,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import torch
 
+from forgetting._csv import csv_text
 from forgetting._io import atomic_write_bytes, atomic_write_text
 from forgetting.annotate.importers import LABEL_STUDIO_FROM_NAME
 from forgetting.annotate.results import RankedItem
@@ -102,16 +102,15 @@ def _num(value: float) -> str:
 def write_ranked_csv(path: str | Path, items: Sequence[RankedItem], *, strategy: str, round_: int) -> Path:
     """The ranked list as CSV with :data:`CSV_COLUMNS`; empty cells where a value is missing.
 
-    Fill in the ``label`` column and import the file with ``forgetting label``.
+    Fill in the ``label`` column and import the file with ``forgetting label``. Text cells that a
+    spreadsheet would run as a formula (an item or class named ``=...``, ``+...``, ``-...``, ``@...``) get a
+    leading ``'`` (:func:`forgetting._csv.safe_cell`); the import removes it again.
     """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in items:
-        writer.writerow(
-            [r.rank, r.item, _num(r.score), strategy, round_, r.predicted or "", _num(r.confidence), ""]
-        )
-    return atomic_write_text(path, buffer.getvalue())
+    rows = [
+        [r.rank, r.item, _num(r.score), strategy, round_, r.predicted or "", _num(r.confidence), ""]
+        for r in items
+    ]
+    return atomic_write_text(path, csv_text([CSV_COLUMNS, *rows]))
 
 
 def label_studio_tasks(
@@ -208,14 +207,13 @@ def write_segmentation_csv(
     """The ranked list of a segmentation round as CSV with :data:`SEGMENTATION_CSV_COLUMNS`.
 
     Return one mask per image, named as its ``mask_file`` inside a folder, and import the folder with
-    ``forgetting label``.
+    ``forgetting label``. Text cells are neutralised as in :func:`write_ranked_csv`.
     """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SEGMENTATION_CSV_COLUMNS)
-    for r, mask_file in zip(items, mask_files, strict=True):
-        writer.writerow([r.rank, r.item, _num(r.score), strategy, round_, mask_file])
-    return atomic_write_text(path, buffer.getvalue())
+    rows = [
+        [r.rank, r.item, _num(r.score), strategy, round_, mask_file]
+        for r, mask_file in zip(items, mask_files, strict=True)
+    ]
+    return atomic_write_text(path, csv_text([SEGMENTATION_CSV_COLUMNS, *rows]))
 
 
 def class_colors(num_classes: int) -> np.ndarray:

@@ -32,14 +32,18 @@ Masks (segmentation projects)
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from forgetting._io import NUMPY_READ_ERRORS, describe_numpy_error
+from forgetting.data.image_files import open_image
 from forgetting.exceptions import LabelConflictError, LabelImportError
 
 __all__ = [
@@ -130,13 +134,14 @@ def read_csv_labels(path: str | Path) -> ParsedLabels:
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelImportError(f"{file}: cannot read as UTF-8 text ({exc})") from exc
     delimiter = "\t" if file.suffix.lower() == ".tsv" else ","
-    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    records = _csv_records(file, text, delimiter)
     try:
-        header = [h.strip().lower() for h in next(reader)]
+        _, first = next(records)
     except StopIteration:
         raise LabelImportError(
             f"{file}: the file is empty; expected a header row such as 'item,label'"
         ) from None
+    header = [h.strip().lower() for h in first]
     item_col = next((header.index(c) for c in ITEM_COLUMNS if c in header), None)
     label_col = next((header.index(c) for c in LABEL_COLUMNS if c in header), None)
     if item_col is None or label_col is None:
@@ -146,7 +151,7 @@ def read_csv_labels(path: str | Path) -> ParsedLabels:
         )
     rows: list[LabelRow] = []
     skipped = 0
-    for line, record in enumerate(reader, start=2):
+    for line, record in records:
         if not record or all(not cell.strip() for cell in record):
             continue
         item = record[item_col].strip() if item_col < len(record) else ""
@@ -158,6 +163,24 @@ def read_csv_labels(path: str | Path) -> ParsedLabels:
             continue
         rows.append(LabelRow(item, label, f"{file.name} line {line}"))
     return ParsedLabels(rows, skipped)
+
+
+def _csv_records(file: Path, text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line of the record's start, cells)`` of a CSV text, strictly: a malformed record (an unterminated
+    quote, text after a closing quote, a NUL byte) raises :class:`LabelImportError` naming its line."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise LabelImportError(
+                f"{file} line {start}: not valid CSV ({exc}); a cell that opens a quote must close it "
+                '("cat"), and a quote inside a quoted cell is written twice (""). Nothing was imported'
+            ) from None
+        yield start, record
 
 
 def read_label_studio_export(path: str | Path, *, from_name: str = LABEL_STUDIO_FROM_NAME) -> ParsedLabels:
@@ -210,6 +233,11 @@ def _task_label(task: dict[str, Any], where: str, ref: str, from_name: str) -> s
     if "annotations" not in task and "data" not in task:  # JSON_MIN: flat objects
         value = task.get(from_name)
         if isinstance(value, dict):
+            if "choices" not in value:
+                raise LabelImportError(
+                    f'{where}: {from_name!r} must be a class name or an object like {{"choices": '
+                    f'["cat"]}}, got {value!r:.80}; nothing was imported'
+                )
             value = value.get("choices")
         return _single_choice(value, where) if value not in (None, "", []) else None
     annotations = task.get("annotations") or []
@@ -225,11 +253,21 @@ def _task_label(task: dict[str, Any], where: str, ref: str, from_name: str) -> s
         result = annotation.get("result") or []
         if not isinstance(result, list):
             raise LabelImportError(f"{where} {name}: field 'result' must be a list")
-        choices = [
-            r
-            for r in result
-            if isinstance(r, dict) and isinstance(r.get("value"), dict) and "choices" in r["value"]
-        ]
+        choices = []
+        for j, r in enumerate(result):
+            if not isinstance(r, dict):
+                raise LabelImportError(
+                    f"{where} {name}: result {j} must be an object, got {type(r).__name__} {r!r:.80}"
+                )
+            value = r.get("value")
+            if isinstance(value, dict) and "choices" in value:
+                choices.append(r)
+            elif r.get("type") == "choices" or r.get("from_name") == from_name:
+                raise LabelImportError(
+                    f"{where} {name}: result {j} ({r.get('from_name', 'no from_name')!r}) has no choice: "
+                    f'\'value\' must be an object like {{"choices": ["cat"]}}, got {value!r:.80}. Export '
+                    "the project again from Label Studio (JSON), or fix the task; nothing was imported"
+                )
         named = [r for r in choices if r.get("from_name") == from_name]
         if len({r.get("from_name") for r in choices}) > 1:
             if not named:
@@ -372,8 +410,10 @@ def _read_mask_npz(path: Path) -> list[MaskRow]:
                 )
             masks = archive["masks"]
             ids = archive[id_key]
-    except (ValueError, OSError) as exc:
-        raise LabelImportError(f"{path}: not a readable .npz file ({exc})") from exc
+    except LabelImportError:
+        raise
+    except NUMPY_READ_ERRORS as exc:
+        raise LabelImportError(f"{path}: not a readable .npz file ({describe_numpy_error(exc)})") from None
     if masks.ndim != 3 or ids.ndim != 1 or ids.shape[0] != masks.shape[0]:
         raise LabelImportError(
             f"{path}: `masks` must be [n, H, W] and `{id_key}` [n] with the same n; got masks "
@@ -400,17 +440,17 @@ def read_mask_file(path: str | Path, *, where: str | None = None) -> np.ndarray:
     if file.suffix.lower() == ".npy":
         try:
             array = np.load(file, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise LabelImportError(f"{where}: not a readable .npy file ({exc})") from exc
+        except NUMPY_READ_ERRORS as exc:
+            raise LabelImportError(
+                f"{where}: not a readable .npy file ({describe_numpy_error(exc)})"
+            ) from None
         return _as_mask_array(array, where)
-    from PIL import Image
-
-    try:
-        with Image.open(file) as img:
-            mode = img.mode
+    with open_image(file, where=where, error=LabelImportError) as img:
+        mode = img.mode
+        try:
             array = np.asarray(img)
-    except OSError as exc:
-        raise LabelImportError(f"{where}: cannot read the image ({exc})") from exc
+        except OSError as exc:
+            raise LabelImportError(f"{where}: cannot read the image ({exc})") from exc
     if mode == "1":
         return array.astype(np.uint8)
     if mode in _INDEX_MODES:

@@ -57,7 +57,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
 
-from forgetting._io import atomic_savez, atomic_write_bytes, atomic_write_text
+from forgetting._csv import unquoted
+from forgetting._io import atomic_savez, atomic_write_bytes, atomic_write_text, make_directory
+from forgetting._lock import LOCK_FILE, directory_lock
 from forgetting.annotate.exporters import (
     label_studio_config,
     label_studio_tasks,
@@ -314,18 +316,23 @@ def init_project(
         raw["segmentation"] = {"ignore_index": "none" if ignore_index is None else ignore_index}
     settings = validate_settings(raw, source="init_project")
     _check_strategy(strategy, settings)
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / LEDGER_FILE, "")
-    atomic_write_text(root / MANIFEST_FILE, dump_settings(settings))
-    project = LabelingProject(root, settings)
-    project._write_label_studio_config()
-    if labels is not None:
-        try:
-            project.import_labels(labels)
-        except BaseException:  # leave no half-made project behind: the user fixes the file and retries
-            for name in (MANIFEST_FILE, LEDGER_FILE, LABEL_STUDIO_CONFIG_FILE, ".lock"):
-                (root / name).unlink(missing_ok=True)
-            raise
+    make_directory(root, what="project directory", hint="pick another directory", error=ProjectError)
+    with directory_lock(root, what="a project creation", error=ProjectError):
+        if (root / MANIFEST_FILE).exists():  # another process created it meanwhile
+            raise ProjectError(
+                f"{root} already holds a labelling project ({MANIFEST_FILE}); pick another directory"
+            )
+        atomic_write_text(root / LEDGER_FILE, "")
+        atomic_write_text(root / MANIFEST_FILE, dump_settings(settings))
+        project = LabelingProject(root, settings)
+        project._write_label_studio_config()
+        if labels is not None:
+            try:
+                project.import_labels(labels)
+            except BaseException:  # leave no half-made project behind: the user fixes the file and retries
+                for name in (MANIFEST_FILE, LEDGER_FILE, LABEL_STUDIO_CONFIG_FILE, LOCK_FILE):
+                    (root / name).unlink(missing_ok=True)
+                raise
     logger.debug("labelling project created in %s for %d images in %s", root, len(ids), source.path)
     return project
 
@@ -416,23 +423,11 @@ class LabelingProject:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        """An exclusive lock on the project for the duration of an import or a query (POSIX only)."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no lock
+        """An exclusive lock on the project for the duration of an import or a query (POSIX only; see
+        :func:`forgetting._lock.directory_lock`: a second process gets a :class:`ProjectError` naming the
+        holder's PID, and a lock left by a killed process is taken over)."""
+        with directory_lock(self.root, what="an import or query", error=ProjectError):
             yield
-            return
-        with (self.root / ".lock").open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ProjectError(
-                    f"{self.root} is in use by another forgetting process (an import or query); wait for it"
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _reload(self) -> None:
         self.settings = load_settings(self.root / MANIFEST_FILE)
@@ -458,12 +453,16 @@ class LabelingProject:
         if not path.exists():
             return {}
         entries: dict[str, LabelEntry] = {}
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProjectError(f"{path} is not UTF-8 text ({exc}); restore it from a backup") from None
+        for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 entry = LabelEntry(**json.loads(line))
-            except (json.JSONDecodeError, TypeError) as exc:
+            except (ValueError, TypeError) as exc:
                 raise ProjectError(
                     f"{path} line {line_no} is corrupt ({exc}); restore it from a backup or remove the line"
                 ) from None
@@ -533,6 +532,7 @@ class LabelingProject:
         with self._lock():
             self._reload()
             index = self._item_index()
+            known = set(self.settings.classes)
             incoming: dict[str, tuple[str, str]] = {}  # item -> (label, where)
             unknown: list[LabelRow] = []
             clashes: list[str] = []
@@ -542,6 +542,9 @@ class LabelingProject:
                     unknown.append(row)
                     continue
                 label = row.label.strip()
+                plain = unquoted(label)
+                if plain is not None and label not in known and plain in known:
+                    label = plain  # a class name our CSV neutralised against formula injection
                 if item in incoming and incoming[item][0] != label:
                     clashes.append(
                         f"{item!r}: {incoming[item][0]!r} ({incoming[item][1]}) vs {label!r} ({row.where})"
@@ -889,8 +892,11 @@ class LabelingProject:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+            return meta
+        except (OSError, ValueError):
             logger.warning("%s is unreadable; round %d will be recomputed", path, k)
             return None
 
@@ -966,6 +972,8 @@ class LabelingProject:
             n = int(n if n is not None else settings.query_size)
             if n < 1:
                 raise ConfigError(f"n must be >= 1, got {n}")
+            if int(seed) < 0:
+                raise ConfigError(f"seed must be a non-negative integer, got {seed}")
             source = self.source
             ids, images = source.load()
             row_of = {item: i for i, item in enumerate(ids)}

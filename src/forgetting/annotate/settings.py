@@ -78,7 +78,7 @@ DEFAULT_IGNORE_INDEX = 255
 class ImageSettings(BaseModel):
     """Section ``[images]``: where the images are and how to read them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: str
     key: str | None = None
@@ -109,7 +109,7 @@ class ProjectSettings(BaseModel):
     """The contents of ``forgetting.toml`` (every key but ``images.path`` has a default; ``model`` defaults
     to ``unet`` when ``task = "segmentation"``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     format_version: int = FORMAT_VERSION
     task: Literal["classification", "segmentation"] = "classification"
@@ -280,6 +280,8 @@ def load_settings(path: Path) -> ProjectSettings:
     """Read and validate ``forgetting.toml``."""
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProjectError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from None
     except OSError as exc:
         raise ProjectError(f"cannot read {path}: {exc}") from exc
     settings = validate_settings(text, source=str(path))

@@ -24,7 +24,10 @@ from typing import Literal
 import numpy as np
 import torch
 
+from forgetting._csv import unquoted
+from forgetting._io import NUMPY_READ_ERRORS, describe_numpy_error
 from forgetting.data.formats import to_uint8_images
+from forgetting.data.image_files import open_image
 from forgetting.data.user_formats import read_image_files
 from forgetting.exceptions import DatasetFormatError, DatasetNotFoundError, ProjectError
 
@@ -37,6 +40,13 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ti
 ARRAY_SUFFIXES: tuple[str, ...] = (".npz", ".npy")
 
 SourceKind = Literal["folder", "arrays"]
+
+#: How a labelling project's user resizes folder images of mixed sizes (ends the error message).
+RESIZE_HINT = (
+    "resize them all to one size: `forgetting init-project ... --size HEIGHT,WIDTH` (Python: "
+    "init_project(..., size=(height, width))), or in an existing project set `size = [height, width]` under "
+    "[images] in forgetting.toml"
+)
 
 # Label Studio prefixes uploaded files with 8 hex digits and a dash: "1a2b3c4d-cat_001.png".
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
@@ -132,8 +142,12 @@ class ImageSource:
                         "pass the array name as `key`"
                     )
                 return archive[key], f"{self.path}[{key!r}]"
-        except (ValueError, OSError) as exc:
-            raise DatasetFormatError(f"{self.path}: not a readable numpy file ({exc})") from exc
+        except DatasetFormatError:
+            raise
+        except NUMPY_READ_ERRORS as exc:
+            raise DatasetFormatError(
+                f"{self.path}: not a readable numpy file ({describe_numpy_error(exc)})"
+            ) from None
 
     def _array_length(self) -> int:
         array, where = self._raw_array()
@@ -151,7 +165,7 @@ class ImageSource:
         """
         if self.kind == "folder":
             ids = self._folder_files()
-            images = read_image_files([self.path / i for i in ids], self.size)
+            images = read_image_files([self.path / i for i in ids], self.size, resize_hint=RESIZE_HINT)
             return ids, images
         array, where = self._raw_array()
         images, note = to_uint8_images(array, source=where, layout=self.layout)
@@ -168,15 +182,10 @@ class ImageSource:
             _, images = self.load()
             h, w = (int(v) for v in images.shape[-2:])
             return {item: (h, w) for item in items}
-        from PIL import Image
-
         sizes = {}
         for item in items:
-            try:
-                with Image.open(self.path / item) as img:
-                    width, height = img.size
-            except OSError as exc:
-                raise DatasetFormatError(f"{self.path / item}: cannot read image ({exc})") from exc
+            with open_image(self.path / item) as img:
+                width, height = img.size
             sizes[item] = (int(height), int(width))
         return sizes
 
@@ -200,7 +209,8 @@ class ItemIndex:
     A reference may be the item id itself, a path that ends with it (an absolute path, a Label Studio
     ``/data/local-files/?d=...`` URL, a path relative to another root), the name shown to annotators (the
     written PNG of an array row), or, if unique, a file name with Label Studio's upload prefix
-    (``1a2b3c4d-``).
+    (``1a2b3c4d-``). A reference with the ``'`` that the project's CSVs put in front of a name a spreadsheet
+    would run as a formula (``'=a.png``, see :mod:`forgetting._csv`) resolves as the name without it.
     """
 
     def __init__(self, ids: Sequence[str], media_names: Iterable[str] | None = None) -> None:
@@ -225,6 +235,11 @@ class ItemIndex:
         ref = ref.strip()
         if ref in self._exact:
             return self._exact[ref]
+        plain = unquoted(ref)
+        if plain is not None:
+            found = self.resolve(plain)
+            if found is not None:
+                return found
         if ref.isdigit() and str(int(ref)) in self._exact:  # a zero-padded row number
             return self._exact[str(int(ref))]
         text = ref

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from forgetting._io import NUMPY_READ_ERRORS, describe_numpy_error
 from forgetting.data.dataset import Dataset, Split
 from forgetting.data.formats import search_places
 from forgetting.data.registry import register_dataset
@@ -64,8 +65,10 @@ def _open(path: Path) -> np.ndarray:
     """Memory-map a ``.npy`` file (never unpickling)."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise DatasetFormatError(f"{path}: not a plain numpy array file ({exc})") from exc
+    except NUMPY_READ_ERRORS as exc:
+        raise DatasetFormatError(
+            f"{path}: not a plain numpy array file ({describe_numpy_error(exc)})"
+        ) from None
     if not isinstance(array, np.ndarray):
         raise DatasetFormatError(f"{path}: expected one array (.npy), got {type(array).__name__}")
     return array

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from forgetting._io import NUMPY_READ_ERRORS, describe_numpy_error
 from forgetting.data.dataset import Dataset, Split
 from forgetting.data.formats import (
     DATA_ENV,
@@ -33,6 +34,7 @@ from forgetting.data.formats import (
     to_int64_targets,
     to_uint8_images,
 )
+from forgetting.data.image_files import open_image, to_8bit
 from forgetting.data.registry import register_dataset
 from forgetting.data.splits import split_dataset
 from forgetting.exceptions import ConfigError, DatasetFormatError, DatasetNotFoundError
@@ -237,8 +239,10 @@ def load_cifar10_c(
     try:
         images = np.load(path, mmap_mode="r", allow_pickle=False)
         labels = np.load(directory / "labels.npy", allow_pickle=False)
-    except ValueError as exc:
-        raise DatasetFormatError(f"{path} or labels.npy: not a plain numpy array file ({exc})") from exc
+    except NUMPY_READ_ERRORS as exc:
+        raise DatasetFormatError(
+            f"{path} or labels.npy: not a plain numpy array file ({describe_numpy_error(exc)})"
+        ) from None
     if images.ndim != 4 or images.shape[0] % 5:
         raise DatasetFormatError(
             f"{path}: expected [5 * M, H, W, C] images (5 severities), got {images.shape}"
@@ -382,8 +386,10 @@ class _ArraySource:
     def _open_npz(path: Path) -> Any:
         try:
             return np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise DatasetFormatError(f"{path}: not a readable .npz file ({exc})") from exc
+        except NUMPY_READ_ERRORS as exc:
+            raise DatasetFormatError(
+                f"{path}: not a readable .npz file ({describe_numpy_error(exc)})"
+            ) from None
 
     def where(self, name: str) -> str:
         return f"{self.path}[{name!r}]" if self.npz is not None else str(self.files[name])
@@ -391,8 +397,10 @@ class _ArraySource:
     def get(self, name: str) -> np.ndarray:
         try:
             return self.npz[name] if self.npz is not None else np.load(self.files[name], allow_pickle=False)
-        except ValueError as exc:
-            raise DatasetFormatError(f"{self.where(name)}: not a plain numeric array ({exc})") from exc
+        except NUMPY_READ_ERRORS as exc:
+            raise DatasetFormatError(
+                f"{self.where(name)}: not a plain numeric array ({describe_numpy_error(exc)})"
+            ) from None
 
 
 def _parse_classes(value: object) -> tuple[str, ...] | None:
@@ -567,11 +575,11 @@ def load_arrays(
 # ----------------------------------------------------------------------------------------- image-folder
 
 IMAGE_FOLDER_CSV = "labels.csv"
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "P;L"}
 
 
 def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
-    """One image as ``uint8 [H, W, C]`` (C = 1 or 3, alpha dropped)."""
+    """One image as ``uint8 [H, W, C]`` (C = 1 or 3, alpha dropped; 16-bit and float images mapped to 8 bits
+    by the rule of :mod:`forgetting.data.image_files`)."""
     try:
         from PIL import Image
     except ImportError:  # matplotlib reads PNG without Pillow
@@ -585,23 +593,28 @@ def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
         if array.ndim == 2:
             array = array[..., None]
         return array[..., :3] if array.shape[-1] in (3, 4) else array[..., :1]
-    try:
-        with Image.open(path) as img:
-            gray = img.mode in _GRAY_MODES
-            converted = img.convert("L" if gray else "RGB")
+    with open_image(path) as img:  # size limit; 16-bit and float images by the rule of data.image_files
+        try:
+            converted = to_8bit(img, str(path))
             if size is not None:
                 converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(converted)
-    except OSError as exc:
-        raise DatasetFormatError(f"{path}: cannot read image ({exc})") from exc
+        except OSError as exc:
+            raise DatasetFormatError(f"{path}: cannot read image ({exc})") from exc
     return array[..., None] if array.ndim == 2 else array
 
 
-def read_image_files(paths: Sequence[Path], size: tuple[int, int] | None = None) -> torch.Tensor:
+def read_image_files(
+    paths: Sequence[Path],
+    size: tuple[int, int] | None = None,
+    *,
+    resize_hint: str = "pass the option size=[height, width] to resize",
+) -> torch.Tensor:
     """Read image files into one ``uint8 [N, C, H, W]`` tensor (Pillow; matplotlib for PNG without it).
 
     If every image is grayscale the result has 1 channel, else 3 (RGB, grayscale repeated, alpha dropped).
-    All images must share a size unless ``size`` (``(height, width)``) resizes them.
+    All images must share a size unless ``size`` (``(height, width)``) resizes them; ``resize_hint`` ends the
+    error for mixed sizes (how the caller's user sets ``size``).
 
     Raises:
         DatasetFormatError: an unreadable file, or images of different sizes without ``size``.
@@ -615,7 +628,7 @@ def read_image_files(paths: Sequence[Path], size: tuple[int, int] | None = None)
         if arrays and array.shape[:2] != arrays[0].shape[:2]:
             raise DatasetFormatError(
                 f"{path} is {array.shape[1]}x{array.shape[0]} but {paths[0]} is "
-                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass the option size=[height, width] to resize"
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]} (width x height); {resize_hint}"
             )
         arrays.append(array)
     channels = 3 if any(a.shape[2] == 3 for a in arrays) else 1
@@ -659,12 +672,20 @@ def load_image_folder(
         how_to_get="put your images in a folder with a labels.csv (filename,label) and pass root=<folder>",
     )
     csv_path = directory / IMAGE_FOLDER_CSV
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if "filename" not in columns or "label" not in columns:
-            raise DatasetFormatError(f"{csv_path}: needs columns 'filename' and 'label', found {columns}")
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle, strict=True)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            if "filename" not in columns or "label" not in columns:
+                raise DatasetFormatError(f"{csv_path}: needs columns 'filename' and 'label', found {columns}")
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    except UnicodeDecodeError as exc:
+        raise DatasetFormatError(f"{csv_path}: not UTF-8 text ({exc}); save it as UTF-8") from None
+    except csv.Error as exc:
+        raise DatasetFormatError(
+            f"{csv_path} line {reader.line_num}: not valid CSV ({exc}); a cell that opens a quote must "
+            "close it"
+        ) from None
     if not rows:
         raise DatasetFormatError(f"{csv_path}: no rows")
     paths: list[Path] = []

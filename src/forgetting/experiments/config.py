@@ -128,9 +128,13 @@ def _unique(values: list[Any]) -> list[Any]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan: TOML has inf and nan literals; no setting of a config means them (lr = inf diverges)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
+#: Seeds are stored as SQLite integers (signed 64-bit) and feed numpy's SeedSequence (non-negative).
+SEED_MAX = 2**63 - 1
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Subsample = float | int | Literal["all"]
@@ -274,7 +278,7 @@ class DataSettings(_Strict):
     """
 
     root: str | None = None
-    seed: int = 0
+    seed: Seed = 0
     train_limit: PositiveInt | None = None
     eval_limit: PositiveInt | None = None
     options: dict[str, Any] = Field(default_factory=dict)
@@ -375,7 +379,7 @@ class ExperimentConfig(_Strict):
     """A whole config file: settings plus sweep lists. :func:`expand_grid` turns it into experiments."""
 
     name: str = "experiment"
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], BeforeValidator(_as_list)] = [0]
+    seeds: Annotated[list[Seed], BeforeValidator(_as_list)] = [0]
     dataset: Annotated[list[str], BeforeValidator(_as_list)] = ["mnist-5k"]
     model: Annotated[list[str], BeforeValidator(_as_list)] = ["small-cnn"]
     strategy: Annotated[list[str], BeforeValidator(_as_list)] = ["random"]

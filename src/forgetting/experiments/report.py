@@ -29,6 +29,7 @@ Definitions:
 from __future__ import annotations
 
 import html
+import json
 import logging
 import math
 import os
@@ -42,8 +43,10 @@ from typing import Any
 import numpy as np
 
 from forgetting._html import CSS, new_figure, slug, table, td
-from forgetting.exceptions import ForgettingError
-from forgetting.experiments.store import DB_NAME, PHASES, ExperimentRow, ResultStore
+from forgetting._io import make_directory
+from forgetting._lock import directory_lock
+from forgetting.exceptions import ConfigError, ForgettingError, StoreCorruptError
+from forgetting.experiments.store import PHASES, ExperimentRow, ResultStore
 from forgetting.records import RoundRecord
 
 __all__ = [
@@ -579,6 +582,13 @@ def write_report(
 ) -> Path:
     """Write ``<run_dir>/report/index.html`` (plus PNGs and ``metrics.csv``) and return its path.
 
+    The results store is opened read-only, so a report can be written while a run is still writing the
+    directory (it shows the rounds stored so far). Two reports of one directory do not run at once (they
+    take the lock ``<run_dir>/.report.lock``). What cannot be read (a damaged ``arrays/<id>/round-*.npz``)
+    is left out and listed in a "Could not read" section, with how to recompute it; the rest is written.
+    Unfinished experiments that are not part of the latest run's config (``meta.grid``) are left out too,
+    with a note: they were replaced by a corrected config.
+
     Args:
         run_dir: a run directory holding ``results.sqlite``.
         histogram_round: the round whose switch counts are histogrammed; default the middle round among those
@@ -587,40 +597,109 @@ def write_report(
             among those with stored query images.
 
     Raises:
-        ForgettingError: ``run_dir`` holds no results database.
+        ForgettingError: ``run_dir`` holds no results database, or ``report/`` cannot be written.
+        StoreCorruptError: ``results.sqlite`` is empty or damaged (the message says how to recover).
+        ConfigError: no stored round matches ``histogram_round`` / ``query_round`` (the message lists the
+            rounds that do).
     """
     run_dir = Path(run_dir)
-    if not (run_dir / DB_NAME).is_file():
-        raise ForgettingError(
-            f"{run_dir} holds no {DB_NAME}; pass the directory that `forgetting run` wrote (its --out)"
-        )
-    report_dir = run_dir / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    stale_patterns = ("curves-*.png", "switches-*.png", "queries-*.png")
-    for stale in [p for pattern in stale_patterns for p in report_dir.glob(pattern)]:
-        stale.unlink()  # figures of an earlier report (e.g. another histogram round)
-    with ResultStore(run_dir) as store:
+    with ResultStore(run_dir, readonly=True) as store:
         name = store.get_meta("name") or run_dir.name
-        rows = store.experiments()
-        curves = load_curves(store)
-        round_rows = store.round_table()
-        store.export_csv(report_dir / "metrics.csv")
-        finished = [c for c in curves if c.row.status == "done"]
-        segmentation = {c.row.id for c in curves if c.segmentation}
-        sections = [
-            _section_summary(name, rows),
-            _section_curves(curves, report_dir),
-            _section_aubc(finished),
-            _section_wtl(finished),
-            _section_round_gains(finished),
-        ]
-        if segmentation:
-            sections.append(_section_per_class_iou(store, [c for c in finished if c.segmentation]))
-        sections.append(_section_histograms(store, rows, report_dir, histogram_round, segmentation))
-        if segmentation:
-            seg_rows = [r for r in rows if r.id in segmentation]
-            sections.append(_section_queries(store, seg_rows, report_dir, query_round))
-        sections += [_section_cost(round_rows), _section_per_experiment(curves)]
+        rows, stale = _current_rows(store)
+        _check_round_option(store, rows, histogram_round, "dynamics.switches", "--round", "switch counts")
+        _check_round_option(store, rows, query_round, "query.images", "--query-round", "queried sections")
+        report_dir = make_directory(
+            run_dir / "report",
+            what="report directory",
+            hint="the run directory must be writable",
+            error=ForgettingError,
+        )
+        with directory_lock(run_dir, what="a report", lock_name=".report.lock"):
+            return _write_report(store, name, rows, stale, report_dir, histogram_round, query_round)
+
+
+def _current_rows(store: ResultStore) -> tuple[list[ExperimentRow], list[ExperimentRow]]:
+    """The experiments to report, and the unfinished ones left out because the latest run's grid (meta
+    ``grid``) no longer holds them."""
+    rows = store.experiments()
+    try:
+        grid = set(json.loads(store.get_meta("grid") or "null") or [])
+    except ValueError:
+        grid = set()
+    if not grid:
+        return rows, []
+    keep = [r for r in rows if r.status == "done" or r.id in grid]
+    return keep, [r for r in rows if not (r.status == "done" or r.id in grid)]
+
+
+def _round_ranges(rounds: Sequence[int]) -> str:
+    """``0-3, 5, 7-8`` for sorted round numbers."""
+    parts: list[str] = []
+    for r in rounds:
+        if parts and r == int(parts[-1].split("-")[-1]) + 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{r}"
+        else:
+            parts.append(str(r))
+    return ", ".join(parts)
+
+
+def _check_round_option(
+    store: ResultStore, rows: list[ExperimentRow], wanted: int | None, array: str, option: str, what: str
+) -> None:
+    """A :class:`ConfigError` listing the rounds with ``array`` when no experiment stored it at ``wanted``."""
+    if wanted is None:
+        return
+    rounds: set[int] = set()
+    for row in rows:
+        rounds |= {r for r, names in store.array_names(row.id).items() if array in names}
+    if wanted in rounds:
+        return
+    if not rounds:
+        raise ConfigError(
+            f"{option} {wanted}: no stored round holds {what} (no experiment of this run stored them); leave "
+            f"{option} out"
+        )
+    raise ConfigError(
+        f"{option} {wanted}: no stored round {wanted} holds {what}; rounds that do: "
+        f"{_round_ranges(sorted(rounds))}"
+    )
+
+
+def _write_report(
+    store: ResultStore,
+    name: str,
+    rows: list[ExperimentRow],
+    stale: list[ExperimentRow],
+    report_dir: Path,
+    histogram_round: int | None,
+    query_round: int | None,
+) -> Path:
+    stale_patterns = ("curves-*.png", "switches-*.png", "queries-*.png")
+    for old in [p for pattern in stale_patterns for p in report_dir.glob(pattern)]:
+        old.unlink()  # figures of an earlier report (e.g. another histogram round)
+    unreadable: list[str] = []
+    ids = {r.id for r in rows}
+    curves = _curves_from_frame(store.metrics_frame(), rows, "auto")
+    round_rows = [r for r in store.round_table() if r["experiment_id"] in ids]
+    store.export_csv(report_dir / "metrics.csv")
+    finished = [c for c in curves if c.row.status == "done"]
+    segmentation = {c.row.id for c in curves if c.segmentation}
+    sections = [
+        _section_summary(name, rows, stale),
+        _section_curves(curves, report_dir),
+        _section_aubc(finished),
+        _section_wtl(finished),
+        _section_round_gains(finished),
+    ]
+    if segmentation:
+        sections.append(_section_per_class_iou(store, [c for c in finished if c.segmentation]))
+    sections.append(_section_histograms(store, rows, report_dir, histogram_round, segmentation, unreadable))
+    if segmentation:
+        seg_rows = [r for r in rows if r.id in segmentation]
+        sections.append(_section_queries(store, seg_rows, report_dir, query_round, unreadable))
+    sections += [_section_cost(round_rows), _section_per_experiment(curves)]
+    if unreadable:
+        sections.insert(1, _section_unreadable(unreadable))
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>forgetting report: {html.escape(name)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
@@ -632,11 +711,21 @@ def write_report(
     tmp = report_dir / f".index.html.{os.getpid()}.tmp"
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, index)
+    for problem in unreadable:
+        logger.warning("report: left out: %s", problem)
     logger.info("report written to %s", index)
     return index
 
 
-def _section_summary(name: str, rows: list[ExperimentRow]) -> str:
+def _section_unreadable(problems: list[str]) -> str:
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+    return (
+        '<h2>Could not read</h2>\n<p class="failed">These files are damaged or missing; the figures that '
+        f"need them are left out, everything else is complete:</p>\n<ul>{items}</ul>"
+    )
+
+
+def _section_summary(name: str, rows: list[ExperimentRow], stale: Sequence[ExperimentRow] = ()) -> str:
     by_status: dict[str, int] = defaultdict(int)
     for r in rows:
         by_status[r.status] += 1
@@ -668,6 +757,23 @@ def _section_summary(name: str, rows: list[ExperimentRow]) -> str:
                 ),
                 "unfinished",
             )
+        )
+    early = [r for r in rows if r.status == "done" and r.n_rounds < r.spec.total_rounds]
+    if early:
+        parts.append(
+            '<p class="note">Ended early (the pool ran out; <code>al.on_exhausted = "partial"</code>): '
+            + ", ".join(
+                html.escape(f"{r.id} ({r.spec.label}, {r.n_rounds}/{r.spec.total_rounds} rounds)")
+                for r in early
+            )
+            + ".</p>"
+        )
+    if stale:
+        parts.append(
+            f'<p class="note">Left out: {len(stale)} unfinished experiment(s) that the latest run\'s config '
+            "no longer holds (e.g. replaced by a corrected config): "
+            + html.escape(", ".join(f"{r.id} ({r.spec.label})" for r in stale))
+            + ". Their rounds stay in results.sqlite and metrics.csv.</p>"
         )
     return "\n".join(parts)
 
@@ -962,6 +1068,7 @@ def _section_histograms(
     report_dir: Path,
     histogram_round: int | None,
     segmentation: set[str] | frozenset[str] = frozenset(),
+    unreadable: list[str] | None = None,
 ) -> str:
     from forgetting.strategies import gauss_select
 
@@ -982,7 +1089,13 @@ def _section_histograms(
         chosen.setdefault(key, r)
     made = 0
     for key, row in sorted(chosen.items()):
-        records = store.load_rounds(row.id, arrays=True)
+        try:
+            records = store.load_rounds(row.id, arrays=True)
+        except StoreCorruptError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append(str(exc))
+            continue
         with_dyn = [
             rec for rec in records if "switches" in rec.dynamics and rec.dynamics["switches"].size > 1
         ]
@@ -1021,7 +1134,11 @@ def _has_query_images(rec: RoundRecord) -> bool:
 
 
 def _section_queries(
-    store: ResultStore, rows: list[ExperimentRow], report_dir: Path, query_round: int | None
+    store: ResultStore,
+    rows: list[ExperimentRow],
+    report_dir: Path,
+    query_round: int | None,
+    unreadable: list[str] | None = None,
 ) -> str:
     parts = [
         "<h2>Queried sections</h2>",
@@ -1036,7 +1153,15 @@ def _section_queries(
         chosen.setdefault((r.spec.dataset, r.spec.model, r.spec.strategy), r)
     made = 0
     for (dataset, model, strategy), row in sorted(chosen.items()):
-        with_images = [rec for rec in store.load_rounds(row.id, arrays=True) if _has_query_images(rec)]
+        try:
+            records = store.load_rounds(row.id, arrays=True)
+        except StoreCorruptError as exc:
+            if unreadable is None:
+                raise
+            if str(exc) not in unreadable:
+                unreadable.append(str(exc))
+            continue
+        with_images = [rec for rec in records if _has_query_images(rec)]
         if not with_images:
             continue
         if query_round is not None:

@@ -47,6 +47,8 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from forgetting._io import make_directory
+from forgetting._lock import directory_lock
 from forgetting.data.dataset import Split
 from forgetting.exceptions import ConfigError, ForgettingError
 from forgetting.experiments.config import (
@@ -56,6 +58,7 @@ from forgetting.experiments.config import (
     RaySettings,
     expand_grid,
 )
+from forgetting.experiments.preflight import preflight
 from forgetting.experiments.store import DuplicateRoundError, ResultStore
 from forgetting.records import RoundRecord
 
@@ -315,6 +318,9 @@ class RunSummary:
         failed: id -> error text, for experiments that raised (their stored rounds stay; rerun to resume).
         rounds_written: rounds stored by this call.
         seconds: wall time of this call.
+        ended_early: id -> why, for finished experiments with fewer rounds than configured (the pool ran
+            out, with ``al.on_exhausted = "partial"``).
+        warnings: what the pre-flight check warned about (see :func:`forgetting.experiments.preflight`).
     """
 
     out_dir: Path
@@ -324,6 +330,8 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     rounds_written: int = 0
     seconds: float = 0.0
+    ended_early: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -397,8 +405,16 @@ def run_experiments(
     fail_fast: bool = False,
     console: Console | None = None,
     threads: int | None = None,
+    rerun: Sequence[str] = (),
+    check: bool = True,
 ) -> RunSummary:
     """Run every experiment of ``config`` into ``out_dir/results.sqlite``, resuming what is stored there.
+
+    Before anything is written, :func:`~forgetting.experiments.preflight.preflight` checks the devices, the
+    data and the sizes, and ``out_dir`` is created and checked. While it runs, the call holds the run
+    directory's lock (``out_dir/.lock``): a second run on the same directory fails at once with a
+    :class:`~forgetting.exceptions.DirectoryInUseError` naming this process's PID (a lock left by a killed
+    run is taken over).
 
     Args:
         config: a config (expanded with :func:`expand_grid`) or explicit specs.
@@ -414,11 +430,19 @@ def run_experiments(
         fail_fast: re-raise the first experiment error instead of recording it and going on.
         console: the rich console for the bars (default: stderr).
         threads: torch threads per pool worker (default ``cpu_count // jobs``); only for ``process``.
+        rerun: experiment ids whose stored rounds are deleted first, so that they run again from round 0
+            (e.g. after a damaged ``arrays/<id>/round-*.npz``).
+        check: run the pre-flight check (``False``: an experiment that cannot run is only found when it runs,
+            and is then marked ``failed`` like any other error).
 
     Returns:
         A :class:`RunSummary`. Failed experiments are also marked ``failed`` in the store.
 
     Raises:
+        ConfigError: the pre-flight check failed, ``out_dir`` is not a writable directory, or ``rerun``
+            names an experiment that is not in the grid. Nothing was written.
+        DirectoryInUseError: another process is running into ``out_dir``.
+        StoreCorruptError: ``out_dir/results.sqlite`` is damaged.
         KeyboardInterrupt: after an interrupt (Ctrl-C); the rounds that reached the driver are stored, the
             experiments in progress are marked ``failed`` with the error ``interrupted``, and rerunning the
             same call resumes them.
@@ -446,12 +470,27 @@ def run_experiments(
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
     summary = RunSummary(out_dir=out_dir, experiment_ids=[s.id for s in specs])
-    with ResultStore(out_dir) as store:
+    unknown = sorted(set(rerun) - set(summary.experiment_ids))
+    if unknown:
+        raise ConfigError(
+            f"--rerun {', '.join(unknown)}: not an experiment of this config; its experiments are "
+            f"{', '.join(summary.experiment_ids)} (see `forgetting run CONFIG --dry-run`)"
+        )
+    if check:
+        summary.warnings = preflight(specs, check_local=not (backend == "ray" and ray_settings.address))
+    make_directory(out_dir, what="run directory", hint="pass another --out")
+    with directory_lock(out_dir, what="a run"), ResultStore(out_dir) as store:
         if isinstance(config, ExperimentConfig):
             store.set_meta("name", config.name)
             store.set_meta("config_json", config.model_dump_json())
+        store.set_meta("grid", json.dumps(summary.experiment_ids))  # the report leaves out stale experiments
         for spec in specs:
             store.add_experiment(spec)
+        for exp_id in dict.fromkeys(rerun):
+            deleted = store.reset_experiment(exp_id)
+            logger.info(
+                "experiment %s: %d stored rounds deleted; it runs again from round 0", exp_id, deleted
+            )
         status = {row.id: row for row in store.experiments()}
         todo: list[tuple[ExperimentSpec, list[RoundRecord]]] = []
         for spec in specs:
@@ -479,6 +518,14 @@ def run_experiments(
                 assert jobs is not None
                 per_job = threads if threads is not None else max(1, (os.cpu_count() or 1) // jobs)
                 _run_pool(todo, _Driver(store, display, summary, todo), fail_fast, jobs, per_job)
+        rows = {row.id: row for row in store.experiments()}
+        for spec in specs:
+            row = rows[spec.id]
+            if row.status == "done" and row.n_rounds < spec.total_rounds:
+                summary.ended_early[spec.id] = (
+                    f"the pool ran out: {row.n_rounds} of {spec.total_rounds} rounds, the last one trained "
+                    "on every training sample (al.on_exhausted = 'partial')"
+                )
     summary.seconds = time.perf_counter() - t_start
     return summary
 

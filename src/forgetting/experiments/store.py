@@ -8,29 +8,36 @@ Layout of a run directory::
 Each round is written in one transaction, so a killed process loses at most the round it was computing.
 Rounds are keyed by ``(experiment_id, round)``: writing a round that exists is a no-op when the record is
 identical and a :class:`DuplicateRoundError` otherwise; a sample can be queried once per experiment.
-Only one process (the driver) writes a store.
+Only one process (the driver) writes a store; :func:`forgetting.experiments.run_experiments` holds the run
+directory's lock (``.lock``) while it does. Readers (the report) open the store read-only
+(``readonly=True``) and may run while a run writes: SQLite's WAL mode gives them a consistent snapshot.
+
+A damaged store raises :class:`~forgetting.exceptions.StoreCorruptError` naming the file and how to
+recover: an unreadable ``results.sqlite`` (truncated, garbled, or empty when opened read-only), or an
+unreadable ``arrays/<id>/round-*.npz`` (only that experiment is affected; the message says how to rerun
+it).
 """
 
 from __future__ import annotations
 
-import csv
+import functools
 import json
 import logging
 import math
-import os
+import shutil
 import sqlite3
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from forgetting._io import atomic_savez
-from forgetting.exceptions import ForgettingError
+from forgetting._csv import csv_text
+from forgetting._io import NUMPY_READ_ERRORS, atomic_savez, atomic_write_text, describe_numpy_error
+from forgetting.exceptions import ForgettingError, StoreCorruptError
 from forgetting.experiments.config import ExperimentSpec
 from forgetting.records import RoundRecord, TrainRecord
 
@@ -107,6 +114,35 @@ CREATE TABLE IF NOT EXISTS queries (
 
 class DuplicateRoundError(ForgettingError):
     """A round that is already stored was written again with different contents."""
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(method: _F) -> _F:
+    """Turn SQLite's errors on a damaged or busy database into errors that name the file and the fix."""
+
+    @functools.wraps(method)
+    def wrapper(self: ResultStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._database_error(exc) from None
+
+    return cast(_F, wrapper)
+
+
+def corrupt_database_message(db_path: Path, reason: object) -> str:
+    """What to say about a results database that cannot be read."""
+    return (
+        f"{db_path} cannot be read: {reason}. The file is damaged (truncated or overwritten), so the "
+        "results stored in it are lost unless a copy exists. To recover: restore it from a backup; or try "
+        f"`sqlite3 {db_path} .recover | sqlite3 recovered.sqlite` and use recovered.sqlite as the "
+        f"{DB_NAME} of a new run directory; or move {db_path.parent} aside and rerun the same config "
+        "(it starts over)"
+    )
 
 
 @dataclass(frozen=True)
@@ -200,10 +236,15 @@ class ResultStore:
 
     Args:
         path: the run directory (the database is ``<path>/results.sqlite``) or the ``.sqlite`` file itself.
-            Created if missing.
+            Created if missing (unless ``readonly``).
+        readonly: open an existing store for reading only: nothing is created or written (the report).
+
+    Raises:
+        StoreCorruptError: the database is damaged, or (``readonly``) empty or not a results database.
+        ForgettingError: ``readonly`` and there is no database; or it has another schema version.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         path = Path(path)
         if path.suffix in (".sqlite", ".db"):
             self.db_path = path
@@ -211,7 +252,47 @@ class ResultStore:
         else:
             self.root = path
             self.db_path = path / DB_NAME
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if readonly:
+            if not self.db_path.is_file():
+                raise ForgettingError(
+                    f"{self.root} holds no {DB_NAME}; pass the directory that `forgetting run` wrote "
+                    "(its --out)"
+                )
+            if self.db_path.stat().st_size == 0:
+                raise StoreCorruptError(
+                    f"{self.db_path} is empty (0 bytes): it holds no results. A run that was killed while it "
+                    "created the file leaves this; rerun the config into this directory to start it"
+                )
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if self.db_path.is_file() and self.db_path.stat().st_size == 0:
+                logger.warning("%s is empty (0 bytes); starting a new results database in it", self.db_path)
+        try:
+            self._connect()
+        except BaseException as exc:
+            conn = getattr(self, "_conn", None)
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise self._database_error(exc) from None
+            raise
+
+    def _connect(self) -> None:
+        if self.readonly:
+            uri = f"{self.db_path.resolve().as_uri()}?mode=ro"
+            self._conn = sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = {"meta", "experiments", "rounds", "metrics", "queries"} - tables
+            if missing:
+                raise StoreCorruptError(
+                    f"{self.db_path} is an SQLite file but not a forgetting results database (no table "
+                    f"{', '.join(sorted(missing))}); pass the directory that `forgetting run` wrote"
+                )
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            self._check_version(row)
+            return
         self._conn = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -225,11 +306,28 @@ class ResultStore:
                 self._conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
                 )
-            elif row["value"] != SCHEMA_VERSION:
-                raise ForgettingError(
-                    f"{self.db_path} has results schema version {row['value']}, this version of forgetting "
-                    f"reads version {SCHEMA_VERSION}; use a new output directory (--out)"
-                )
+            else:
+                self._check_version(row)
+
+    def _check_version(self, row: sqlite3.Row | None) -> None:
+        if row is not None and row["value"] != SCHEMA_VERSION:
+            raise ForgettingError(
+                f"{self.db_path} has results schema version {row['value']}, this version of forgetting "
+                f"reads version {SCHEMA_VERSION}; use a new output directory (--out)"
+            )
+
+    def _database_error(self, exc: sqlite3.DatabaseError) -> ForgettingError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return ForgettingError(
+                f"{self.db_path} is locked by another process ({text}); only one `forgetting run` may "
+                "write a run directory: wait for the other one to finish"
+            )
+        if isinstance(exc, sqlite3.OperationalError) and "readonly" in text.replace("-", "").replace(" ", ""):
+            return ForgettingError(f"{self.db_path} is not writable ({text}); pass a writable --out")
+        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
+            return ForgettingError(f"{self.db_path} cannot be opened ({text}); pass a writable --out")
+        return StoreCorruptError(corrupt_database_message(self.db_path, text))
 
     # -- plumbing -------------------------------------------------------------------------------------
     @contextmanager
@@ -253,17 +351,20 @@ class ResultStore:
         self.close()
 
     # -- meta -----------------------------------------------------------------------------------------
+    @_guarded
     def set_meta(self, key: str, value: str) -> None:
         """Store a run-level string (e.g. the config file's text)."""
         with self._transaction() as c:
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    @_guarded
     def get_meta(self, key: str) -> str | None:
         """A run-level string stored with :meth:`set_meta`, or ``None``."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row["value"])
 
     # -- experiments ----------------------------------------------------------------------------------
+    @_guarded
     def add_experiment(self, spec: ExperimentSpec) -> bool:
         """Register ``spec`` as pending. ``False`` (and nothing changed) if its id is already stored."""
         with self._transaction() as c:
@@ -284,6 +385,7 @@ class ResultStore:
             )
             return cur.rowcount == 1
 
+    @_guarded
     def _set_status(self, experiment_id: str, sql: str, params: Sequence[Any]) -> None:
         with self._transaction() as c:
             cur = c.execute(sql, (*params, experiment_id))
@@ -316,6 +418,7 @@ class ResultStore:
             (float(seconds), error),
         )
 
+    @_guarded
     def experiments(self) -> list[ExperimentRow]:
         """Every experiment, in insertion order."""
         rows = self._conn.execute(
@@ -326,7 +429,7 @@ class ResultStore:
             ExperimentRow(
                 id=r["id"],
                 name=r["name"],
-                spec=ExperimentSpec.from_json(r["config_json"]),
+                spec=self._spec(r["id"], r["config_json"]),
                 status=r["status"],
                 created=r["created"],
                 started=r["started"],
@@ -337,6 +440,16 @@ class ResultStore:
             )
             for r in rows
         ]
+
+    def _spec(self, experiment_id: str, text: str) -> ExperimentSpec:
+        try:
+            return ExperimentSpec.from_json(text)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError, pydantic's ValidationError
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreCorruptError(
+                f"{self.db_path}: the stored config of experiment {experiment_id} cannot be read ({first}); "
+                "was the directory written by another version of forgetting? Use a new --out"
+            ) from None
 
     def experiment(self, experiment_id: str) -> ExperimentRow:
         """One experiment by id (``KeyError`` if absent)."""
@@ -349,6 +462,7 @@ class ResultStore:
     def _arrays_path(self, experiment_id: str, round_: int) -> Path:
         return Path("arrays") / experiment_id / f"round-{round_:03d}.npz"
 
+    @_guarded
     def write_round(self, experiment_id: str, record: RoundRecord) -> bool:
         """Persist one round in one transaction (and its arrays as an ``.npz`` beside the database).
 
@@ -427,7 +541,9 @@ class ResultStore:
         except sqlite3.IntegrityError as exc:
             raise DuplicateRoundError(
                 f"experiment {experiment_id} round {record.round}: {exc} (a round is written once, and a "
-                "sample is queried at most once per experiment)"
+                "sample is queried at most once per experiment). Was another process writing this run "
+                "directory? Rerun the same command to resume from the stored rounds, or add `--rerun "
+                f"{experiment_id}` to recompute the experiment from round 0"
             ) from exc
         return True
 
@@ -438,7 +554,9 @@ class ResultStore:
             return False
         raise DuplicateRoundError(
             f"experiment {experiment_id} round {record.round} is already stored with different contents; "
-            "a round is written once (delete the run directory to start over)"
+            "a round is written once. Was another process writing this run directory? Rerun the same "
+            "command: the stored rounds are kept and the experiment resumes after them (`--rerun "
+            f"{experiment_id}` recomputes it from round 0)"
         )
 
     def _load_round(self, experiment_id: str, round_: int, *, arrays: bool) -> RoundRecord:
@@ -447,6 +565,7 @@ class ResultStore:
             raise KeyError(f"experiment {experiment_id!r} has no round {round_}")
         return rows[0]
 
+    @_guarded
     def load_rounds(
         self, experiment_id: str, *, arrays: bool = True, rounds: Sequence[int] | None = None
     ) -> list[RoundRecord]:
@@ -481,12 +600,7 @@ class ResultStore:
             query_arrays: dict[str, np.ndarray] = {}
             pool = np.zeros(0, dtype=np.int64)
             if arrays and r["arrays"]:
-                with np.load(self.root / r["arrays"]) as z:
-                    pool = z["pool_indices"]
-                    dynamics = {
-                        k.removeprefix("dynamics."): z[k] for k in z.files if k.startswith("dynamics.")
-                    }
-                    query_arrays = {k.removeprefix("query."): z[k] for k in z.files if k.startswith("query.")}
+                pool, dynamics, query_arrays = self._read_arrays(experiment_id, int(r["round"]), r["arrays"])
             reached = r["reached_target"]
             out.append(
                 RoundRecord(
@@ -500,7 +614,7 @@ class ResultStore:
                         train_accuracy=_none_to_nan(r["train_accuracy"]),
                         reached_target=None if reached is None else bool(reached),
                     ),
-                    seconds={k: float(v) for k, v in json.loads(r["seconds_json"]).items()},
+                    seconds=self._seconds(experiment_id, int(r["round"]), r["seconds_json"]),
                     metrics=metrics.get(r["round"], {}),
                     query_indices=np.array([i for i, _ in qs], dtype=np.int64),
                     query_scores=np.array([s for _, s in qs], dtype=np.float64),
@@ -511,6 +625,81 @@ class ResultStore:
             )
         return out
 
+    def _seconds(self, experiment_id: str, round_: int, text: str) -> dict[str, float]:
+        try:
+            return {k: float(v) for k, v in json.loads(text).items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise StoreCorruptError(
+                corrupt_database_message(
+                    self.db_path, f"experiment {experiment_id} round {round_} holds garbled timings ({exc})"
+                )
+            ) from None
+
+    def _read_arrays(
+        self, experiment_id: str, round_: int, rel: str
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The pool indices, dynamics and query arrays of one round's ``.npz``.
+
+        Raises:
+            StoreCorruptError: the file is missing, truncated or garbled (naming it and how to rerun).
+        """
+        path = self.root / rel
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                pool = z["pool_indices"]
+                dynamics = {k.removeprefix("dynamics."): z[k] for k in z.files if k.startswith("dynamics.")}
+                query_arrays = {k.removeprefix("query."): z[k] for k in z.files if k.startswith("query.")}
+        except NUMPY_READ_ERRORS as exc:
+            reason = "missing" if isinstance(exc, FileNotFoundError) else describe_numpy_error(exc)
+            raise StoreCorruptError(self.arrays_error(experiment_id, round_, path, reason)) from None
+        return pool, dynamics, query_arrays
+
+    def arrays_error(self, experiment_id: str, round_: int, path: Path, reason: str) -> str:
+        """The message for an unreadable ``arrays/<id>/round-*.npz``."""
+        return (
+            f"{path}: the arrays of experiment {experiment_id} round {round_} cannot be read ({reason}). "
+            "Only this experiment's dynamics and queried images are affected; the other experiments are "
+            "intact. To recompute it, rerun the config with "
+            f"`forgetting run CONFIG --out {self.root} --rerun {experiment_id}`"
+        )
+
+    @_guarded
+    def array_names(self, experiment_id: str) -> dict[int, list[str]]:
+        """Round -> the array names in that round's ``.npz`` (read from the archive's index only, not
+        decompressed); rounds without arrays, or whose file cannot be read, are left out."""
+        out: dict[int, list[str]] = {}
+        for r in self._conn.execute(
+            "SELECT round, arrays FROM rounds WHERE experiment_id = ? AND arrays IS NOT NULL ORDER BY round",
+            (experiment_id,),
+        ):
+            try:
+                with np.load(self.root / r["arrays"], allow_pickle=False) as z:
+                    out[int(r["round"])] = list(z.files)
+            except NUMPY_READ_ERRORS:
+                continue
+        return out
+
+    @_guarded
+    def reset_experiment(self, experiment_id: str) -> int:
+        """Delete every stored round of an experiment (and its arrays) and mark it ``pending``, so that the
+        next run computes it from round 0. Returns the number of rounds deleted."""
+        with self._transaction() as c:
+            n = c.execute("SELECT COUNT(*) FROM rounds WHERE experiment_id = ?", (experiment_id,)).fetchone()[
+                0
+            ]
+            for table in ("queries", "metrics", "rounds"):
+                c.execute(f"DELETE FROM {table} WHERE experiment_id = ?", (experiment_id,))
+            cur = c.execute(
+                "UPDATE experiments SET status = 'pending', started = NULL, finished = NULL, seconds = 0, "
+                "error = NULL WHERE id = ?",
+                (experiment_id,),
+            )
+            if cur.rowcount != 1:
+                raise KeyError(f"no experiment {experiment_id!r} in {self.db_path}")
+        shutil.rmtree(self.root / "arrays" / experiment_id, ignore_errors=True)
+        return int(n)
+
+    @_guarded
     def round_table(self) -> list[dict[str, Any]]:
         """Every row of ``rounds`` joined with its experiment's dataset/model/strategy/seed/variant."""
         rows = self._conn.execute(
@@ -534,6 +723,7 @@ class ResultStore:
         "value",
     )
 
+    @_guarded
     def metrics_frame(self) -> list[dict[str, Any]]:
         """Every stored metric as a row dict with the keys of ``_FRAME_COLUMNS`` (NaN where NULL)."""
         rows = self._conn.execute(
@@ -546,14 +736,10 @@ class ResultStore:
         return [{**dict(r), "value": _none_to_nan(r["value"])} for r in rows]
 
     def export_csv(self, path: str | Path) -> Path:
-        """Write :meth:`metrics_frame` to ``path`` as CSV (header row; NaN written as ``nan``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(self._FRAME_COLUMNS))
-            writer.writeheader()
-            for row in self.metrics_frame():
-                writer.writerow({**row, "value": repr(row["value"])})
-        os.replace(tmp, path)
-        return path
+        """Write :meth:`metrics_frame` to ``path`` as CSV (header row; NaN written as ``nan``; text cells a
+        spreadsheet would run as a formula get a leading ``'``, see :func:`forgetting._csv.safe_cell`)."""
+        columns = list(self._FRAME_COLUMNS)
+        rows = (
+            [row[c] if c != "value" else repr(row["value"]) for c in columns] for row in self.metrics_frame()
+        )
+        return atomic_write_text(path, csv_text([columns, *rows]))

@@ -46,6 +46,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from forgetting._config import read_config_file, validate_toml
+from forgetting._io import make_directory
+from forgetting._lock import directory_lock
 from forgetting.data.dataset import Split
 from forgetting.exceptions import ConfigError, UnknownNameError
 from forgetting.inference import to_input
@@ -84,7 +86,7 @@ PositiveInt = Annotated[int, Field(ge=1)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class AugmentData(_Strict):
@@ -94,7 +96,7 @@ class AugmentData(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     train_split: str = "train"
     test_split: str = "test"
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
 
 
 class AugmentTrain(_Strict):
@@ -143,7 +145,9 @@ class AugmentConfig(_Strict):
     """A ``forgetting augment`` config (TOML). Every key is optional; unknown keys are errors."""
 
     name: str = "augment-seismic"
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1
+    )
     device: str = "auto"
     dataset: str = "seismic-synthetic"
     model: str = "unet"
@@ -472,18 +476,27 @@ def run_augment_protocol(
         config: the settings; default :func:`default_augment_config`.
         out_dir: the run directory (created; files in it are overwritten).
         seeds: override ``config.seeds``.
+
+    Raises:
+        ConfigError: bad ``seeds``, or ``out_dir`` is not a writable directory (checked before anything runs).
+        DirectoryInUseError: another process runs into ``out_dir`` (one run per directory).
     """
+    config = config or default_augment_config()
+    seed_list = list(config.seeds if seeds is None else seeds)
+    if not seed_list or len(set(seed_list)) != len(seed_list) or min(seed_list) < 0:
+        raise ConfigError(f"seeds must be distinct non-negative integers, at least one; got {seed_list}")
+    out = make_directory(out_dir, what="run directory", hint="pass another --out")
+    with directory_lock(out, what="a forgetting-augment run"):
+        return _run_augment_protocol(config, out, seed_list)
+
+
+def _run_augment_protocol(config: AugmentConfig, out: Path, seed_list: list[int]) -> AugmentResult:
     from forgetting.devices import resolve_device
     from forgetting.models import build_from_ref
     from forgetting.segmentation.augment_report import write_augment_report
     from forgetting.segmentation.maps import load_segmentation_splits
     from forgetting.segmentation.training import class_weights_from_masks, predict_segmentation
 
-    config = config or default_augment_config()
-    seed_list = list(config.seeds if seeds is None else seeds)
-    if not seed_list or len(set(seed_list)) != len(seed_list):
-        raise ConfigError(f"seeds must be distinct and at least one, got {seed_list}")
-    out = Path(out_dir)
     start = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)

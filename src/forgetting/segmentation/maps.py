@@ -37,7 +37,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from forgetting._config import read_config_file, validate_toml
-from forgetting._io import atomic_savez
+from forgetting._io import atomic_savez, make_directory
+from forgetting._lock import directory_lock
 from forgetting.callbacks import Callback
 from forgetting.data.dataset import Dataset, Split
 from forgetting.events import EventTracker
@@ -76,7 +77,7 @@ logger = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -94,7 +95,7 @@ class MapsData(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     train_split: str = "train"
     test_split: str = "test"
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
 
 
 class MapsTrain(_Strict):
@@ -142,7 +143,7 @@ class MapsConfig(_Strict):
     """
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = "maps-seismic"
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     device: str = "auto"
     dataset: str = "seismic-synthetic"
     model: str = "unet"
@@ -597,7 +598,17 @@ def run_forgetting_maps(config: MapsConfig | None = None, out_dir: str | Path = 
 
     Returns:
         A :class:`MapsResult` with the paths written and every number.
+
+    Raises:
+        ConfigError: ``out_dir`` is not a writable directory (checked before anything runs).
+        DirectoryInUseError: another process runs into ``out_dir`` (one run per directory).
     """
+    out = make_directory(out_dir, what="run directory", hint="pass another --out")
+    with directory_lock(out, what="a forgetting-maps run"):
+        return _run_forgetting_maps(config, out)
+
+
+def _run_forgetting_maps(config: MapsConfig | None, out: Path) -> MapsResult:
     from forgetting.devices import resolve_device
     from forgetting.models import build_from_ref
     from forgetting.segmentation.report import write_maps_report
@@ -608,7 +619,6 @@ def run_forgetting_maps(config: MapsConfig | None = None, out_dir: str | Path = 
     )
 
     config = config or default_maps_config()
-    out = Path(out_dir)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     device = resolve_device(config.device)

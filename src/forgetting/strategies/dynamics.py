@@ -25,6 +25,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from forgetting._io import NUMPY_READ_ERRORS, describe_numpy_error
 from forgetting.exceptions import ConfigError
 from forgetting.strategies.base import Input, Selection, SelectionKind, StrategyInputs
 from forgetting.strategies.common import check_n, check_rows, positive_int_option
@@ -85,10 +86,10 @@ def load_scores_file(path: str | Path, *, allow_inf: bool = False) -> np.ndarray
                 raw = archive[_SCORES_KEY]
         else:
             raise ConfigError(f"{where}: unsupported suffix {suffix!r}; allowed: '.npy', '.npz'")
-    except (OSError, ValueError) as err:
+    except NUMPY_READ_ERRORS as err:
         if isinstance(err, ConfigError):
             raise
-        raise ConfigError(f"{where}: cannot be read as a numpy file: {err}") from err
+        raise ConfigError(f"{where}: cannot be read as a numpy file: {describe_numpy_error(err)}") from None
     if raw.ndim != 1 or raw.dtype.kind not in "biuf":
         raise ConfigError(
             f"{where}: expected a 1-D numeric array (one count per training sample), "

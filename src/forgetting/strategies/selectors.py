@@ -29,7 +29,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -342,8 +342,10 @@ def _select_from_mixture(
     variances: np.ndarray,
     weights: np.ndarray,
     n_fit: int,
+    rank_values: np.ndarray | None = None,
 ) -> tuple[np.ndarray, GaussInfo]:
-    """Steps 2-4 of GauSS for a fitted mixture (components ordered low, high)."""
+    """Steps 2-4 of GauSS for a fitted mixture (components ordered low, high); the top-n fallbacks rank
+    ``rank_values`` (default ``x``; the original values when ``x`` was rescaled for the fit)."""
     resp_high = _high_responsibility(x, means, variances, weights)
     members = np.flatnonzero(resp_high > 0.5)
     params = {
@@ -361,7 +363,8 @@ def _select_from_mixture(
         fallback = "too-few-high"
     if fallback is not None:
         logger.debug("gauss_select: %s (%s)", GAUSS_FALLBACKS[fallback], params)
-        return _top_k(x, n, rng, None), GaussInfo(**params, fallback=fallback)
+        ranked = x if rank_values is None else rank_values
+        return _top_k(ranked, n, rng, None), GaussInfo(**params, fallback=fallback)
     picked = members[_gumbel_top_k(np.log(p), n, rng)]
     return picked, GaussInfo(**params, fallback=None)
 
@@ -425,6 +428,15 @@ def gauss_select(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
+    # Values so large that the mixture's squared distances would overflow (or so close together that they
+    # vanish under its covariance floor) are fitted on an affine rescaling to [0, 1]: membership is decided
+    # in those units (it does not depend on the units), the top-n fallbacks rank the original values, and
+    # the reported means and variances are mapped back.
+    units = _mixture_units(x)
+    x_fit = x if units is None else _to_units(x, *units)
+    if units is not None:
+        logger.debug("gauss_select: values rescaled to [0, 1] for the mixture fit (min %g, max %g)", *units)
+        fit_values = _to_units(fit_values, *units)
     gmm = GaussianMixture(n_components=2, random_state=seed % 2**32)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -434,15 +446,51 @@ def gauss_select(
     means = gmm.means_.reshape(2)
     order = np.argsort(means, kind="stable")
     picked, info = _select_from_mixture(
-        x,
+        x_fit,
         n,
         rng,
         means[order],
         np.asarray(gmm.covariances_, dtype=np.float64).reshape(2)[order],
         np.asarray(gmm.weights_, dtype=np.float64)[order],
         n_fit=fit_values.size,
+        rank_values=x,
     )
+    if units is not None:
+        lo, hi = units
+        half = hi / 2 - lo / 2
+        with np.errstate(over="ignore"):  # a variance of the original units may overflow to inf
+            info = replace(
+                info,
+                means=(
+                    lo + half * info.means[0] + half * info.means[0],
+                    lo + half * info.means[1] + half * info.means[1],
+                ),
+                variances=(
+                    float(np.float64(4 * half) * half * info.variances[0]),
+                    float(np.float64(4 * half) * half * info.variances[1]),
+                ),
+            )
     return (picked, info) if return_info else picked
+
+
+#: Beyond these magnitudes :func:`gauss_select` fits the mixture on values rescaled to [0, 1]: squares of
+#: larger values overflow float64, and a smaller spread vanishes under the mixture's covariance floor.
+_MIXTURE_MAX_ABS = 1e100
+_MIXTURE_MIN_SPREAD = 1e-100
+
+
+def _mixture_units(x: np.ndarray) -> tuple[float, float] | None:
+    """``(min, max)`` of ``x`` when the mixture must be fitted on rescaled values, else ``None``."""
+    lo, hi = float(x.min()), float(x.max())
+    if max(abs(lo), abs(hi)) <= _MIXTURE_MAX_ABS and hi / 2 - lo / 2 >= _MIXTURE_MIN_SPREAD / 2:
+        return None
+    return lo, hi
+
+
+def _to_units(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``(values - lo) / (hi - lo)`` in [0, 1], computed in halves so that nothing overflows near 1.8e308."""
+    half = hi / 2 - lo / 2
+    return np.clip((values / 2 - lo / 2) / half, 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------- geometry

@@ -98,11 +98,15 @@ class Task(ABC):
         name: the registry name (``"classification"``, ``"segmentation"``).
         headline_metric: the metric that logs and the report's learning curves lead with.
         element: what one tracked element is (``"sample"`` or ``"pixel"``).
+        divergence_metric: an evaluation metric that is NaN or infinite exactly when the model's outputs
+            are (classification: ``nll``), or ``None``.
     """
 
     name: ClassVar[str]
     headline_metric: ClassVar[str]
     element: ClassVar[str] = "sample"
+    #: a metric that is non-finite only when the model's outputs are (the loop then reports divergence)
+    divergence_metric: ClassVar[str | None] = None
 
     def __init__(self, num_classes: int, *, class_names: Sequence[str] | None = None) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:

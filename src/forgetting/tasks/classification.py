@@ -35,6 +35,7 @@ class ClassificationTask(Task):
     name: ClassVar[str] = "classification"
     headline_metric: ClassVar[str] = "accuracy"
     element: ClassVar[str] = "sample"
+    divergence_metric: ClassVar[str | None] = "nll"
 
     def support(self, strategy: Strategy) -> str | None:
         """Every strategy runs on samples: the form is ``"samples"``."""
