@@ -8,7 +8,7 @@ Prints, per strategy (mean ± std over seeds, finished experiments only):
    (default switch, gauss) against every other strategy, the per-round difference of the metric paired by
    seed (mean over the seeds both ran, rounds aligned by index), as its mean over the rounds and its
    maximum over the rounds, in percentage points, per eval set (see
-   ``forgetting.experiments.report.round_gains``).
+   ``forgetting.experiments.analysis.round_gains``).
 
 The metric is ``--metric``: by default (``auto``) ``miou`` for segmentation experiments (their rounds hold
 it) and ``accuracy`` otherwise; any stored metric name (``pixel_accuracy``, ``fwiou``, ``nll``...) works.
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from forgetting.experiments import ResultStore, load_config, run_experiments
-from forgetting.experiments.report import (
+from forgetting.experiments.analysis import (
     MEAN_OOD,
     PROPOSED,
     ExperimentCurves,

@@ -12,7 +12,7 @@ import pytest
 
 from forgetting.exceptions import ForgettingError
 from forgetting.experiments import ResultStore, write_report
-from forgetting.experiments.report import (
+from forgetting.experiments.analysis import (
     MEAN_OOD,
     TIE_THRESHOLD,
     aubc,

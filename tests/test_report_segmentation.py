@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from forgetting.cli import app
 from forgetting.exceptions import ConfigError
 from forgetting.experiments import ResultStore, write_report
+from forgetting.experiments.analysis import headline_metric, load_curves
 from forgetting.experiments.config import ExperimentSpec, SegmentationSettings
-from forgetting.experiments.report import headline_metric, load_curves
 from forgetting.records import RoundRecord, TrainRecord
 from test_experiments_store import make_record, make_spec
 from test_report import parse_report, table_dicts

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from forgetting.experiments.report import aubc as _report_aubc
+from forgetting.experiments.analysis import aubc as _report_aubc
 
 OURS = "forgetting"
 BAAL = "baal"
