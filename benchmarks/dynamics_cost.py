@@ -66,7 +66,7 @@ from forgetting.data.dataset import Split
 from forgetting.experiments import ResultStore, expand_grid, parse_config, run_experiments
 from forgetting.experiments.analysis import MEAN_OOD, load_curves
 from forgetting.experiments.config import ExperimentSpec, TrackSettings
-from forgetting.experiments.runner import prepare_data
+from forgetting.experiments.prepared import prepare_data
 from forgetting.inference import eval_mode, iter_batches, to_input
 from forgetting.loop import derive_seed, initial_labeled_set
 from forgetting.models import build_model

@@ -8,7 +8,7 @@ training split, a model of the wrong task for the dataset, or a strategy without
 segmentation dataset.
 
 It loads each distinct dataset once, through the runner's in-process cache
-(:func:`forgetting.experiments.runner.prepare_data`), so the ``local`` backend pays nothing extra.
+(:func:`forgetting.experiments.prepared.prepare_data`), so the ``local`` backend pays nothing extra.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def preflight(specs: Sequence[ExperimentSpec], *, check_local: bool = True) -> l
         ConfigError: every problem found, one line each, naming the experiment and the key to change.
     """
     from forgetting.devices import resolve_device
-    from forgetting.experiments.runner import PreparedData, build_task, prepare_data
+    from forgetting.experiments.prepared import PreparedData, build_task, prepare_data
     from forgetting.models import is_import_path, model_info
     from forgetting.strategies import get_strategy
 

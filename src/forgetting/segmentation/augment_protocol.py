@@ -168,10 +168,10 @@ def parse_augment_config(text: str | Mapping[str, Any], *, source: str = "<augme
     Raises:
         ConfigError: naming the key path and the problem; unknown dataset, model or style method.
     """
-    from forgetting.segmentation.maps import _validate_names
+    from forgetting.segmentation.maps_config import validate_maps_names
 
     config = validate_toml(AugmentConfig, text, source=source, what="augment config")
-    _validate_names(config, source)  # type: ignore[arg-type]  # same fields as MapsConfig
+    validate_maps_names(config, source)  # type: ignore[arg-type]  # same fields as MapsConfig
     if config.style.method not in STYLE_TRANSFERS:
         raise UnknownNameError(
             f"{source}: `style.method` = {config.style.method!r}; choose one of {sorted(STYLE_TRANSFERS)} "

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from forgetting._html import CSS, new_figure, slug, table, td
-from forgetting.segmentation.maps import MapsAnalysis
+from forgetting.segmentation.maps_analysis import MapsAnalysis
 from forgetting.segmentation.metrics import SegmentationMetrics
 from forgetting.segmentation.regions import TEMPORAL_GROUPS, within_class_rho
 
