@@ -38,6 +38,7 @@ from torch import nn
 from forgetting.data.source import DataSource
 from forgetting.devices import data_device, resolve_device
 from forgetting.exceptions import ConfigError, PoolExhaustedError, check_choice
+from forgetting.exports import sample_table
 from forgetting.initial import INITIAL_SELECTIONS, initial_labeled_set, uniform_initial_set
 from forgetting.models.factory import ModelRef, build_from_ref, check_model_for, import_object, model_label
 from forgetting.observe import SUBSAMPLE_MODES, TRACK_PRESETS, ObservationCallback, Observer
@@ -509,8 +510,10 @@ def run_active_learning(
         query_seconds = time.perf_counter() - t0
 
         dynamics: dict[str, np.ndarray] = {}
+        samples: dict[str, np.ndarray] = {}
         if observer.tracker is not None:
             dynamics = task.dynamics(observer.tracker, computed, labels=Input.POOL_LABELS in plan.requires)
+            samples = sample_table(observer.tracker, pool, per="sample")
 
         record = RoundRecord(
             round=rnd,
@@ -528,6 +531,7 @@ def run_active_learning(
             dynamics=dynamics,
             pool_indices=pool if dynamics else np.zeros(0, dtype=np.int64),
             query_arrays=query_arrays,
+            samples=samples,
         )
         headline = task.headline_metric
         logger.info(

@@ -2,8 +2,10 @@
 
 Layout of a run directory::
 
-    results.sqlite                         experiments, rounds, metrics, queries (WAL mode)
-    arrays/<experiment_id>/round-003.npz   dynamics and pool indices of round 3 (written atomically)
+    results.sqlite                                 experiments, rounds, metrics, queries (WAL mode)
+    arrays/<experiment_id>/round-003.npz           dynamics and pool indices of round 3 (written atomically)
+    arrays/<experiment_id>/round-003.samples.csv   round 3's per-sample table of the tracked pool (tracked
+                                                   rounds only; see forgetting.exports), for other tools
 
 Each round is written in one transaction, so a killed process loses at most the round it was computing.
 Rounds are keyed by ``(experiment_id, round)``: writing a round that exists is a no-op when the record is
@@ -32,6 +34,7 @@ import numpy as np
 from forgetting._io import atomic_savez
 from forgetting.exceptions import ForgettingError
 from forgetting.experiments.config import ExperimentSpec
+from forgetting.exports import write_csv
 from forgetting.records import RoundRecord, TrainRecord
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "DuplicateRoundError", "ExperimentRow", "ResultStore"]
@@ -188,7 +191,9 @@ def records_equal(a: RoundRecord, b: RoundRecord) -> bool:
         return False
     if not _arrays_equal(a.pool_indices, b.pool_indices) or set(a.dynamics) != set(b.dynamics):
         return False
-    if set(a.query_arrays) != set(b.query_arrays):
+    if set(a.query_arrays) != set(b.query_arrays) or set(a.samples) != set(b.samples):
+        return False
+    if not all(_arrays_equal(a.samples[k], b.samples[k]) for k in a.samples):
         return False
     return all(_arrays_equal(a.dynamics[k], b.dynamics[k]) for k in a.dynamics) and all(
         _arrays_equal(a.query_arrays[k], b.query_arrays[k]) for k in a.query_arrays
@@ -349,6 +354,10 @@ class ResultStore:
     def _arrays_path(self, experiment_id: str, round_: int) -> Path:
         return Path("arrays") / experiment_id / f"round-{round_:03d}.npz"
 
+    def samples_path(self, experiment_id: str, round_: int) -> Path:
+        """Where round ``round_``'s per-sample table is written as CSV (tracked rounds only)."""
+        return self.root / "arrays" / experiment_id / f"round-{round_:03d}.samples.csv"
+
     def write_round(self, experiment_id: str, record: RoundRecord) -> bool:
         """Persist one round in one transaction (and its arrays as an ``.npz`` beside the database).
 
@@ -364,11 +373,14 @@ class ResultStore:
         if existing is not None:
             return self._check_identical(experiment_id, record)
         rel: str | None = None
-        if record.dynamics or len(record.pool_indices) > 0 or record.query_arrays:
+        if record.dynamics or len(record.pool_indices) > 0 or record.query_arrays or record.samples:
             rel_path = self._arrays_path(experiment_id, record.round)
             payload = {"pool_indices": np.asarray(record.pool_indices, dtype=np.int64)}
             payload.update({f"dynamics.{k}": np.asarray(v) for k, v in record.dynamics.items()})
             payload.update({f"query.{k}": np.asarray(v) for k, v in record.query_arrays.items()})
+            payload.update({f"samples.{k}": np.asarray(v) for k, v in record.samples.items()})
+            if record.samples:
+                write_csv(record.samples, self.samples_path(experiment_id, record.round))
             atomic_savez(self.root / rel_path, payload)
             rel = rel_path.as_posix()
         seconds = {k: float(v) for k, v in record.seconds.items()}
@@ -479,6 +491,7 @@ class ResultStore:
             qs = queries.get(r["round"], [])
             dynamics: dict[str, np.ndarray] = {}
             query_arrays: dict[str, np.ndarray] = {}
+            samples: dict[str, np.ndarray] = {}
             pool = np.zeros(0, dtype=np.int64)
             if arrays and r["arrays"]:
                 with np.load(self.root / r["arrays"]) as z:
@@ -487,6 +500,7 @@ class ResultStore:
                         k.removeprefix("dynamics."): z[k] for k in z.files if k.startswith("dynamics.")
                     }
                     query_arrays = {k.removeprefix("query."): z[k] for k in z.files if k.startswith("query.")}
+                    samples = {k.removeprefix("samples."): z[k] for k in z.files if k.startswith("samples.")}
             reached = r["reached_target"]
             out.append(
                 RoundRecord(
@@ -507,6 +521,7 @@ class ResultStore:
                     dynamics=dynamics,
                     pool_indices=pool,
                     query_arrays=query_arrays,
+                    samples=samples,
                 )
             )
         return out
