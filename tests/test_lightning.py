@@ -3,7 +3,12 @@ lightning_train_fn (mnist-5k, CPU)."""
 
 from __future__ import annotations
 
+import csv
+import os
+import subprocess
+import sys
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 L = pytest.importorskip("lightning")
 
 from forgetting import EventTracker, LoopConfig, run_active_learning  # noqa: E402
+from forgetting.cartography import read_cartography  # noqa: E402
 from forgetting.data import Split, load_dataset  # noqa: E402
 from forgetting.exceptions import ConfigError  # noqa: E402
 from forgetting.integrations.lightning import (  # noqa: E402
@@ -261,3 +267,27 @@ def test_lightning_train_fn_errors() -> None:
     ignored = lightning_train_fn(lambda callbacks: trainer([], max_epochs=1))
     with pytest.raises(ConfigError, match="callbacks=callbacks"):
         run_active_learning(train_rows, {}, 10, LoopConfig(model=DigitsModule, train_fn=ignored, **base))
+
+
+def test_readme_example_runs(tmp_path) -> None:
+    """The README's Lightning section is the tail of examples/lightning_dynamics.py, which runs."""
+    root = Path(__file__).resolve().parents[1]
+    script = root / "examples" / "lightning_dynamics.py"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### PyTorch Lightning") : readme.index("### Hugging Face Trainer")]
+    block = section.split("```python\n")[1].split("```")[0]
+    assert 10 <= len(block.strip().splitlines()) <= 20 and block in script.read_text(encoding="utf-8")
+    # one torch thread: on a loaded 2-core machine two threads make these tiny steps many times slower
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rounds = [ln for ln in out.stdout.splitlines() if "labels: test accuracy" in ln]
+    assert [ln.split()[0] for ln in rounds] == ["20", "40", "60"], out.stdout
+    assert float(rounds[-1].split()[-1]) > 0.3
+    written = tmp_path / "runs" / "lightning-example"
+    with (written / "pool.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1000 and {r["observations"] for r in rows} == {"5"}
+    assert len(read_cartography(written)[0]["logits"]) == 5

@@ -3,6 +3,12 @@ a config (random weights, no download) and an in-memory text dataset."""
 
 from __future__ import annotations
 
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +136,22 @@ def test_hf_logits_and_errors() -> None:
     assert callback.tracker.observations.tolist() == [1] * 8
     with pytest.raises(ConfigError, match="no label under labels, label, label_ids"):
         ForgettingTrainerCallback(unlabelled, targets="source").callback.observe(tiny_bert(), epoch=1)
+
+
+def test_readme_example_runs(tmp_path) -> None:
+    """The README's Hugging Face section is the tail of examples/transformers_dynamics.py, which runs."""
+    root = Path(__file__).resolve().parents[1]
+    script = root / "examples" / "transformers_dynamics.py"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Hugging Face Trainer") : readme.index("### Per-sample tables")]
+    block = section.split("```python\n")[1].split("```")[0]
+    assert 10 <= len(block.strip().splitlines()) <= 20 and block in script.read_text(encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread: see test_lightning
+    out = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "epochs in the data map: 5" in out.stdout and "forgotten at least once:" in out.stdout
+    with (tmp_path / "runs" / "transformers-example" / "train.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 192 and {r["observations"] for r in rows} == {"5"}

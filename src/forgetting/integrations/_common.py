@@ -73,21 +73,26 @@ def observation_callback(
     source: DataSource,
     targets: torch.Tensor | Literal["source"] | None,
     *,
-    cartography: str | os.PathLike[str] | None,
+    cartography: str | os.PathLike[str] | CartographyWriter | None,
     on_logits: LogitsHook | None,
     **options: Any,
 ) -> tuple[ObservationCallback, CartographyWriter | None]:
-    """The :class:`ObservationCallback` of one set, with a cartography writer (when ``cartography`` names a
-    directory) chained after ``on_logits``."""
+    """The :class:`ObservationCallback` of one set, with a cartography writer (``cartography``, or one
+    writing to the directory it names) chained after ``on_logits``."""
     writer = None
     hooks: list[LogitsHook] = [] if on_logits is None else [on_logits]
     if cartography is not None:
-        if targets is None:
-            raise ConfigError(
-                "cartography needs the gold labels of the observed set: pass targets (a tensor, or "
-                "'source' for the labels its items carry)"
-            )
-        writer = CartographyWriter(cartography, n=len(source))
+        if isinstance(cartography, CartographyWriter):
+            writer = cartography
+            if writer.n != len(source):
+                raise ConfigError(f"the CartographyWriter has n={writer.n}; the set has {len(source)} rows")
+        else:
+            if targets is None:
+                raise ConfigError(
+                    "cartography needs the gold labels of the observed set: pass targets (a tensor, or "
+                    "'source' for the labels its items carry)"
+                )
+            writer = CartographyWriter(cartography, n=len(source))
         hooks.append(writer)
     callback = ObservationCallback(source, targets, on_logits=_compose(hooks), **options)
     return callback, writer

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from forgetting.cartography import CartographyWriter
 from forgetting.data.source import DataSource
 from forgetting.events import EventTracker
 from forgetting.exceptions import ConfigError
@@ -132,10 +133,11 @@ class ForgettingCallback(ObserverCallback):
             :class:`~forgetting.observe.ObservationCallback`.
         forward: ``forward(module, x) -> logits [B, K]`` when the module is not called as ``module(x)``.
         on_logits: ``on_logits(idx, logits, targets, epoch)`` for every batch of the pool's passes.
-        cartography: a directory: also write the pool's logits after every observed epoch in the
+        cartography: a directory, or a :class:`~forgetting.cartography.CartographyWriter` (for ``ids``,
+            ``overwrite``): also write the pool's logits after every observed epoch in the
             dataset-cartography format (``<dir>/training_dynamics/dynamics_epoch_<e>.jsonl``; see
-            :mod:`forgetting.cartography`); needs ``targets``. To draw a data map of the training set,
-            observe it as the pool, with ``targets="source"``.
+            :mod:`forgetting.cartography`), closed when training ends; needs ``targets``. To draw a data
+            map of the training set, observe it as the pool, with ``targets="source"``.
         name: a label for logs.
 
     Attributes:
@@ -159,7 +161,7 @@ class ForgettingCallback(ObserverCallback):
         ignore_index: int | None = None,
         forward: Forward | None = None,
         on_logits: LogitsHook | None = None,
-        cartography: str | os.PathLike[str] | None = None,
+        cartography: str | os.PathLike[str] | CartographyWriter | None = None,
         name: str = "pool",
     ) -> None:
         super().__init__(Observer([]))

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from forgetting.cartography import CartographyWriter
 from forgetting.data.source import DataSource
 from forgetting.events import EventTracker
 from forgetting.exceptions import ConfigError
@@ -101,8 +102,9 @@ class ForgettingTrainerCallback(ObserverTrainerCallback):
         subsample, subsample_mode, seed, batch_size, ignore_index: as
             :class:`~forgetting.observe.ObservationCallback`.
         on_logits: ``on_logits(idx, logits, targets, epoch)`` for every batch of a pass.
-        cartography: a directory: also write the logits after every observed epoch in the
-            dataset-cartography format (:mod:`forgetting.cartography`); needs ``targets``.
+        cartography: a directory, or a :class:`~forgetting.cartography.CartographyWriter` (for ``ids``,
+            ``overwrite``): also write the logits after every observed epoch in the dataset-cartography
+            format (:mod:`forgetting.cartography`), closed when training ends; needs ``targets``.
         num_workers: DataLoader workers of a pass over a dict dataset.
         name: a label for logs.
 
@@ -127,7 +129,7 @@ class ForgettingTrainerCallback(ObserverTrainerCallback):
         batch_size: int | None = None,
         ignore_index: int | None = None,
         on_logits: LogitsHook | None = None,
-        cartography: str | os.PathLike[str] | None = None,
+        cartography: str | os.PathLike[str] | CartographyWriter | None = None,
         num_workers: int = 0,
         name: str = "pool",
     ) -> None:
