@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from forgetting import EventTracker, ObservationCallback
+from forgetting import EventTracker, ObservationCallback, exports
 from forgetting.cartography import CartographyWriter, epoch_file, read_cartography
 from forgetting.exceptions import ConfigError, MissingDependencyError
 from forgetting.exports import SAMPLE_COLUMNS, sample_table, to_frame, write_csv, write_parquet
@@ -130,7 +130,7 @@ def test_missing_optional_packages_name_the_extra(monkeypatch, tmp_path) -> None
     assert tracker.to_csv(tmp_path / "x.csv").is_file()  # the CSV needs neither
 
 
-def test_pixel_trackers_refuse_without_per_and_give_both_tables() -> None:
+def test_pixel_trackers_refuse_without_per_and_give_both_tables(monkeypatch) -> None:
     shape = (3, 4, 5)
     tracker, history = _fed_tracker(seed=3, shape=shape, passes=4)
     with pytest.raises(ConfigError, match=r"counts pixels.*per='pixel'.*per='sample'"):
@@ -158,6 +158,12 @@ def test_pixel_trackers_refuse_without_per_and_give_both_tables() -> None:
     assert summary["pixels"].tolist() == [20] * 3 and summary["observations"].tolist() == [4] * 3
     expected = np.stack([(p == t).numpy() for p, t in history]).any(0)
     np.testing.assert_array_equal(summary["never_learned_pixels"], (~expected).reshape(3, -1).sum(1))
+    # read in chunks of rows (here one row at a time): the same summary
+    monkeypatch.setattr(exports, "_SUMMARY_CHUNK", 20)
+    chunked = tracker.table(per="sample")
+    assert list(chunked) == list(summary)
+    for name, col in summary.items():
+        np.testing.assert_array_equal(chunked[name], col, err_msg=name)
 
 
 def test_pixel_summary_of_unobserved_rows_is_nan_not_zero() -> None:

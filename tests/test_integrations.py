@@ -116,6 +116,15 @@ def test_keyword_inputs_observed_through_forward_equal_a_tracker_fed_by_hand() -
     sub.observe(model, epoch=1)
     assert int(sub.tracker.observations.sum()) == 15
     assert MappingSource(items).read_targets([2, 5]).tolist() == labels[[2, 5]].tolist()
+    # labels given as a tensor instead of read from the items: the same counts
+    given = ObservationCallback(
+        MappingSource(items, has_targets=False), labels, forward=lambda m, b: m(**b)["logits"]
+    )
+    from_items = ObservationCallback(MappingSource(items), "source", forward=lambda m, b: m(**b)["logits"])
+    for epoch in (1, 2):
+        given.observe(model, epoch=epoch)
+        from_items.observe(model, epoch=epoch)
+    assert torch.equal(given.tracker.read("correct"), from_items.tracker.read("correct"))
     with pytest.raises(ConfigError, match="keyword inputs, not images"):
         _ = MappingSource(items).input_shape
 

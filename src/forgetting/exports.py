@@ -71,6 +71,8 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
 _ELEMENT_READOUTS = SAMPLE_COLUMNS[1:]
 _EPOCH_READOUTS = ("last_forgotten_epoch", "learned_epoch")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: Pixels read at a time by the per-sample summary of a pixel tracker.
+_SUMMARY_CHUNK = 1 << 22
 
 
 def _ids_column(ids: Sequence[Any] | np.ndarray | torch.Tensor | None, n: int) -> np.ndarray:
@@ -145,19 +147,35 @@ def _pixel_rows(tracker: EventTracker, id_col: np.ndarray) -> Table:
 
 
 def _pixel_summary(tracker: EventTracker, id_col: np.ndarray) -> Table:
-    """One row per sample, summarising its pixels (computed on the tracker's device, one copy per column)."""
+    """One row per sample, summarising its pixels. Computed on the tracker's device in chunks of rows (at
+    most :data:`_SUMMARY_CHUNK` pixels read at a time, so a large pool needs no full-size temporaries); one
+    host copy per column at the end."""
     n = tracker.n
+    per_row = int(np.prod(tracker.shape[1:], dtype=np.int64))
+    step = max(1, _SUMMARY_CHUNK // max(per_row, 1))
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, max(n, 1), step):
+        rows = torch.arange(start, min(start + step, n), device=tracker.device)
+        for name, value in _summarise_rows(tracker, rows).items():
+            parts.setdefault(name, []).append(value)
+    cols: Table = {"sample_id": id_col}
+    cols["pixels"] = np.full(n, per_row, dtype=np.int64)
+    cols.update({name: torch.cat(chunks).cpu().numpy() for name, chunks in parts.items()})
+    return cols
+
+
+def _summarise_rows(tracker: EventTracker, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The summary columns (except ``pixels``) of ``rows``, on the tracker's device."""
 
     def flat(name: str) -> torch.Tensor:
-        return tracker.read(name).reshape(n, -1)
+        return tracker.read(name, rows).reshape(rows.shape[0], -1)
 
     seen = flat("seen")
     observed = seen.sum(1)
     denominator = observed.clamp(min=1).to(torch.float64)
     switches, forgetting = flat("switches"), flat("forgetting")
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=seen.device)
-    out: dict[str, torch.Tensor] = {
-        "pixels": torch.full((n,), seen.shape[1], dtype=torch.int64),
+    out = {
         "observed_pixels": observed,
         "observations": flat("observations").amax(1),
         "switches_sum": switches.sum(1),
@@ -173,9 +191,7 @@ def _pixel_summary(tracker: EventTracker, id_col: np.ndarray) -> Table:
     }
     if tracker.track_epochs:
         out["last_forgotten_epoch"] = flat("last_forgotten_epoch").amax(1)
-    cols: Table = {"sample_id": id_col}
-    cols.update({name: t.cpu().numpy() for name, t in out.items()})
-    return cols
+    return out
 
 
 def _check_table(table: Mapping[str, np.ndarray]) -> int:

@@ -181,14 +181,14 @@ class ObservationCallback(Callback):
                     f"ObservationCallback({name!r}) targets must be int64 [N] or [N, H, W] with N={n}, "
                     f"got {targets.dtype} {tuple(targets.shape)}"
                 )
-            spatial = (
-                tuple(self.source.input_shape[1:]) if self.source is not None else tuple(images.shape[2:])  # type: ignore[union-attr]
-            )
-            if targets.ndim == 3 and tuple(targets.shape[1:]) != spatial:
-                raise ConfigError(
-                    f"ObservationCallback({name!r}) masks {tuple(targets.shape)} do not match the inputs' "
-                    f"H, W {spatial}"
-                )
+            if targets.ndim == 3:  # masks: the inputs' H, W (read only then; a keyword source has none)
+                source = self.source
+                spatial = tuple(source.input_shape[1:]) if source is not None else tuple(images.shape[2:])  # type: ignore[union-attr]
+                if tuple(targets.shape[1:]) != spatial:
+                    raise ConfigError(
+                        f"ObservationCallback({name!r}) masks {tuple(targets.shape)} do not match the "
+                        f"inputs' H, W {spatial}"
+                    )
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ConfigError(f"ObservationCallback every must be an int >= 1, got {every!r}")
         if unit not in ("epoch", "step"):

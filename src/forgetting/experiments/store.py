@@ -191,9 +191,17 @@ def records_equal(a: RoundRecord, b: RoundRecord) -> bool:
         return False
     if not _arrays_equal(a.pool_indices, b.pool_indices) or set(a.dynamics) != set(b.dynamics):
         return False
-    if set(a.query_arrays) != set(b.query_arrays) or set(a.samples) != set(b.samples):
+    if set(a.query_arrays) != set(b.query_arrays):
         return False
-    if not all(_arrays_equal(a.samples[k], b.samples[k]) for k in a.samples):
+    # the per-sample table is derived from the dynamics; rounds stored before it existed have none
+    if (
+        a.samples
+        and b.samples
+        and (
+            set(a.samples) != set(b.samples)
+            or not all(_arrays_equal(a.samples[k], b.samples[k]) for k in a.samples)
+        )
+    ):
         return False
     return all(_arrays_equal(a.dynamics[k], b.dynamics[k]) for k in a.dynamics) and all(
         _arrays_equal(a.query_arrays[k], b.query_arrays[k]) for k in a.query_arrays
