@@ -14,11 +14,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall only when the install inputs change. The ray extra is installed so that `make test` (what CI
-# runs) tests the Ray backend against a local Ray instance. animal-mnist declares heavy, unused requirements
-# (its data files are all we need), so it goes in without them.
+# Reinstall only when the install inputs change. The ray, lightning, transformers and export extras are
+# installed so that `make test` (what CI runs) tests the Ray backend against a local Ray instance and the
+# framework callbacks and exports against the real packages; constraints.txt keeps the pinned torch (none of
+# them pulls another). animal-mnist declares heavy, unused requirements (its data files are all we need), so
+# it goes in without them.
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray,lightning,transformers,export]"
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt animal-mnist
 	touch $(STAMP)
 

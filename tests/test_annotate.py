@@ -160,6 +160,15 @@ def test_two_labelling_rounds_python_api(png_folder: tuple[Path, dict[str, str]]
     assert all(r.predicted in CLASSES and 0.0 < r.confidence <= 1.0 for r in r1.items)
     assert r1.info["train"]["epochs"] == 3
     assert (r1.directory / "dynamics.npz").is_file()
+    # the per-sample table of the tracked pool, its rows named by item id
+    with (r1.directory / "dynamics.csv").open(newline="") as fh:
+        table = list(csv.DictReader(fh))
+    npz = np.load(r1.directory / "dynamics.npz")
+    assert [r["sample_id"] for r in table] == list(npz["items"]) and len(table) == N_IMAGES - 16
+    assert [int(r["switches"]) for r in table] == npz["switches"].tolist()
+    assert {r["observations"] for r in table} == {"3"} and {r["observed_with_targets"] for r in table} == {
+        "false"
+    }
     tasks = json.loads(r1.label_studio_path.read_text())
     assert [t["data"]["item"] for t in tasks] == r1.item_ids
     assert tasks[0]["data"]["image"] == "/data/local-files/?d=" + r1.item_ids[0]

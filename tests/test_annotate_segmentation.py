@@ -308,6 +308,11 @@ def test_two_segmentation_rounds_python_api(
     assert maps["switch_maps"].dtype == np.uint8 and int(maps["switch_maps"].max()) <= 1  # 2 epochs
     dynamics = np.load(r1.directory / "dynamics.npz")
     assert dynamics["switches"].shape == (N - 4,) and set(dynamics["items"]) == set(truth) - set(r0.item_ids)
+    with (r1.directory / "dynamics.csv").open(newline="") as fh:  # a per-sample summary of the pixels
+        table = list(csv.DictReader(fh))
+    assert [r["sample_id"] for r in table] == list(dynamics["items"])
+    assert {r["pixels"] for r in table} == {str(24 * 12)} and {r["observations"] for r in table} == {"2"}
+    assert sum(int(r["switches_sum"]) for r in table) > 0
     page = r1.html_path.read_text()
     assert page.count("<figure>") == 4 * 3 and "switches while training" in page and "zechstein" in page
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from forgetting._version import __version__
 from forgetting.cli import app
+from forgetting.experiments.store import ResultStore
+from forgetting.exports import SAMPLE_COLUMNS
 
 runner = CliRunner()
 
@@ -133,6 +137,23 @@ def test_run_then_report(tmp_path):
     report = runner.invoke(app, ["report", str(out), "--round", "0"], env={"COLUMNS": "200"})
     assert report.exit_code == 0 and "index.html" in report.stdout
     assert list((out / "report").glob("switches-*-r0.png"))  # gauss tracked the pool: histogram of round 0
+
+    # Each tracked round's per-sample table sits beside its arrays, as CSV that other tools read.
+    with ResultStore(out) as store:
+        for row in store.experiments():
+            tables = sorted(p.name for p in (out / "arrays" / row.id).glob("*.samples.csv"))
+            if row.spec.strategy == "random":
+                assert tables == []
+                continue
+            assert tables == ["round-000.samples.csv", "round-001.samples.csv"]  # round 2 only evaluates
+            for record in store.load_rounds(row.id)[:2]:
+                with store.samples_path(row.id, record.round).open(newline="") as fh:
+                    rows = list(csv.DictReader(fh))
+                assert tuple(rows[0]) == SAMPLE_COLUMNS
+                assert [int(r["sample_id"]) for r in rows] == record.pool_indices.tolist()
+                assert [int(r["switches"]) for r in rows] == record.dynamics["switches"].tolist()
+                assert {r["observations"] for r in rows} == {"2"}  # 2 epochs, every one observed
+                np.testing.assert_array_equal(record.samples["switches"], record.dynamics["switches"])
 
 
 def test_report_of_a_directory_without_results(tmp_path):

@@ -313,3 +313,36 @@ def test_report_from_a_tiny_run(tmp_path):
 def test_report_needs_a_results_database(tmp_path):
     with pytest.raises(ForgettingError, match=r"results\.sqlite"):
         write_report(tmp_path)
+
+
+def test_the_histogram_shows_the_mixture_gauss_fitted_in_that_round(tmp_path):
+    """GauSS stores the mixture it fitted with the round; the report reads it back instead of refitting."""
+    from dataclasses import replace
+
+    import torch
+
+    from forgetting.experiments.report import stored_mixture
+    from forgetting.strategies import StrategyInputs, get_strategy
+
+    counts = np.concatenate([np.zeros(30), np.full(15, 6.0), np.arange(5, dtype=np.float64)])
+    gauss = get_strategy("gauss")
+    gauss.select(StrategyInputs(n_pool=counts.size, switches_N=torch.from_numpy(counts)), 4, seed=5)
+    fitted = gauss.fitted()
+    assert set(fitted) == {
+        "gauss_means", "gauss_variances", "gauss_weights", "gauss_n_high", "gauss_n_fit", "gauss_fallback"
+    }  # fmt: skip
+    spec = make_spec("gauss")
+    record = replace(
+        make_record(0),
+        dynamics={"switches": counts.astype(np.int16)},
+        pool_indices=np.arange(counts.size, dtype=np.int64),
+        strategy_arrays=fitted,
+    )
+    with ResultStore(tmp_path / "run") as store:
+        store.add_experiment(spec)
+        store.write_round(spec.id, record)
+        (loaded,) = store.load_rounds(spec.id, arrays=True)
+    info = stored_mixture(loaded)
+    assert info is not None and info == gauss.last_info
+    assert stored_mixture(replace(loaded, strategy_arrays={})) is None  # switch, entropy...: no mixture
+    assert get_strategy("switch").fitted() == {}

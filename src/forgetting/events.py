@@ -52,6 +52,7 @@ import torch
 
 from forgetting._io import NUMPY_READ_ERRORS, atomic_savez, describe_numpy_error
 from forgetting.exceptions import ConfigError, ForgettingError, UnknownNameError
+from forgetting.exports import Table, sample_table, to_frame, write_csv, write_parquet
 
 __all__ = ["FIRST_OBSERVATIONS", "READOUTS", "EventTracker"]
 
@@ -597,6 +598,44 @@ class EventTracker:
             if self.track_epochs:
                 names += ["last_forgotten_epoch", "learned_epoch"]
         return {name: self.read(name).cpu().numpy() for name in names}
+
+    # ------------------------------------------------------------------ exports
+    def table(self, ids: Sequence[Any] | np.ndarray | None = None, *, per: str | None = None) -> Table:
+        """The per-sample table: column name -> host array, one row per sample (one per pixel, or a
+        per-sample summary, for a pixel tracker with ``per="pixel"`` / ``per="sample"``).
+
+        Columns: ``sample_id`` (``ids``, default the row index), ``observations``, ``switches``,
+        ``forgetting``, ``learning``, ``never_learned``, ``ever_correct``, ``correct``,
+        ``observed_with_targets``, ``last_forgotten_epoch`` and ``learned_epoch`` (with epoch tracking),
+        ``prediction``; see :mod:`forgetting.exports`.
+        """
+        return sample_table(self, ids, per=per)  # type: ignore[arg-type]
+
+    def to_frame(self, ids: Sequence[Any] | np.ndarray | None = None, *, per: str | None = None) -> Any:
+        """:meth:`table` as a ``pandas.DataFrame`` (needs pandas: ``pip install 'forgetting[pandas]'``)."""
+        return to_frame(self.table(ids, per=per))
+
+    def to_csv(
+        self,
+        path: str | os.PathLike[str],
+        ids: Sequence[Any] | np.ndarray | None = None,
+        *,
+        per: str | None = None,
+    ) -> Path:
+        """Write :meth:`table` as CSV at ``path`` (standard library only; text ids that a spreadsheet would
+        evaluate get a leading ``'``). Returns the path."""
+        return write_csv(self.table(ids, per=per), path)
+
+    def to_parquet(
+        self,
+        path: str | os.PathLike[str],
+        ids: Sequence[Any] | np.ndarray | None = None,
+        *,
+        per: str | None = None,
+    ) -> Path:
+        """Write :meth:`table` as Parquet at ``path`` (needs pyarrow: ``pip install
+        'forgetting[parquet]'``). Returns the path."""
+        return write_parquet(self.table(ids, per=per), path)
 
     # ------------------------------------------------------------------ persistence
     def _meta(self) -> dict[str, Any]:

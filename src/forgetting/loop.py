@@ -39,6 +39,7 @@ from forgetting.data.source import DataSource
 from forgetting.devices import data_device, resolve_device
 from forgetting.events import FIRST_OBSERVATIONS
 from forgetting.exceptions import ConfigError, DivergedError, PoolExhaustedError, check_choice
+from forgetting.exports import sample_table
 from forgetting.initial import INITIAL_SELECTIONS, initial_labeled_set, uniform_initial_set
 from forgetting.models.factory import ModelRef, build_from_ref, check_model_for, import_object, model_label
 from forgetting.observe import SUBSAMPLE_MODES, TRACK_PRESETS, ObservationCallback, Observer
@@ -509,6 +510,7 @@ def run_active_learning(
         query_idx = np.zeros(0, dtype=np.int64)
         query_scores = np.zeros(0, dtype=np.float64)
         query_arrays: dict[str, np.ndarray] = {}
+        strategy_arrays: dict[str, np.ndarray] = {}
         computed: PoolInputs | None = None
         if not is_last:
             n_query = config.query_size
@@ -535,11 +537,14 @@ def run_active_learning(
             query_idx = pool[query.positions]
             query_scores = query.scores
             query_arrays = query.arrays
+            strategy_arrays = plan.strategy.fitted()
         query_seconds = time.perf_counter() - t0
 
         dynamics: dict[str, np.ndarray] = {}
+        samples: dict[str, np.ndarray] = {}
         if observer.tracker is not None:
             dynamics = task.dynamics(observer.tracker, computed, labels=Input.POOL_LABELS in plan.requires)
+            samples = sample_table(observer.tracker, pool, per="sample")
 
         record = RoundRecord(
             round=rnd,
@@ -557,6 +562,8 @@ def run_active_learning(
             dynamics=dynamics,
             pool_indices=pool if dynamics else np.zeros(0, dtype=np.int64),
             query_arrays=query_arrays,
+            samples=samples,
+            strategy_arrays=strategy_arrays,
         )
         headline = task.headline_metric
         logger.info(

@@ -71,6 +71,13 @@ DEFAULT_TRACK_PRESET = "paper-exact"
 _CACHE_FRACTION = 0.25
 
 
+def _batch_len(x: Any) -> int:
+    """Rows of a batch: a tensor's first dimension, or that of a dict batch's first tensor."""
+    if isinstance(x, torch.Tensor):
+        return int(x.shape[0])
+    return int(next(v for v in x.values() if isinstance(v, torch.Tensor)).shape[0])
+
+
 def _pass_seed(seed: int, pass_number: int) -> int:
     """A 63-bit seed derived from ``(seed, pass_number)``; distinct passes get independent streams."""
     state = np.random.SeedSequence([seed, pass_number]).generate_state(2, dtype=np.uint32)
@@ -105,6 +112,13 @@ class ObservationCallback(Callback):
             by ``(N, H, W)`` if the model predicts per pixel), placed on the model's device at the first
             pass.
         name: a label for logs and reports.
+        forward: ``forward(model, x) -> logits`` for a model that is not called as ``model(x)`` (keyword
+            inputs, an output object): e.g. ``lambda model, batch: model(**batch).logits``; ``x`` is what the
+            source's batches hold (a tensor, or a dict of tensors for a keyword-input source). Default
+            ``model(x)``.
+        on_logits: called as ``on_logits(idx, logits, targets, epoch)`` with every batch of a pass (rows
+            int64 ``[B]``, logits ``[B, K]`` or ``[B, K, H, W]``, targets or ``None``, all on the model's
+            device), e.g. a :class:`~forgetting.cartography.CartographyWriter`.
 
     Attributes:
         passes: observation passes run.
@@ -136,6 +150,8 @@ class ObservationCallback(Callback):
         tracker: EventTracker | None = None,
         name: str = "pool",
         first_observation: str = "exact",
+        forward: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+        on_logits: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, int], None] | None = None,
     ) -> None:
         self.source: DataSource | None = None
         if isinstance(images, DataSource):
@@ -161,9 +177,6 @@ class ObservationCallback(Callback):
                 f"got {images.dtype} {tuple(images.shape)}"  # type: ignore[union-attr]
             )
         n = len(self.source) if self.source is not None else int(images.shape[0])  # type: ignore[union-attr]
-        spatial = (
-            tuple(self.source.input_shape[1:]) if self.source is not None else tuple(images.shape[2:])  # type: ignore[union-attr]
-        )
         if targets is not None:
             assert isinstance(targets, torch.Tensor)
             if targets.dtype.is_floating_point or targets.ndim not in (1, 3) or int(targets.shape[0]) != n:
@@ -171,11 +184,14 @@ class ObservationCallback(Callback):
                     f"ObservationCallback({name!r}) targets must be int64 [N] or [N, H, W] with N={n}, "
                     f"got {targets.dtype} {tuple(targets.shape)}"
                 )
-            if targets.ndim == 3 and tuple(targets.shape[1:]) != spatial:
-                raise ConfigError(
-                    f"ObservationCallback({name!r}) masks {tuple(targets.shape)} do not match the inputs' "
-                    f"H, W {spatial}"
-                )
+            if targets.ndim == 3:  # masks: the inputs' H, W (read only then; a keyword source has none)
+                source = self.source
+                spatial = tuple(source.input_shape[1:]) if source is not None else tuple(images.shape[2:])  # type: ignore[union-attr]
+                if tuple(targets.shape[1:]) != spatial:
+                    raise ConfigError(
+                        f"ObservationCallback({name!r}) masks {tuple(targets.shape)} do not match the "
+                        f"inputs' H, W {spatial}"
+                    )
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ConfigError(f"ObservationCallback every must be an int >= 1, got {every!r}")
         if unit not in ("epoch", "step"):
@@ -211,6 +227,8 @@ class ObservationCallback(Callback):
         self.track_epochs = track_epochs
         self.first_observation = first_observation
         self.name = name
+        self.forward = forward
+        self.on_logits = on_logits
         self.passes = 0
         self.seconds = 0.0
         self.last_rows: torch.Tensor | None = None
@@ -397,7 +415,7 @@ class ObservationCallback(Callback):
                 t = None
                 if self.targets is not None:
                     t = self.targets[sl] if host_idx is None else self.targets[host_idx]
-            self._update(model(x), idx, t, epoch)
+            self._update(self._logits(model, x), idx, t, epoch)
 
     def _observe_source(
         self,
@@ -412,7 +430,7 @@ class ObservationCallback(Callback):
         assert self.source is not None
         start = 0
         for x, y in self.source.batches(device, bs, rows=rows, targets=self._source_targets):
-            b = int(x.shape[0])
+            b = _batch_len(x)
             idx = (
                 torch.arange(start, start + b, device=device)
                 if rows_dev is None
@@ -421,8 +439,11 @@ class ObservationCallback(Callback):
             t = y
             if self.targets is not None:
                 t = self.targets.index_select(0, idx.to(self.targets.device)).to(device, non_blocking=True)
-            self._update(model(x), idx, t, epoch)
+            self._update(self._logits(model, x), idx, t, epoch)
             start += b
+
+    def _logits(self, model: nn.Module, x: Any) -> torch.Tensor:
+        return model(x) if self.forward is None else self.forward(model, x)
 
     def _update(self, logits: torch.Tensor, idx: torch.Tensor, t: torch.Tensor | None, epoch: int) -> None:
         """Feed one batch's predictions (``logits`` ``[B, K]`` or ``[B, K, H, W]``) to the tracker."""
@@ -437,6 +458,8 @@ class ObservationCallback(Callback):
                     first_observation=self.first_observation,
                 )
         self._tracker.update(idx, preds, t, epoch=epoch)
+        if self.on_logits is not None:
+            self.on_logits(idx, logits, t, epoch)
 
     def _predictions_before(self, rows_dev: torch.Tensor | None) -> torch.Tensor | None:
         """``"unstable"`` mode: the stored predictions of the pass's rows before it runs (on the device)."""

@@ -59,6 +59,12 @@ class RoundRecord:
             ``pixel_scores`` (the strategy's per-pixel score, float16 ``[n, H, W]``; absent for ``random``)
             and ``switch_maps`` (switch counts per pixel, uint8 ``[n, H, W]``, when the pool was tracked).
             Empty for classification.
+        strategy_arrays: what the strategy fitted to select this round's queries
+            (:meth:`~forgetting.strategies.Strategy.fitted`; GauSS: its two-component mixture), empty for
+            strategies that fit nothing.
+        samples: the per-sample table of the tracked pool (:func:`forgetting.exports.sample_table`, one
+            row per candidate, ``sample_id`` = its training-split index; a per-sample summary of the pixels
+            for segmentation). Empty when the pool was not tracked.
     """
 
     round: int
@@ -71,3 +77,5 @@ class RoundRecord:
     dynamics: dict[str, np.ndarray] = field(default_factory=dict)
     pool_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     query_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+    strategy_arrays: dict[str, np.ndarray] = field(default_factory=dict)

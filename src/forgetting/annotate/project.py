@@ -9,7 +9,8 @@ Layout::
       media/                     PNGs of array rows, shown to annotators (array sources only)
       masks/                     segmentation: the imported masks (<image without extension>.<digest>.png)
       rounds/<k>/                query k: query.csv, label_studio.json, index.html, query.json
-                                 (+ dynamics.npz with the pool's switch counts when it was tracked;
+                                 (+ dynamics.npz with the pool's switch counts and dynamics.csv, the
+                                 per-sample table of forgetting.exports, when the pool was tracked;
                                  segmentation: no label_studio.json, + maps.npz with the queried images'
                                  predicted classes, pixel scores and switch maps)
 
@@ -104,6 +105,7 @@ from forgetting.exceptions import (
     ProjectError,
     UnknownNameError,
 )
+from forgetting.exports import write_csv
 from forgetting.loop import TrackConfig
 from forgetting.training import TrainConfig
 
@@ -1075,7 +1077,7 @@ class LabelingProject:
             }
             chosen_images = [images[int(row)] for row in ranking.indices]
             directory = self._write_round(
-                rnd, meta, items, chosen_images, ids, ranking.dynamics, ranking.maps
+                rnd, meta, items, chosen_images, ids, ranking.dynamics, ranking.maps, ranking.samples
             )
             logger.debug(
                 "round %d: %d images to label written to %s (%s, %d labelled, %d candidates)",
@@ -1097,6 +1099,7 @@ class LabelingProject:
         ids: Sequence[str],
         dynamics: Mapping[str, np.ndarray],
         maps: Mapping[str, np.ndarray] | None = None,
+        samples: Mapping[str, np.ndarray] | None = None,
     ) -> Path:
         """Write round ``rnd``'s files into a fresh directory, then swap it in (query.json last)."""
         rounds = self._rounds_dir()
@@ -1113,6 +1116,10 @@ class LabelingProject:
         if dynamics:
             pool_ids = np.array([ids[int(i)] for i in dynamics["pool"]], dtype=str)
             atomic_savez(staging / "dynamics.npz", {"switches": dynamics["switches"], "items": pool_ids})
+        if samples:  # the per-sample table, the rows named by their item ids
+            table = dict(samples)
+            table["sample_id"] = np.array([ids[int(i)] for i in samples["sample_id"]], dtype=str)
+            write_csv(table, staging / "dynamics.csv")
         write_json(staging / "query.json", meta)
         self._write_label_studio_config()
         if final.exists():

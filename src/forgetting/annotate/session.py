@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from forgetting.data.source import TensorSource
 from forgetting.devices import resolve_device
 from forgetting.exceptions import ConfigError, PoolExhaustedError, ProjectError
+from forgetting.exports import sample_table
 from forgetting.loop import (
     LoopConfig,
     derive_seed,
@@ -80,6 +81,8 @@ class Ranking:
             ``pred`` (uint8 ``[n, H, W]`` predicted classes), ``pixel_scores`` (float16 ``[n, H, W]``, the
             strategy's per-pixel score when it is not the switch count) and ``switch_maps`` (uint8
             ``[n, H, W]`` switch counts, saturating at 255, when the pool was tracked).
+        samples: the per-sample table of the tracked pool (:func:`forgetting.exports.sample_table`;
+            ``sample_id`` = the image's row; a per-sample summary of the pixels for segmentation), or empty.
     """
 
     indices: np.ndarray
@@ -89,6 +92,7 @@ class Ranking:
     seconds: dict[str, float] = field(default_factory=dict)
     dynamics: dict[str, np.ndarray] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def predicted(self) -> np.ndarray | None:
@@ -271,10 +275,12 @@ def rank_pool(
     if query.computed.form == "pixel-switches":  # the pixel scores are the switch counts: keep one copy
         arrays.pop("pixel_scores", None)
     dynamics: dict[str, np.ndarray] = {}
+    samples: dict[str, np.ndarray] = {}
     if ctx.tracker is not None:
         dynamics = {**task.dynamics(ctx.tracker, query.computed, labels=False), "pool": pool}
         if "switches" not in dynamics:
             dynamics = {}
+        samples = sample_table(ctx.tracker, pool, per="sample")
     return Ranking(
         indices=pool[query.positions],
         scores=query.scores,
@@ -283,6 +289,7 @@ def rank_pool(
         seconds=seconds,
         dynamics=dynamics,
         arrays=arrays,
+        samples=samples,
     )
 
 

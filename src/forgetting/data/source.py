@@ -325,6 +325,7 @@ class DatasetSource(DataSource):
             num_workers=self.num_workers,
             pin_memory=pin,
             persistent_workers=False,
+            generator=torch.Generator(),  # a private generator: a pass draws nothing from the global RNG
         )
         for x, y in loader:
             x = x.to(device, non_blocking=True)

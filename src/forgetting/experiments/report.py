@@ -49,6 +49,7 @@ from forgetting.experiments.analysis import (
 )
 from forgetting.experiments.store import PHASES, ExperimentRow, ResultStore
 from forgetting.records import RoundRecord
+from forgetting.strategies.selectors import GaussInfo
 
 __all__ = ["write_report"]
 
@@ -747,13 +748,12 @@ def _section_histograms(
     segmentation: set[str] | frozenset[str] = frozenset(),
     unreadable: list[str] | None = None,
 ) -> str:
-    from forgetting.strategies import gauss_select
-
     parts = [
         "<h2>Switch-count histograms</h2>",
         '<p class="note">Switch counts of the tracked pool at one round (the middle one with stored dynamics '
-        "unless chosen), for the first seed of each strategy that tracked the pool, with the two-component "
-        "Gaussian mixture GauSS fits (fit seed 0).</p>",
+        "unless chosen), for the first seed of each strategy that tracked the pool; for GauSS, the "
+        "two-component Gaussian mixture it fitted in that round to choose the queries (stored with the "
+        "round).</p>",
     ]
     if segmentation:
         parts.append(
@@ -786,8 +786,7 @@ def _section_histograms(
         else:
             rec = with_dyn[len(with_dyn) // 2]
         counts = np.asarray(rec.dynamics["switches"], dtype=np.float64)
-        n = max(1, min(row.spec.al.query_size, counts.size))
-        _, info = gauss_select(counts, n, seed=0, return_info=True)
+        info = stored_mixture(rec)
         dataset, model, strategy, variant = key
         seg = row.id in segmentation
         title = (
@@ -796,13 +795,32 @@ def _section_histograms(
         )
         fname = f"switches-{slug(dataset, model, strategy, variant)}-r{rec.round}.png"
         xlabel = "image switch score" if seg else "switch count"
-        _plot_histogram(counts, info, title, report_dir / fname, getattr(info, "n_high", None), xlabel=xlabel)
+        _plot_histogram(
+            counts, info, title, report_dir / fname, None if info is None else info.n_high, xlabel=xlabel
+        )
         parts.append(f"<h3>{html.escape(title)}</h3>")
         parts.append(f'<img src="{html.escape(fname)}" alt="switch histogram {html.escape(title)}">')
         made += 1
     if made == 0:
         parts.append("<p>No stored round holds switch counts (no strategy tracked the pool).</p>")
     return "\n".join(parts)
+
+
+def stored_mixture(rec: RoundRecord) -> GaussInfo | None:
+    """The GauSS mixture stored with a round (:meth:`GaussStrategy.fitted`), or ``None`` when the round's
+    strategy fitted none."""
+    arrays = rec.strategy_arrays
+    if "gauss_means" not in arrays:
+        return None
+    fallback = str(arrays["gauss_fallback"]) if "gauss_fallback" in arrays else ""
+    return GaussInfo(
+        means=tuple(float(v) for v in arrays["gauss_means"]),  # type: ignore[arg-type]
+        variances=tuple(float(v) for v in arrays["gauss_variances"]),  # type: ignore[arg-type]
+        weights=tuple(float(v) for v in arrays["gauss_weights"]),  # type: ignore[arg-type]
+        n_high=int(arrays["gauss_n_high"][0]),
+        n_fit=int(arrays["gauss_n_fit"][0]),
+        fallback=fallback or None,
+    )
 
 
 def _has_query_images(rec: RoundRecord) -> bool:

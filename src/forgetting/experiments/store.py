@@ -2,8 +2,10 @@
 
 Layout of a run directory::
 
-    results.sqlite                         experiments, rounds, metrics, queries (WAL mode)
-    arrays/<experiment_id>/round-003.npz   dynamics and pool indices of round 3 (written atomically)
+    results.sqlite                                 experiments, rounds, metrics, queries (WAL mode)
+    arrays/<experiment_id>/round-003.npz           dynamics and pool indices of round 3 (written atomically)
+    arrays/<experiment_id>/round-003.samples.csv   round 3's per-sample table of the tracked pool (tracked
+                                                   rounds only; see forgetting.exports), for other tools
 
 Each round is written in one transaction, so a killed process loses at most the round it was computing.
 Rounds are keyed by ``(experiment_id, round)``: writing a round that exists is a no-op when the record is
@@ -39,11 +41,16 @@ from forgetting._csv import csv_text
 from forgetting._io import NUMPY_READ_ERRORS, atomic_savez, atomic_write_text, describe_numpy_error
 from forgetting.exceptions import ForgettingError, StoreCorruptError
 from forgetting.experiments.config import ExperimentSpec
+from forgetting.exports import write_csv
 from forgetting.records import RoundRecord, TrainRecord
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "DuplicateRoundError", "ExperimentRow", "ResultStore"]
 
 logger = logging.getLogger(__name__)
+
+#: The groups of a round's ``.npz`` (its keys are ``<group>.<name>``, besides ``pool_indices``): the pool's
+#: dynamics, the queried samples' arrays, the per-sample table, and what the strategy fitted.
+ARRAY_GROUPS: tuple[str, ...] = ("dynamics", "query", "samples", "strategy")
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = "1"
@@ -226,6 +233,11 @@ def records_equal(a: RoundRecord, b: RoundRecord) -> bool:
         return False
     if set(a.query_arrays) != set(b.query_arrays):
         return False
+    # the per-sample table and the strategy's fit are derived from what the round computed; rounds stored
+    # before they existed have none
+    for ga, gb in ((a.samples, b.samples), (a.strategy_arrays, b.strategy_arrays)):
+        if ga and gb and (set(ga) != set(gb) or not all(_arrays_equal(ga[k], gb[k]) for k in ga)):
+            return False
     return all(_arrays_equal(a.dynamics[k], b.dynamics[k]) for k in a.dynamics) and all(
         _arrays_equal(a.query_arrays[k], b.query_arrays[k]) for k in a.query_arrays
     )
@@ -462,6 +474,10 @@ class ResultStore:
     def _arrays_path(self, experiment_id: str, round_: int) -> Path:
         return Path("arrays") / experiment_id / f"round-{round_:03d}.npz"
 
+    def samples_path(self, experiment_id: str, round_: int) -> Path:
+        """Where round ``round_``'s per-sample table is written as CSV (tracked rounds only)."""
+        return self.root / "arrays" / experiment_id / f"round-{round_:03d}.samples.csv"
+
     @_guarded
     def write_round(self, experiment_id: str, record: RoundRecord) -> bool:
         """Persist one round in one transaction (and its arrays as an ``.npz`` beside the database).
@@ -478,11 +494,16 @@ class ResultStore:
         if existing is not None:
             return self._check_identical(experiment_id, record)
         rel: str | None = None
-        if record.dynamics or len(record.pool_indices) > 0 or record.query_arrays:
+        groups = (record.dynamics, record.query_arrays, record.samples, record.strategy_arrays)
+        if len(record.pool_indices) > 0 or any(groups):
             rel_path = self._arrays_path(experiment_id, record.round)
             payload = {"pool_indices": np.asarray(record.pool_indices, dtype=np.int64)}
             payload.update({f"dynamics.{k}": np.asarray(v) for k, v in record.dynamics.items()})
             payload.update({f"query.{k}": np.asarray(v) for k, v in record.query_arrays.items()})
+            payload.update({f"samples.{k}": np.asarray(v) for k, v in record.samples.items()})
+            payload.update({f"strategy.{k}": np.asarray(v) for k, v in record.strategy_arrays.items()})
+            if record.samples:
+                write_csv(record.samples, self.samples_path(experiment_id, record.round))
             atomic_savez(self.root / rel_path, payload)
             rel = rel_path.as_posix()
         seconds = {k: float(v) for k, v in record.seconds.items()}
@@ -598,9 +619,13 @@ class ResultStore:
             qs = queries.get(r["round"], [])
             dynamics: dict[str, np.ndarray] = {}
             query_arrays: dict[str, np.ndarray] = {}
+            samples: dict[str, np.ndarray] = {}
+            strategy_arrays: dict[str, np.ndarray] = {}
             pool = np.zeros(0, dtype=np.int64)
             if arrays and r["arrays"]:
-                pool, dynamics, query_arrays = self._read_arrays(experiment_id, int(r["round"]), r["arrays"])
+                pool, groups = self._read_arrays(experiment_id, int(r["round"]), r["arrays"])
+                dynamics, query_arrays, samples = groups["dynamics"], groups["query"], groups["samples"]
+                strategy_arrays = groups["strategy"]
             reached = r["reached_target"]
             out.append(
                 RoundRecord(
@@ -621,6 +646,8 @@ class ResultStore:
                     dynamics=dynamics,
                     pool_indices=pool,
                     query_arrays=query_arrays,
+                    samples=samples,
+                    strategy_arrays=strategy_arrays,
                 )
             )
         return out
@@ -637,22 +664,26 @@ class ResultStore:
 
     def _read_arrays(
         self, experiment_id: str, round_: int, rel: str
-    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """The pool indices, dynamics and query arrays of one round's ``.npz``.
+    ) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        """The pool indices of one round's ``.npz`` and its arrays grouped by prefix: every group of
+        :data:`ARRAY_GROUPS` (``dynamics``, ``query``, ``samples``, ``strategy``), empty when absent.
 
         Raises:
             StoreCorruptError: the file is missing, truncated or garbled (naming it and how to rerun).
         """
         path = self.root / rel
+        groups: dict[str, dict[str, np.ndarray]] = {g: {} for g in ARRAY_GROUPS}
         try:
             with np.load(path, allow_pickle=False) as z:
                 pool = z["pool_indices"]
-                dynamics = {k.removeprefix("dynamics."): z[k] for k in z.files if k.startswith("dynamics.")}
-                query_arrays = {k.removeprefix("query."): z[k] for k in z.files if k.startswith("query.")}
+                for key in z.files:
+                    group, _, name = key.partition(".")
+                    if group in groups and name:
+                        groups[group][name] = z[key]
         except NUMPY_READ_ERRORS as exc:
             reason = "missing" if isinstance(exc, FileNotFoundError) else describe_numpy_error(exc)
             raise StoreCorruptError(self.arrays_error(experiment_id, round_, path, reason)) from None
-        return pool, dynamics, query_arrays
+        return pool, groups
 
     def arrays_error(self, experiment_id: str, round_: int, path: Path, reason: str) -> str:
         """The message for an unreadable ``arrays/<id>/round-*.npz``."""

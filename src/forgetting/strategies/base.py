@@ -123,3 +123,8 @@ class Strategy(ABC):
     @abstractmethod
     def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:
         """Pick ``n`` distinct pool positions. ``n`` must satisfy ``1 <= n <= inputs.n_pool``."""
+
+    def fitted(self) -> dict[str, np.ndarray]:
+        """Small arrays describing what the last :meth:`select` fitted, stored with the round (so a report
+        shows the fit that chose the queries, not a refit); empty for strategies that fit nothing."""
+        return {}

@@ -248,6 +248,23 @@ class GaussStrategy(CountStrategy):
             logger.info("gauss: fallback %r for a pool of %d (n=%d)", info.fallback, counts.size, n)
         return Selection(indices=indices, scores=counts[indices])
 
+    def fitted(self) -> dict[str, np.ndarray]:
+        """The mixture of the last :meth:`select` (:class:`~forgetting.strategies.selectors.GaussInfo`):
+        ``gauss_means``, ``gauss_variances``, ``gauss_weights`` (float64 ``[2]``, low- then high-mean
+        component, NaN when none was fitted), ``gauss_n_high``, ``gauss_n_fit`` (int64 ``[1]``) and
+        ``gauss_fallback`` (a 0-d string, ``""`` when it sampled from the high component)."""
+        info = self.last_info
+        if info is None:
+            return {}
+        return {
+            "gauss_means": np.asarray(info.means, dtype=np.float64),
+            "gauss_variances": np.asarray(info.variances, dtype=np.float64),
+            "gauss_weights": np.asarray(info.weights, dtype=np.float64),
+            "gauss_n_high": np.asarray([info.n_high], dtype=np.int64),
+            "gauss_n_fit": np.asarray([info.n_fit], dtype=np.int64),
+            "gauss_fallback": np.asarray(info.fallback or ""),
+        }
+
 
 class SampledSwitchStrategy(CountStrategy):
     """``sampled-switch``: the authors' ``SampledSwitchSampler``, weighted 1-D k-means++ on switch counts.
