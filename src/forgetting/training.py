@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from forgetting.callbacks import TrainingCallback
 from forgetting.data.source import DataSource
 from forgetting.exceptions import ConfigError, DivergedError, TrainingLimitError, check_choice
-from forgetting.inference import autocast_context, eval_mode, iter_batches, model_device, to_input
+from forgetting.inference import autocast_context, forward_batches, iter_batches, model_device, to_input
 from forgetting.observe import Observer
 from forgetting.records import TrainRecord
 
@@ -421,12 +421,11 @@ def evaluate_accuracy(
     device = model_device(model)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     total = torch.zeros((), dtype=torch.int64, device=device)
-    with eval_mode(model), autocast_context(device):
-        for x, y in data.batches(device, batch_size):
+    with forward_batches(model, data, batch_size=batch_size) as batches:
+        for logits, y in batches:
             assert y is not None
-            pred = model(x).argmax(1)
             valid = y != ignore_index if ignore_index is not None else torch.ones_like(y, dtype=torch.bool)
-            correct += ((pred == y) & valid).sum()
+            correct += ((logits.argmax(1) == y) & valid).sum()
             total += valid.sum()
     return float(correct) / max(int(total), 1)
 
