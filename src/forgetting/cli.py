@@ -625,8 +625,60 @@ def status(project: Annotated[Path, typer.Argument(help="A project directory.")]
         console.print(f"round {st.rounds - 1} still waits for {len(st.pending)} {unit}", highlight=False)
     if st.missing:
         console.print(f"{len(st.missing)} labelled item(s) are no longer in the images", highlight=False)
-    if st.task != "segmentation":
-        console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
+    if st.rounds and st.new_labels:
+        console.print(f"{st.new_labels} label(s) since round {st.rounds - 1}", highlight=False)
+    console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
+
+
+@app.command("serve")
+def serve_cmd(
+    project: Annotated[Path, typer.Argument(help="A project directory (see `forgetting init-project`).")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 9090,
+    host: Annotated[
+        str, typer.Option(help="The address to listen on (0.0.0.0: every interface; no authentication).")
+    ] = "127.0.0.1",
+    every: Annotated[
+        int, typer.Option("--every", "-k", min=1, help="Retrain and re-rank after this many new labels.")
+    ] = 10,
+    n: Annotated[
+        int | None, typer.Option("-n", min=1, help="Images each round ranks (default: the project's).")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="The strategy of the rounds (default: the project's).")
+    ] = None,
+    cold_start: Annotated[
+        str, typer.Option("--cold-start", help="The first round's strategy when nothing is labelled yet.")
+    ] = "kcenter-pixels",
+    seed: Annotated[int, typer.Option(help="Query seed.")] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve a project as a Label Studio ML backend: predictions ranked by the strategy, labels imported from
+    Label Studio's webhooks, and a new round (retrain, re-rank) after every --every new labels.
+
+    Needs the labelstudio extra: pip install 'forgetting[labelstudio]'. Connect it in Label Studio under
+    Settings > Model (URL http://HOST:PORT). The project directory is the state: stop and restart freely.
+    """
+    from forgetting.annotate import LabelingProject
+    from forgetting.annotate.live import LiveSettings
+    from forgetting.annotate.serve import serve
+
+    _set_verbose(verbose)
+    try:
+        settings = LiveSettings(every=every, n=n, strategy=strategy, cold_start=cold_start, seed=seed)
+        proj = LabelingProject.open(project)
+        tasks = proj.export_label_studio_tasks()
+        st = proj.status()
+        err_console.print(
+            f"serving {st.root} ({st.task}, {st.n_labeled} of {st.n_items} labelled, {st.rounds} rounds) "
+            f"as a Label Studio ML backend on http://{host}:{port}; a new round after every {every} labels",
+            highlight=False,
+        )
+        err_console.print(f"Label Studio interface: {proj.label_studio_config_path}", highlight=False)
+        err_console.print(f"Label Studio tasks (every image): {tasks}", highlight=False)
+        err_console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
+        serve(project, host=host, port=port, settings=settings, log_level="debug" if verbose else "info")
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command("augment")
