@@ -20,6 +20,7 @@ from forgetting._version import __version__
 from forgetting.exceptions import ForgettingError
 
 if TYPE_CHECKING:
+    from forgetting.annotate import ProjectStatus
     from forgetting.experiments.config import ExperimentConfig
 
 __all__ = ["app", "main"]
@@ -627,7 +628,16 @@ def status(project: Annotated[Path, typer.Argument(help="A project directory.")]
         console.print(f"{len(st.missing)} labelled item(s) are no longer in the images", highlight=False)
     if st.rounds and st.new_labels:
         console.print(f"{st.new_labels} label(s) since round {st.rounds - 1}", highlight=False)
-    console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
+    _print_label_studio_files(st)
+
+
+def _print_label_studio_files(st: ProjectStatus) -> None:
+    root = st.label_studio_document_root
+    console.print(
+        f"Label Studio: a local storage of {st.media_root}"
+        + (f", with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}" if root is not None else ""),
+        highlight=False,
+    )
 
 
 @app.command("serve")
@@ -650,6 +660,22 @@ def serve_cmd(
         str, typer.Option("--cold-start", help="The first round's strategy when nothing is labelled yet.")
     ] = "kcenter-pixels",
     seed: Annotated[int, typer.Option(help="Query seed.")] = 0,
+    label_studio_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LABEL_STUDIO_URL",
+            help="Label Studio's address, to select each new round's predictions there and retrieve them "
+            "(default: the address Label Studio sends when it connects).",
+        ),
+    ] = None,
+    label_studio_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LABEL_STUDIO_API_KEY",
+            help="A Label Studio API token (legacy token or personal access token) for that (default: the "
+            "token Label Studio sends when it connects, valid when legacy tokens are enabled).",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve a project as a Label Studio ML backend: predictions ranked by the strategy, labels imported from
@@ -664,7 +690,15 @@ def serve_cmd(
 
     _set_verbose(verbose)
     try:
-        settings = LiveSettings(every=every, n=n, strategy=strategy, cold_start=cold_start, seed=seed)
+        settings = LiveSettings(
+            every=every,
+            n=n,
+            strategy=strategy,
+            cold_start=cold_start,
+            seed=seed,
+            label_studio_url=label_studio_url,
+            label_studio_token=label_studio_token,
+        )
         proj = LabelingProject.open(project)
         tasks = proj.export_label_studio_tasks()
         st = proj.status()
@@ -675,7 +709,7 @@ def serve_cmd(
         )
         err_console.print(f"Label Studio interface: {proj.label_studio_config_path}", highlight=False)
         err_console.print(f"Label Studio tasks (every image): {tasks}", highlight=False)
-        err_console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
+        _print_label_studio_files(st)
         serve(project, host=host, port=port, settings=settings, log_level="debug" if verbose else "info")
     except ForgettingError as exc:
         raise _fail(str(exc)) from None

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -197,7 +196,7 @@ class LabelKind(ABC):
             name = source.media_name(r.item, n_items)
             if source.kind != "folder":
                 write_png(project.root / MEDIA_DIR / name, image)
-            urls.append(project.settings.label_studio_url_prefix + urllib.parse.quote(name))
+            urls.append(project.image_url(name))
         return urls
 
     def _write_label_studio_tasks(

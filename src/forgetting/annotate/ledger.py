@@ -74,7 +74,8 @@ class ProjectStatus:
         rounds: number of queries made (rounds ``0..rounds-1`` are on disk).
         pending: items of the latest query that have no label yet.
         missing: labelled item ids that are no longer in the source (ignored when training).
-        media_root: the directory Label Studio must serve the images from (its local-files document root).
+        media_root: the directory of the images Label Studio shows (a local storage there).
+        label_studio_document_root: Label Studio's local-files document root for the project's image URLs.
         task: ``classification`` or ``segmentation``.
         pixel_counts: segmentation: class name -> labelled pixels, over the labelled images.
         ignored_pixels: segmentation: pixels of the labelled images with the ignore index.
@@ -91,6 +92,7 @@ class ProjectStatus:
     pending: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     media_root: Path | None = None
+    label_studio_document_root: Path | None = None
     task: str = "classification"
     pixel_counts: dict[str, int] = field(default_factory=dict)
     ignored_pixels: int = 0

@@ -20,6 +20,14 @@ The worker thread (:meth:`LiveProject.start`) imports the inbox and, after every
 the next query (retrain and re-rank) with the project's lock held, one round at a time. Everything it knows
 is in the project directory (ledger, rounds, inbox), so a crash or a restart loses nothing: on start it
 imports what is left in the inbox and catches up.
+
+After a round it tells every Label Studio project that connected (``/setup``) about it, through Label
+Studio's API: it selects the new model version as the project's predictions (so the pre-annotations shown
+and the "Prediction score" column are the new round's) and runs the Data Manager action "Retrieve
+predictions" (Label Studio then asks ``/predict`` for every task). The API address and token are
+``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` (:class:`LiveSettings`), else those Label Studio sends with
+``/setup`` (its host name, and its legacy token, which works when the organisation allows legacy tokens).
+Without access the ranking still updates: the annotators retrieve the predictions themselves.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import logging
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Mapping
@@ -69,6 +79,10 @@ class LiveSettings:
         strategy: the strategy of the rounds (default: the project's).
         cold_start: the strategy of a first round without labels (``kcenter-pixels`` or ``random``).
         seed: the query seed.
+        label_studio_url: Label Studio's address for telling it about new rounds (default: the host name
+            it sends with ``/setup``).
+        label_studio_token: an API token of Label Studio (a legacy token, or a personal access token;
+            default: the one it sends with ``/setup``).
     """
 
     every: int = 10
@@ -76,6 +90,8 @@ class LiveSettings:
     strategy: str | None = None
     cold_start: str = "kcenter-pixels"
     seed: int = 0
+    label_studio_url: str | None = None
+    label_studio_token: str | None = None
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -113,6 +129,7 @@ class LiveProject:
         self._predictions: tuple[tuple[int, int], dict[str, dict[str, Any]], str] | None = None
         self._sequence = 0
         self._lock = threading.Lock()
+        self._connected: dict[int, tuple[str, str]] = {}  # Label Studio project id -> (url, token)
 
     def project(self) -> LabelingProject:
         """The project, freshly opened (its settings may have been edited)."""
@@ -158,6 +175,7 @@ class LiveProject:
         schema = payload.get("schema") or payload.get("label_config")
         if schema:
             self._check_interface(project, str(schema))
+        self._remember(payload)
         return {"model_version": self.model_version(project)}
 
     def predict(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,6 +262,7 @@ class LiveProject:
             result.n_pool,
             result.n_labeled,
         )
+        self.notify_label_studio(project)
         return True
 
     def import_inbox(self) -> int:
@@ -302,6 +321,52 @@ class LiveProject:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.exception("serve: the round failed")
 
+    # ------------------------------------------------------------------------------------ Label Studio
+
+    def _remember(self, payload: Mapping[str, Any]) -> None:
+        """Keep the Label Studio project of a ``/setup`` call, with how to reach its API."""
+        try:
+            project_id = int(str(payload.get("project", "")).split(".", 1)[0])
+        except ValueError:
+            return
+        url = self.settings.label_studio_url or payload.get("hostname")
+        token = self.settings.label_studio_token or payload.get("access_token")
+        if url and token:
+            self._connected[project_id] = (str(url).rstrip("/"), str(token))
+        else:
+            logger.info(
+                "Label Studio project %d connected without %s: new rounds are not pushed to it (give serve "
+                "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)",
+                project_id,
+                "an address" if not url else "a token",
+            )
+
+    def notify_label_studio(self, project: LabelingProject | None = None) -> list[int]:
+        """Tell the connected Label Studio projects about the latest round (see the module docstring);
+        returns the ids of those told. Failures are logged, never raised: Label Studio may be down."""
+        version = self.model_version(project)
+        told = []
+        for project_id, (url, token) in list(self._connected.items()):
+            try:
+                headers = _auth_headers(url, token)
+                # Predictions first: Label Studio only selects a model version that has predictions.
+                action = f"{url}/api/dm/actions?id=retrieve_tasks_predictions&project={project_id}"
+                _request(action, {"selectedItems": {"all": True, "excluded": []}}, headers, "POST")
+                _request(f"{url}/api/projects/{project_id}", {"model_version": version}, headers, "PATCH")
+            except (OSError, ValueError, KeyError) as exc:
+                logger.warning(
+                    "Label Studio project %d at %s was not told about %s (%s); retrieve the predictions in "
+                    "its Data Manager, or give serve LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY",
+                    project_id,
+                    url,
+                    version,
+                    exc,
+                )
+                continue
+            told.append(project_id)
+            logger.info("Label Studio project %d: predictions of %s retrieved", project_id, version)
+        return told
+
     # ------------------------------------------------------------------------------------ helpers
 
     def model_version(self, project: LabelingProject | None = None) -> str:
@@ -357,6 +422,32 @@ class LiveProject:
                 f"setup: the Label Studio interface has classes {unknown} that the project does not have "
                 f"({project.settings.classes}); {fix}"
             )
+
+
+def _request(url: str, body: Any, headers: Mapping[str, str], method: str, timeout: float = 300) -> Any:
+    """A JSON request to Label Studio's API; its JSON answer (``None`` when empty)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json", **headers},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data = response.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")[:500]
+        raise OSError(f"{method} {url}: HTTP {exc.code}: {detail}") from None
+    return json.loads(data) if data.strip() else None
+
+
+def _auth_headers(url: str, token: str) -> dict[str, str]:
+    """The authorisation of a Label Studio API token: a legacy token as ``Token``, a personal access token
+    (a JWT refresh token) exchanged for an access token (``Bearer``)."""
+    if token.count(".") == 2:  # a JWT
+        answer = _request(f"{url}/api/token/refresh/", {"refresh": token}, {}, "POST", timeout=30)
+        return {"Authorization": f"Bearer {answer['access']}"}
+    return {"Authorization": f"Token {token}"}
 
 
 def _annotated_tasks(payload: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -103,6 +103,8 @@ LEDGER_FILE = "labels.jsonl"
 LABEL_STUDIO_CONFIG_FILE = "label_studio_config.xml"
 LABEL_STUDIO_TASKS_FILE = "label_studio_tasks.json"
 ROUNDS_DIR = "rounds"
+#: Label Studio's URL of a file served from its local-files document root.
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -196,6 +198,8 @@ def init_project(
         "track": _as_dict(track),
         **kind.settings_section(ignore_index=ignore_index),
     }
+    media = source.path if source.kind == "folder" else root / MEDIA_DIR
+    raw["label_studio_url_prefix"] = f"{LOCAL_FILES_PREFIX}{urllib.parse.quote(media.name)}/"
     settings = validate_settings(raw, source="init_project")
     _check_strategy(strategy, settings)
     root.mkdir(parents=True, exist_ok=True)
@@ -295,8 +299,30 @@ class LabelingProject:
 
     @property
     def media_root(self) -> Path:
-        """The directory the image URLs of the Label Studio file are relative to."""
+        """The directory of the images Label Studio shows: the image folder, or ``<project>/media`` (the PNGs
+        of array rows). Label Studio serves it as a local storage."""
         return self.source.path if self.source.kind == "folder" else self.root / MEDIA_DIR
+
+    @property
+    def label_studio_document_root(self) -> Path | None:
+        """Label Studio's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` for the image URLs the project writes.
+
+        With the default URL prefix (``/data/local-files/?d=<media folder>/``) it is the folder above
+        :attr:`media_root` (Label Studio refuses a local storage at its document root). ``None`` when
+        ``label_studio_url_prefix`` is not a local-files prefix that ends in a part of the media root.
+        """
+        prefix = self.settings.label_studio_url_prefix
+        if not prefix.startswith(LOCAL_FILES_PREFIX):
+            return None
+        rel = [p for p in urllib.parse.unquote(prefix[len(LOCAL_FILES_PREFIX) :]).split("/") if p]
+        media = self.media_root
+        if rel and list(media.parts[-len(rel) :]) != rel:
+            return None
+        return Path(*media.parts[: len(media.parts) - len(rel)]) if rel else media
+
+    def image_url(self, name: str) -> str:
+        """The URL of the image ``name`` (its media name) in the Label Studio files the project writes."""
+        return self.settings.label_studio_url_prefix + urllib.parse.quote(name)
 
     @property
     def kind(self) -> LabelKind:
@@ -533,9 +559,7 @@ class LabelingProject:
                 media = self.root / MEDIA_DIR / name
                 if not media.is_file():
                     write_png(media, images[row])
-            task: dict[str, Any] = {
-                "data": {"image": self.settings.label_studio_url_prefix + _quote(name), "item": item}
-            }
+            task: dict[str, Any] = {"data": {"image": self.image_url(name), "item": item}}
             if item in ranked:
                 task["meta"] = {"rank": ranked[item]["rank"], "round": meta["round"] if meta else None}
             if item in predictions:
@@ -754,15 +778,12 @@ class LabelingProject:
             pending=pending,
             missing=sorted(set(ledger) - present),
             media_root=self.media_root,
+            label_studio_document_root=self.label_studio_document_root,
             task=self.settings.task,
             pixel_counts=pixel_counts,
             ignored_pixels=ignored,
             new_labels=sum(1 for e in entries if e.round >= rounds),
         )
-
-
-def _quote(name: str) -> str:
-    return urllib.parse.quote(name)
 
 
 def _result_from_meta(meta: Mapping[str, Any], directory: Path, *, reused: bool) -> QueryResult:
