@@ -8,6 +8,7 @@ subcommand prints one JSON object on stdout.
     python client.py annotate --url URL --token TOKEN --project ID --answers JSON
     python client.py predict  --url URL --token TOKEN --project ID [--decoded OUT.npz] [--retrieve]
     python client.py export   --url URL --token TOKEN --project ID --out JSON
+    python client.py screenshot --url URL --token TOKEN --project ID --out PNG --username U --password P
 
 Segmentation answers are encoded with the SDK's own brush encoder (label_studio_sdk.converter.brush.mask2rle),
 and the masks of the predictions Label Studio stored are decoded with the SDK's decoder (decode_rle): our RLE
@@ -186,12 +187,95 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     return {"tasks": len(json.loads(data)), "path": args.out}
 
 
+# The Data Manager's task columns (Label Studio 1.23), hidden in the screenshot's tab unless shown.
+_DM_COLUMNS = (
+    "inner_id completed_at total_annotations cancelled_annotations total_predictions annotators "
+    "annotations_results annotations_ids predictions_score predictions_model_versions predictions_results "
+    "file_upload storage_filename created_at updated_at updated_by avg_lead_time draft_exists"
+).split()
+
+
+def screenshot(args: argparse.Namespace) -> dict[str, Any]:
+    """Log in to Label Studio's web interface in headless chromium (WebDriver: the system's chromium and
+    chromedriver), open a Data Manager tab sorted by prediction score with the top task in the labelling
+    editor (its pre-annotated masks), and save a screenshot."""
+    import requests
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    headers = {"Authorization": f"Token {args.token}"}
+    shown = {
+        "tasks:id",
+        "tasks:data.image",
+        "tasks:data.item",
+        "tasks:predictions_score",
+        "tasks:total_annotations",
+    }
+    hidden = [f"tasks:{c}" for c in _DM_COLUMNS if f"tasks:{c}" not in shown]
+    data = {
+        "title": "ranked by forgetting",
+        "ordering": ["-tasks:predictions_score"],
+        "hiddenColumns": {
+            "explore": hidden,
+            "labeling": [*hidden, "tasks:data.image", "tasks:data.item", "tasks:total_annotations"],
+        },
+    }
+    view = requests.post(
+        f"{args.url}/api/dm/views/", json={"project": args.project, "data": data}, headers=headers, timeout=60
+    )
+    view.raise_for_status()
+    view_id = view.json()["id"]
+    ls = _client(args)
+    first = _tasks(ls, args.project, ordering=["-tasks:predictions_score"])[0]
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = args.chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--hide-scrollbars",
+    ):
+        options.add_argument(flag)
+    options.add_argument(f"--window-size={args.width},{args.height}")
+    driver = webdriver.Chrome(service=Service(executable_path=args.chromedriver), options=options)
+    try:
+        wait = WebDriverWait(driver, 120)
+        driver.get(f"{args.url}/user/login/")
+        wait.until(ec.presence_of_element_located((By.NAME, "email"))).send_keys(args.username)
+        driver.find_element(By.NAME, "password").send_keys(args.password)
+        driver.find_element(By.CSS_SELECTOR, "form button[type=submit], form input[type=submit]").click()
+        wait.until(lambda d: "/user/login" not in d.current_url)
+        if args.table_out:  # the Data Manager table: tasks sorted by prediction score
+            driver.get(f"{args.url}/projects/{args.project}/data?tab={view_id}")
+            wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "img")))
+            time.sleep(args.settle)
+            driver.save_screenshot(args.table_out)
+        driver.get(f"{args.url}/projects/{args.project}/data?tab={view_id}&task={first.id}")
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "canvas")))
+        time.sleep(args.settle)  # the editor draws the image and the brush regions after the page loads
+        driver.save_screenshot(args.out)
+    finally:
+        driver.quit()
+    return {
+        "path": args.out,
+        "table": args.table_out,
+        "view": view_id,
+        "task": first.id,
+        "item": first.data["item"],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("setup", "annotate", "predict", "export"):
+    for name in ("setup", "annotate", "predict", "export", "screenshot"):
         sub = commands.add_parser(name)
         sub.add_argument("--url", required=True)
         sub.add_argument("--token", required=True)
@@ -205,11 +289,27 @@ def main(argv: list[str] | None = None) -> None:
         if name == "predict":
             sub.add_argument("--decoded")
             sub.add_argument("--retrieve", action="store_true")
-        if name == "export":
+        if name in ("export", "screenshot"):
             sub.add_argument("--out", required=True)
+        if name == "screenshot":
+            sub.add_argument("--username", required=True)
+            sub.add_argument("--password", required=True)
+            sub.add_argument("--chromium", default="/usr/bin/chromium")
+            sub.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+            sub.add_argument("--width", type=int, default=1600)
+            sub.add_argument("--height", type=int, default=1000)
+            sub.add_argument("--settle", type=float, default=8.0)
+            sub.add_argument("--table-out")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    out = {"setup": setup, "annotate": annotate, "predict": predict, "export": export}[args.command](args)
+    commands_ = {
+        "setup": setup,
+        "annotate": annotate,
+        "predict": predict,
+        "export": export,
+        "screenshot": screenshot,
+    }
+    out = commands_[args.command](args)
     out["seconds"] = round(time.perf_counter() - started, 2)
     json.dump(out, sys.stdout)
 

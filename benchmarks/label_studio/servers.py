@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = Path(__file__).resolve().parent / "client.py"
 DEFAULT_VENV = REPO / ".venv-labelstudio"
+DATABASE = "label_studio.sqlite3"
 
 
 def free_port() -> int:
@@ -90,6 +92,9 @@ class LabelStudioServer:
                 f"{self.executable} is missing: build the Label Studio venv with `make label-studio-env`"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        template = self.venv / "template" / DATABASE
+        if template.is_file() and not (self.data_dir / DATABASE).exists():
+            shutil.copyfile(template, self.data_dir / DATABASE)  # migrated by `make label-studio-env`
         env = {
             **os.environ,
             "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
