@@ -130,7 +130,11 @@ def test_classification_with_a_real_label_studio(label_studio: Any, tmp_path: Pa
     assert project.label_studio_document_root == label_studio.document_root
     project.add_labels({i: truth[i] for i in sorted(truth)[:10]})
 
-    with servers.BackendServer(project.root, "--every", "4", "-n", "8") as backend:
+    # This backend reaches Label Studio's API with a personal access token from the environment (the
+    # segmentation test's uses the token Label Studio sends with /setup).
+    pat = label_studio.client("token")["personal_access_token"]
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": pat}
+    with servers.BackendServer(project.root, "--every", "4", "-n", "8", env=env) as backend:
         backend.wait(lambda h: h["rounds"] == 1 and not h["training"], what="round 0")
         setup = _connect(label_studio, project, backend, "forgetting digits")
         assert setup["ml_state"] == "CO" and setup["imported_predictions"] == 8  # connected; pre-annotated

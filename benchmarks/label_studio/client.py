@@ -9,6 +9,7 @@ subcommand prints one JSON object on stdout.
     python client.py predict  --url URL --token TOKEN --project ID [--decoded OUT.npz] [--retrieve]
     python client.py export   --url URL --token TOKEN --project ID --out JSON
     python client.py screenshot --url URL --token TOKEN --project ID --out PNG --username U --password P
+    python client.py token    --url URL --token TOKEN      (a personal access token for the same user)
 
 Segmentation answers are encoded with the SDK's own brush encoder (label_studio_sdk.converter.brush.mask2rle),
 and the masks of the predictions Label Studio stored are decoded with the SDK's decoder (decode_rle): our RLE
@@ -270,19 +271,30 @@ def screenshot(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def token(args: argparse.Namespace) -> dict[str, Any]:
+    """Create a personal access token (Label Studio's JWT refresh token) for the user of ``--token``."""
+    import requests
+
+    answer = requests.post(
+        f"{args.url}/api/token/", headers={"Authorization": f"Token {args.token}"}, timeout=60
+    )
+    answer.raise_for_status()
+    return {"personal_access_token": answer.json()["token"]}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("setup", "annotate", "predict", "export", "screenshot"):
+    for name in ("setup", "annotate", "predict", "export", "screenshot", "token"):
         sub = commands.add_parser(name)
         sub.add_argument("--url", required=True)
         sub.add_argument("--token", required=True)
         if name == "setup":
             for option in ("--title", "--config", "--tasks", "--media", "--backend"):
                 sub.add_argument(option, required=True)
-        else:
+        elif name != "token":
             sub.add_argument("--project", type=int, required=True)
         if name == "annotate":
             sub.add_argument("--answers", required=True)

@@ -162,9 +162,17 @@ class LabelStudioServer:
 class BackendServer:
     """``forgetting serve PROJECT`` in a subprocess of this Python, on a free local port (context manager)."""
 
-    def __init__(self, project: Path, *args: str, port: int | None = None, log: Path | None = None):
+    def __init__(
+        self,
+        project: Path,
+        *args: str,
+        port: int | None = None,
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.project = Path(project)
         self.args = list(args)
+        self.extra_env = dict(env or {})
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log or self.project.parent / f"{self.project.name}-serve.log"

@@ -681,7 +681,7 @@ def serve_cmd(
     """Serve a project as a Label Studio ML backend: predictions ranked by the strategy, labels imported from
     Label Studio's webhooks, and a new round (retrain, re-rank) after every --every new labels.
 
-    Needs the labelstudio extra: pip install 'forgetting[labelstudio]'. Connect it in Label Studio under
+    Needs the labelstudio extra: pip install 'forgetting\\[labelstudio]'. Connect it in Label Studio under
     Settings > Model (URL http://HOST:PORT). The project directory is the state: stop and restart freely.
     """
     from forgetting.annotate import LabelingProject
