@@ -206,6 +206,37 @@ def test_segmentation_masks_from_a_label_studio_export(
     assert set(project.labels()) == set(items[:5])
 
 
+def test_export_tasks_of_an_array_source(tmp_path: Path) -> None:
+    """Every row of an .npz becomes a task whose image is a PNG under <project>/media, served from the
+    project directory (Label Studio's document root: the folder above media/)."""
+    images = np.random.default_rng(0).integers(0, 256, (12, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "rows.npz", images=images)
+    project = init_project(tmp_path / "p", tmp_path / "rows.npz", classes=["a", "b"], device="cpu")
+    tasks = json.loads(project.export_label_studio_tasks().read_text())
+    assert [t["data"] for t in tasks[:2]] == [
+        {"image": "/data/local-files/?d=media/00.png", "item": "0"},
+        {"image": "/data/local-files/?d=media/01.png", "item": "1"},
+    ]
+    assert project.label_studio_document_root == project.root and project.media_root == project.root / "media"
+    for k, task in enumerate(tasks):
+        png = np.asarray(Image.open(project.root / "media" / task["data"]["image"].split("media/")[1]))
+        assert np.array_equal(png, images[k])
+    assert (
+        project.import_label_studio_tasks(
+            [
+                {
+                    "id": 1,
+                    "data": tasks[3]["data"],
+                    "annotations": [{"id": 1, "result": [ls.choice_result("b")]}],
+                }
+            ],
+            source="webhook",
+        ).added
+        == 1
+    )
+    assert project.labels()["3"].label == "b"
+
+
 # ------------------------------------------------------------------------------------------ live
 
 

@@ -547,18 +547,19 @@ class LabelingProject:
             The path written.
         """
         source = self.source
-        ids, images = source.load()
+        ids = source.item_ids()
+        names = [source.media_name(item, len(ids)) for item in ids]
+        if source.kind != "folder" and not all((self.root / MEDIA_DIR / n).is_file() for n in names):
+            _, images = source.load()  # array rows are shown as PNGs under media/
+            for row, name in enumerate(names):
+                if not (self.root / MEDIA_DIR / name).is_file():
+                    write_png(self.root / MEDIA_DIR / name, images[row])
         done = self.round_count()
         predictions = self.round_predictions(done - 1) if done else {}
         meta = self.round_meta(done - 1) if done else None
         ranked = {r["item"]: r for r in meta["items"]} if meta else {}
         tasks = []
-        for row, item in enumerate(ids):
-            name = source.media_name(item, len(ids))
-            if source.kind != "folder":
-                media = self.root / MEDIA_DIR / name
-                if not media.is_file():
-                    write_png(media, images[row])
+        for item, name in zip(ids, names, strict=True):
             task: dict[str, Any] = {"data": {"image": self.image_url(name), "item": item}}
             if item in ranked:
                 task["meta"] = {"rank": ranked[item]["rank"], "round": meta["round"] if meta else None}
