@@ -110,7 +110,10 @@ def _labelled(server: Any, project_id: int, version: str, timeout: float = 120) 
         time.sleep(1)
 
 
-def _check_calls(health: dict[str, Any], webhooks: int) -> None:
+def _check_calls(health: dict[str, Any], webhooks: int, token: str) -> None:
+    """The backend answered Label Studio's own calls, and reached its API with the ``token`` it was meant
+    to use (``settings``: LABEL_STUDIO_API_KEY; ``setup``: the one Label Studio sent)."""
+    assert [v["token"] for v in health["label_studio"].values()] == [token], health["label_studio"]
     calls = health["calls"]
     assert calls.get("setup", 0) >= 1 and calls.get("predict", 0) >= 1, calls
     assert calls.get("webhook:ANNOTATION_CREATED", 0) == webhooks, calls
@@ -151,7 +154,7 @@ def test_classification_with_a_real_label_studio(label_studio: Any, tmp_path: Pa
         seen = _labelled(label_studio, setup["project"], health["model_version"])
         export = tmp_path / "export.json"
         label_studio.client("export", "--project", str(setup["project"]), "--out", str(export))
-        _check_calls(backend.health(), webhooks=4)
+        _check_calls(backend.health(), webhooks=4, token="settings")
 
     labels = project.labels()
     assert all(labels[i].label == truth[i] and labels[i].source.startswith("label-studio") for i in answered)
@@ -214,11 +217,12 @@ def test_segmentation_with_a_real_label_studio(label_studio: Any, tmp_path: Path
         decoded = np.load(label_studio.data_dir / "d.npz")
         export = tmp_path / "export.json"
         label_studio.client("export", "--project", str(setup["project"]), "--out", str(export))
-        _check_calls(backend.health(), webhooks=3)
+        _check_calls(backend.health(), webhooks=3, token="setup")
 
     # The masks the annotator painted (encoded by Label Studio's SDK) are the project's, pixel for pixel.
     assert all(np.array_equal(project.load_mask(i), truth[i]) for i in answered)
     round1 = project.round_result(1)
+    assert seen["model_version"] == health["model_version"]  # the backend selected its new round
     assert seen["ordered"][:6] == round1.item_ids
     assert [seen["predictions"][i]["score"] for i in round1.item_ids] == [
         ls.rank_score(k, 6) for k in range(1, 7)

@@ -320,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         "predict": predict,
         "export": export,
         "screenshot": screenshot,
+        "token": token,
     }
     out = commands_[args.command](args)
     out["seconds"] = round(time.perf_counter() - started, 2)

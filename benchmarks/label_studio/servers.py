@@ -179,10 +179,8 @@ class BackendServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> BackendServer:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
-        }
+        path = os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, "PYTHONPATH": path, **self.extra_env}
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [

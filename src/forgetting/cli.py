@@ -534,7 +534,9 @@ def query(
             "folder",
             highlight=False,
         )
-        console.print(f"next: forgetting label {project} FOLDER", highlight=False)
+        console.print(
+            f"next: forgetting label {project} FOLDER (or a Label Studio JSON export)", highlight=False
+        )
     else:
         console.print(f"next: forgetting label {project} --import FILE", highlight=False)
 

@@ -129,7 +129,8 @@ class LiveProject:
         self._predictions: tuple[tuple[int, int], dict[str, dict[str, Any]], str] | None = None
         self._sequence = 0
         self._lock = threading.Lock()
-        self._connected: dict[int, tuple[str, str]] = {}  # Label Studio project id -> (url, token)
+        # Label Studio project id -> (API address, token, where the token came from: "settings" or "setup")
+        self._connected: dict[int, tuple[str, str, str]] = {}
 
     def project(self) -> LabelingProject:
         """The project, freshly opened (its settings may have been edited)."""
@@ -161,6 +162,7 @@ class LiveProject:
             "training": self.training,
             "last_error": self.last_error,
             "calls": dict(self.calls),
+            "label_studio": {str(k): {"url": v[0], "token": v[2]} for k, v in self._connected.items()},
         }
 
     def setup(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -332,7 +334,8 @@ class LiveProject:
         url = self.settings.label_studio_url or payload.get("hostname")
         token = self.settings.label_studio_token or payload.get("access_token")
         if url and token:
-            self._connected[project_id] = (str(url).rstrip("/"), str(token))
+            origin = "settings" if self.settings.label_studio_token else "setup"
+            self._connected[project_id] = (str(url).rstrip("/"), str(token), origin)
         else:
             logger.info(
                 "Label Studio project %d connected without %s: new rounds are not pushed to it (give serve "
@@ -346,7 +349,7 @@ class LiveProject:
         returns the ids of those told. Failures are logged, never raised: Label Studio may be down."""
         version = self.model_version(project)
         told = []
-        for project_id, (url, token) in list(self._connected.items()):
+        for project_id, (url, token, _) in list(self._connected.items()):
             try:
                 headers = _auth_headers(url, token)
                 # Predictions first: Label Studio only selects a model version that has predictions.
