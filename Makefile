@@ -78,8 +78,8 @@ $(LS_VENV)/bin/python:
 $(LS_STAMP): $(LS_REQS) constraints.txt | $(LS_VENV)/bin/python
 	$(LS_VENV)/bin/python -m pip install --quiet -c constraints.txt -r $(LS_REQS)
 	rm -rf $(LS_VENV)/template
-	LABEL_STUDIO_BASE_DATA_DIR=$(abspath $(LS_VENV))/template DJANGO_DB=sqlite $(LS_VENV)/bin/label-studio version \
-		> /dev/null
+	LABEL_STUDIO_BASE_DATA_DIR=$(abspath $(LS_VENV))/template DJANGO_DB=sqlite LATEST_VERSION_CHECK=false \
+		$(LS_VENV)/bin/label-studio version > /dev/null
 	touch $(LS_STAMP)
 
 label-studio-env: $(LS_STAMP)

@@ -5,8 +5,11 @@ Studio's own venv (client.py, run as a subprocess).
 
 Label Studio: SQLite in a temporary data directory, the user and the API token from the environment
 (``LABEL_STUDIO_USERNAME``, ``LABEL_STUDIO_PASSWORD``, ``LABEL_STUDIO_USER_TOKEN``; made up when unset), local
-files served from the project's media root, and local ML backends and webhooks allowed
-(``ML_BLOCK_LOCAL_IP=false``, ``SSRF_PROTECTION_ENABLED=false``: both servers are on 127.0.0.1).
+files served from a document root above the projects' image folders (``label_studio_document_root``),
+a copy of the migrated empty database of ``make label-studio-env`` when there is one, and local ML backends
+and webhooks allowed
+(``ML_BLOCK_LOCAL_IP=false``, ``SSRF_PROTECTION_ENABLED=false``: both servers are on 127.0.0.1); no
+version check and no analytics (nothing leaves the machine).
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class LabelStudioServer:
             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root.resolve()),
             "ML_BLOCK_LOCAL_IP": "false",
             "SSRF_PROTECTION_ENABLED": "false",
+            "LATEST_VERSION_CHECK": "false",  # no call to pypi.org
+            "COLLECT_ANALYTICS": "false",
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
         }
