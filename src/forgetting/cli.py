@@ -20,6 +20,7 @@ from forgetting._version import __version__
 from forgetting.exceptions import ForgettingError
 
 if TYPE_CHECKING:
+    from forgetting.annotate import ProjectStatus
     from forgetting.experiments.config import ExperimentConfig
 
 __all__ = ["app", "main"]
@@ -558,7 +559,9 @@ def query(
             "folder",
             highlight=False,
         )
-        console.print(f"next: forgetting label {project} FOLDER", highlight=False)
+        console.print(
+            f"next: forgetting label {project} FOLDER (or a Label Studio JSON export)", highlight=False
+        )
     else:
         console.print(f"next: forgetting label {project} --import FILE", highlight=False)
 
@@ -659,8 +662,93 @@ def status(project: Annotated[Path, typer.Argument(help="A project directory.")]
         console.print(f"round {st.rounds - 1} still waits for {len(st.pending)} {unit}", highlight=False)
     if st.missing:
         console.print(f"{len(st.missing)} labelled item(s) are no longer in the images", highlight=False)
-    if st.task != "segmentation":
-        console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
+    if st.rounds and st.new_labels:
+        console.print(f"{st.new_labels} label(s) since round {st.rounds - 1}", highlight=False)
+    _print_label_studio_files(st)
+
+
+def _print_label_studio_files(st: ProjectStatus) -> None:
+    root = st.label_studio_document_root
+    console.print(
+        f"Label Studio: a local storage of {st.media_root}"
+        + (f", with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}" if root is not None else ""),
+        highlight=False,
+    )
+
+
+@app.command("serve")
+def serve_cmd(
+    project: Annotated[Path, typer.Argument(help="A project directory (see `forgetting init-project`).")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 9090,
+    host: Annotated[
+        str, typer.Option(help="The address to listen on (0.0.0.0: every interface; no authentication).")
+    ] = "127.0.0.1",
+    every: Annotated[
+        int, typer.Option("--every", "-k", min=1, help="Retrain and re-rank after this many new labels.")
+    ] = 10,
+    n: Annotated[
+        int | None, typer.Option("-n", min=1, help="Images each round ranks (default: the project's).")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="The strategy of the rounds (default: the project's).")
+    ] = None,
+    cold_start: Annotated[
+        str, typer.Option("--cold-start", help="The first round's strategy when nothing is labelled yet.")
+    ] = "kcenter-pixels",
+    seed: Annotated[int, typer.Option(help="Query seed.")] = 0,
+    label_studio_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LABEL_STUDIO_URL",
+            help="Label Studio's address, to select each new round's predictions there and retrieve them "
+            "(default: the address Label Studio sends when it connects).",
+        ),
+    ] = None,
+    label_studio_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LABEL_STUDIO_API_KEY",
+            help="A Label Studio API token (legacy token or personal access token) for that (default: the "
+            "token Label Studio sends when it connects, valid when legacy tokens are enabled).",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve a project as a Label Studio ML backend: predictions ranked by the strategy, labels imported from
+    Label Studio's webhooks, and a new round (retrain, re-rank) after every --every new labels.
+
+    Needs the labelstudio extra: pip install 'forgetting\\[labelstudio]'. Connect it in Label Studio under
+    Settings > Model (URL http://HOST:PORT). The project directory is the state: stop and restart freely.
+    """
+    from forgetting.annotate import LabelingProject
+    from forgetting.annotate.live import LiveSettings
+    from forgetting.annotate.serve import serve
+
+    _set_verbose(verbose)
+    try:
+        settings = LiveSettings(
+            every=every,
+            n=n,
+            strategy=strategy,
+            cold_start=cold_start,
+            seed=seed,
+            label_studio_url=label_studio_url,
+            label_studio_token=label_studio_token,
+        )
+        proj = LabelingProject.open(project)
+        tasks = proj.export_label_studio_tasks()
+        st = proj.status()
+        err_console.print(
+            f"serving {st.root} ({st.task}, {st.n_labeled} of {st.n_items} labelled, {st.rounds} rounds) "
+            f"as a Label Studio ML backend on http://{host}:{port}; a new round after every {every} labels",
+            highlight=False,
+        )
+        err_console.print(f"Label Studio interface: {proj.label_studio_config_path}", highlight=False)
+        err_console.print(f"Label Studio tasks (every image): {tasks}", highlight=False)
+        _print_label_studio_files(st)
+        serve(project, host=host, port=port, settings=settings, log_level="debug" if verbose else "info")
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command("augment")
