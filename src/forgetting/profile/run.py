@@ -104,6 +104,8 @@ class ProfileResult:
         seconds: wall time per phase (``train``, ``mislabel``, ``prune``, ``write``, ``total``).
         files: what was written (``table``, ``parquet``, ``summary``, ``report``), when ``out_dir`` was given.
         model: the main run's trained model.
+        label_flipped: bool ``[N]`` the rows whose labels were flipped on purpose (synthetic noise), when
+            known: the table gets a ``label_flipped`` column and the summary the flags' precision and recall.
     """
 
     dynamics: SampleDynamics
@@ -117,6 +119,7 @@ class ProfileResult:
     seconds: dict[str, float] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     model: nn.Module | None = None
+    label_flipped: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -151,6 +154,8 @@ class ProfileResult:
         if self.mislabel is not None:
             cols["aum_threshold_gap"] = self.mislabel.gap
             cols["likely_mislabeled"] = self.mislabel.flagged
+        if self.label_flipped is not None:
+            cols["label_flipped"] = self.label_flipped
         return cols
 
 
@@ -172,6 +177,7 @@ def profile(
     out_dir: str | os.PathLike[str] | None = None,
     history: bool = False,
     thumbnails: int = 24,
+    label_flipped: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ProfileResult:
     """Train a classifier on ``data`` and explain it sample by sample (see the module docstring).
@@ -195,6 +201,8 @@ def profile(
         out_dir: write the table, ``summary.json`` and ``report/index.html`` there.
         history: also write cartography-style per-epoch JSONL (``out_dir/dynamics/``).
         thumbnails: examples per gallery in the report.
+        label_flipped: bool ``[N]``, the rows whose labels you flipped on purpose (see
+            :func:`~forgetting.profile.noise.flip_labels`): reported against the flags.
         progress: called with a short message at each phase (the CLI prints them).
     """
     say = progress or (lambda _msg: None)
@@ -242,7 +250,10 @@ def profile(
         test_accuracy=test_accuracy,
         mislabel=flags,
         model=main.model,
+        label_flipped=None if label_flipped is None else np.asarray(label_flipped, dtype=bool),
     )
+    if result.label_flipped is not None and result.label_flipped.shape != labels.shape:
+        raise ConfigError(f"label_flipped has shape {result.label_flipped.shape}, expected {labels.shape}")
     if fractions:
         assert test_source is not None
         t = time.perf_counter()
