@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -532,3 +533,52 @@ def test_cli_profile_writes_the_table_and_report(tmp_path):
     assert res.exit_code == 2 and "profile.observe" in res.output
     res = runner.invoke(app, ["profile", str(config), "--prune", "1.5"])
     assert res.exit_code == 2 and "--prune" in res.output
+
+
+# ---------------------------------------------------------------------------------------------- benchmark
+
+
+def _bench():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "label_errors.py"
+    spec = importlib.util.spec_from_file_location("label_errors_bench", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["label_errors_bench"] = module
+    spec.loader.exec_module(module)  # imports no cleanlab: the cells import it lazily
+    return module
+
+
+def test_benchmark_precision_at_k_breaks_ties_in_expectation_and_tables_render():
+    bench = _bench()
+    positive = np.array([1, 1, 0, 0, 0, 1], dtype=bool)
+    assert bench.precision_at_k(np.array([5, 4, 3, 2, 1, 0.0]), positive, 3) == pytest.approx(2 / 3)
+    # scores 3 > 2 = 2 = 2 > 0: top-3 is row 0 plus 2 of the 3 tied rows, of which 1 is positive
+    assert bench.precision_at_k(np.array([3, 2, 2, 2, 0, 0.0]), positive, 3) == pytest.approx((1 + 2 / 3) / 3)
+    assert bench.auroc(np.array([3, 2, 2, 2, 0, 0.0]), positive) == pytest.approx(5.5 / 9)  # ties: 1/2
+    cell = {
+        "part": "label-errors",
+        "dataset": "mnist-5k",
+        "kind": "uniform",
+        "rate": 0.1,
+        "k": 2,
+        "precision_at_k": dict.fromkeys(bench.METHODS, 0.5),
+        "auroc": dict.fromkeys(bench.METHODS, 0.75),
+        "flags": {"cleanlab": {"flagged": 3, "precision": 0.5, "recall": 0.75}},
+        "seconds": {"profile": 1.0},
+    }
+    cells = [cell | {"seed": s} for s in (0, 1)]
+    cells.append(
+        {
+            "part": "pruning",
+            "seed": 0,
+            "full_accuracy": 0.9,
+            "unforgettable": 10,
+            "fractions": {str(f): {"forgetting": 0.9, "random": 0.85} for f in bench.PRUNE_FRACTIONS},
+        }
+    )
+    text = bench.tables(cells)
+    assert "| mnist-5k | uniform | 10% | 2 | **0.500 ± 0.000**" in text
+    assert "| 20% | 0.900 | 0.850 | 0.050 |" in text

@@ -14,6 +14,7 @@ Modules, one idea each:
 * :mod:`~forgetting.profile.prune`: the pruning experiment (:func:`prune`);
 * :mod:`~forgetting.profile.noise`: synthetic label noise (:func:`flip_labels`), for benchmarks;
 * :mod:`~forgetting.profile.table`: the per-sample CSV / parquet table;
+* :mod:`~forgetting.profile.result`: :class:`ProfileResult` and the per-sample table's columns;
 * :mod:`~forgetting.profile.report`: the HTML report;
 * :mod:`~forgetting.profile.config`: the TOML config of ``forgetting profile``;
 * :mod:`~forgetting.profile.run`: the pipeline (:func:`profile`).
@@ -29,7 +30,8 @@ from forgetting.profile.dynamics import DynamicsAccumulator, SampleDynamics, eva
 from forgetting.profile.mislabel import MislabelFlags, MislabelSettings, flag_mislabeled
 from forgetting.profile.noise import NOISE_KINDS, flip_labels, flip_map
 from forgetting.profile.prune import PruneResult, prune, removal_order
-from forgetting.profile.run import ProfileResult, profile, resolve_data
+from forgetting.profile.result import ProfileResult
+from forgetting.profile.run import profile, resolve_data
 from forgetting.profile.table import write_table
 from forgetting.profile.train import (
     DEFAULT_TRAIN,

@@ -33,7 +33,8 @@ from forgetting.data.source import DatasetSource, DataSource, TensorSource
 from forgetting.exceptions import ConfigError, UnknownNameError
 from forgetting.profile.mislabel import MislabelSettings
 from forgetting.profile.noise import flip_labels
-from forgetting.profile.run import ProfileResult, profile
+from forgetting.profile.result import ProfileResult
+from forgetting.profile.run import profile
 from forgetting.training import TrainConfig
 
 __all__ = ["ProfileConfig", "load_profile_config", "parse_profile_config", "run_profile_config"]

@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,10 +29,8 @@ import torch
 from forgetting._html import CSS, new_figure, table, td
 from forgetting._io import atomic_write_text
 from forgetting.data.source import DataSource
+from forgetting.profile.result import ProfileResult
 from forgetting.profile.table import write_table
-
-if TYPE_CHECKING:
-    from forgetting.profile.run import ProfileResult
 
 __all__ = [
     "FIGURES",
