@@ -342,8 +342,12 @@ def tables(cells: list[dict[str, Any]]) -> str:
         for c in errors:
             groups[(c["dataset"], c["kind"], c["rate"])].append(c)
         keys = sorted(groups, key=lambda g: (DATASETS.index(g[0]), KINDS.index(g[1]), g[2]))
-        for metric, title in (("precision_at_k", "Precision at k"), ("auroc", "AUROC")):
-            lines += [f"**{title}** (k = number of flipped labels; mean ± std over seeds)", ""]
+        titles = (
+            ("precision_at_k", "Precision at k (k = the number of flipped labels; mean ± std over seeds)"),
+            ("auroc", "AUROC of finding the flipped labels (mean ± std over seeds)"),
+        )
+        for metric, title in titles:
+            lines += [f"**{title}**", ""]
             lines.append("| data | noise | rate | seeds | " + " | ".join(METHODS) + " |")
             lines.append("|---|---|---|---|" + "---|" * len(METHODS))
             for g in keys:
