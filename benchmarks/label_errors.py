@@ -425,7 +425,9 @@ def write_report(cells: list[dict[str, Any]], setup: Setup, path: Path, wall: fl
         [
             "# Label errors and pruning (benchmarks/label_errors.py)",
             "",
-            f"Command: `{command}`; this invocation took {wall / 60:.1f} min (finished cells reused).",
+            f"Command: `{command}`; this invocation took {wall / 60:.1f} min (finished cells are reused); "
+            f"the cells took {sum(c.get('wall_seconds', 0.0) for c in cells) / 60:.1f} min in all, "
+            "each on one CPU thread.",
             f"Setup: `{json.dumps(asdict(setup))}`; {_versions()}; {os.cpu_count()} CPU cores.",
             "",
             tables(cells),

@@ -308,8 +308,8 @@ def profile_cmd(
     config: Annotated[
         Path | None,
         typer.Argument(
-            help="A TOML profile config. Without it: mnist-5k with small-cnn, 10 epochs, the AUM threshold "
-            "runs (about 2 min on 2 CPU cores)."
+            help="A TOML profile config. Without it: mnist-5k with small-cnn, 10 epochs, and the two AUM "
+            "threshold runs (a few minutes on 2 CPU cores)."
         ),
     ] = None,
     out: Annotated[

@@ -137,7 +137,9 @@ def summary(result: ProfileResult) -> dict[str, Any]:
         "forgotten_at_least_once": int((d.forgetting > 0).sum()),
         "never_learned": int(d.never_learned.sum()),
         "forgetting_histogram": {str(c): int(v) for c, v in _histogram(result).items()},
-        "per_class": per_class_rates(result),
+        "per_class": [
+            {k: _num(v) if isinstance(v, float) else v for k, v in r.items()} for r in per_class_rates(result)
+        ],
         "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
     }
     if result.mislabel is not None:
