@@ -40,6 +40,7 @@ from forgetting.profile.report import (
 from forgetting.profile.table import csv_cell
 from test_report import parse_report, table_dicts
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 K = 3
 OPTIONS = {"width": 2, "embed_dim": 8, "dropout": 0.0}
 
@@ -512,6 +513,15 @@ epochs = 2
 [mislabel]
 runs = 1
 """
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("profile-*.toml")), ids=lambda p: p.name)
+def test_every_profile_example_loads(path):
+    from forgetting.profile.config import ProfileConfig, load_profile_config
+
+    config = load_profile_config(path)
+    if path.name == "profile-mnist5k.toml":
+        assert config == ProfileConfig()  # the example spells out the defaults of `forgetting profile`
 
 
 def test_cli_profile_writes_the_table_and_report(tmp_path):
