@@ -9,10 +9,13 @@ PEERS_REQS  := benchmarks/peers/requirements.txt benchmarks/peers/requirements-n
 LS_VENV     ?= .venv-labelstudio
 LS_STAMP    := $(LS_VENV)/.installed
 LS_REQS     := benchmarks/label_studio/requirements.txt
+LABEL_VENV  ?= .venv-label-errors
+LABEL_STAMP := $(LABEL_VENV)/.installed
+LABEL_REQS  := benchmarks/requirements-label-errors.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all lint bench bench-dynamics bench-peers env clean label-studio-env test-label-studio \
-	screenshot-label-studio
+.PHONY: demo test test-all lint bench bench-dynamics bench-peers bench-label-errors env clean label-studio-env \
+	test-label-studio screenshot-label-studio
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -93,5 +96,19 @@ test-label-studio: $(STAMP) $(LS_STAMP)
 screenshot-label-studio: $(STAMP) $(LS_STAMP)
 	$(BIN)/python docs/label_studio_screenshot.py
 
+# Issue 21: finding flipped labels with training dynamics vs cleanlab, and the pruning table (about 75 min
+# on a busy 2-core machine, 25 with the cores to itself; resumable). cleanlab lives in its own venv, with the
+# project and the pinned torch; the pruning part alone runs anywhere (`--part pruning`).
+$(LABEL_VENV)/bin/python:
+	$(PYTHON) -m venv $(LABEL_VENV)
+	$(LABEL_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+$(LABEL_STAMP): $(LABEL_REQS) pyproject.toml constraints.txt | $(LABEL_VENV)/bin/python
+	$(LABEL_VENV)/bin/python -m pip install --quiet -c constraints.txt -e . -r $(LABEL_REQS)
+	touch $(LABEL_STAMP)
+
+bench-label-errors: $(LABEL_STAMP)
+	$(LABEL_VENV)/bin/python benchmarks/label_errors.py --run --jobs 2
+
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) $(LS_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(LS_VENV) $(LABEL_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

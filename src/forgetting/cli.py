@@ -313,6 +313,97 @@ def maps_cmd(
     console.print(f"report: {result.report}  ({result.seconds['total']:.0f} s)", highlight=False)
 
 
+def _parse_fractions(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0.0 < v < 1.0 for v in values):
+        raise _fail(
+            f"--prune must be fractions in (0, 1), comma-separated (e.g. 0.2 or 0.1,0.3), got {text!r}"
+        )
+    return values
+
+
+@app.command("profile")
+def profile_cmd(
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A TOML profile config. Without it: mnist-5k with small-cnn, 10 epochs, and the two AUM "
+            "threshold runs (a few minutes on 2 CPU cores)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory (default: runs/<config name>).")
+    ] = None,
+    prune: Annotated[
+        str | None,
+        typer.Option(
+            "--prune",
+            help="Toneva's experiment: retrain without the fraction F of never-forgotten samples, and "
+            "without a random F; report test accuracy for both (F, or several: 0.1,0.2,0.3).",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Override the config's device (cpu, cuda, cuda:1, mps).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Explain a classifier: per-sample forgetting, data map, AUM and likely label errors; pruning."""
+    from forgetting.profile.config import ProfileConfig, load_profile_config, run_profile_config
+
+    _set_verbose(verbose)
+    fractions = _parse_fractions(prune)
+    try:
+        cfg = ProfileConfig() if config is None else load_profile_config(config)
+        if device is not None:
+            cfg = cfg.model_copy(update={"device": device})
+        out_dir = out if out is not None else Path("runs") / cfg.name
+        err_console.print(f"profile [bold]{cfg.name}[/] into {out_dir}", highlight=False)
+        result = run_profile_config(
+            cfg, out_dir, prune=fractions, progress=lambda msg: err_console.print(msg, highlight=False)
+        )
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
+    d = result.dynamics
+    test = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.3f}"
+    console.print(
+        f"{result.n:,} samples, {result.train.epochs} epochs ({result.observe} observation): test accuracy "
+        f"{test}; {int(d.unforgettable.sum()):,} unforgettable, {int((d.forgetting > 0).sum()):,} forgotten "
+        f"at least once, {int(d.never_learned.sum()):,} never learned",
+        highlight=False,
+    )
+    if result.mislabel is not None:
+        thresholds = ", ".join(f"{t:.3f}" for t in result.mislabel.thresholds)
+        console.print(
+            f"likely mislabelled: {int(result.mislabel.flagged.sum()):,} (AUM below the threshold-sample "
+            f"thresholds {thresholds})",
+            highlight=False,
+        )
+    if result.pruning:
+        table = Table(title="pruning: test accuracy after removing a fraction of the training set")
+        for col in ("removed", "by forgetting", "at random", "all data"):
+            table.add_column(col, justify="right")
+        for p in result.pruning:
+            full = "" if p.full_accuracy is None else f"{p.full_accuracy:.3f}"
+            table.add_row(
+                f"{p.fraction:.0%} ({p.removed:,})",
+                f"{p.forgetting_accuracy:.3f}",
+                f"{p.random_accuracy:.3f}",
+                full,
+            )
+        console.print(table)
+    for name in ("table", "parquet", "summary"):
+        if name in result.files:
+            console.print(f"{name}: {result.files[name]}", highlight=False)
+    console.print(
+        f"report: {result.files['report']}  ({result.seconds.get('total', 0.0):.0f} s)", highlight=False
+    )
+
+
 @app.command("report")
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `forgetting run`.")],

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from forgetting.callbacks import TrainingCallback
+from forgetting.callbacks import TrainingCallback, batch_callbacks
 from forgetting.data.source import DataSource
 from forgetting.exceptions import ConfigError, DivergedError, TrainingLimitError, check_choice
 from forgetting.inference import autocast_context, forward_batches, iter_batches, model_device, to_input
@@ -462,7 +462,10 @@ def fit(
         seed: seeds the batch order, the augmentation and dropout (through a forked RNG, so the caller's
             global RNG state is untouched).
         callbacks: objects implementing :class:`forgetting.callbacks.TrainingCallback`; their wall time is
-            reported as ``track_seconds`` and excluded from ``seconds``.
+            reported as ``track_seconds`` and excluded from ``seconds``. Those that also take the per-batch
+            hook (:class:`forgetting.callbacks.BatchCallback`) get each batch's rows, detached logits and
+            targets after its optimizer step; nothing else about training changes (same RNG stream, same
+            computation), and without such a callback no rows are gathered.
         class_weights: float ``[K]`` cross-entropy weights (segmentation with rare classes).
         ignore_index: target value that contributes no loss and no accuracy.
         num_workers: DataLoader workers for a lazy ``data``.
@@ -506,13 +509,17 @@ def fit(
     fork_devices = [device] if device.type == "cuda" else []
     start = time.perf_counter()
 
-    def batches(order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    listeners = batch_callbacks(callbacks)  # the callbacks that watch every batch (presentation time)
+
+    def batches(order: torch.Tensor) -> Iterator[tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]]:
+        """``(rows [B] on the device or None, x, y)``; rows only when a callback watches batches."""
         if images is not None and targets is not None:
             order = order.to(device)
             for sl in iter_batches(n, config.batch_size):
                 idx = order[sl]
-                yield to_input(images[idx]), targets[idx]
+                yield idx, to_input(images[idx]), targets[idx]
         else:
+            order_dev = order.to(device) if listeners else None  # one copy per epoch
             loader = DataLoader(
                 train_items,  # type: ignore[arg-type]
                 batch_size=config.batch_size,
@@ -520,8 +527,12 @@ def fit(
                 num_workers=num_workers,
                 pin_memory=device.type == "cuda",
             )
+            offset = 0
             for x, y in loader:
-                yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                b = int(x.shape[0])
+                rows = None if order_dev is None else order_dev[offset : offset + b]
+                offset += b
+                yield rows, x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
@@ -538,7 +549,7 @@ def fit(
             loss_sum = torch.zeros((), device=device)
             counted = torch.zeros((), dtype=torch.int64, device=device)
             finite = torch.ones((), dtype=torch.bool, device=device)  # outputs and weights, read once
-            for x, y in batches(order):
+            for rows, x, y in batches(order):
                 if config.augment:
                     x, y = augment_batch(
                         x,
@@ -562,6 +573,16 @@ def fit(
                     # an all-ignored batch has a NaN mean loss (and no gradient): it adds nothing
                     loss_sum += torch.where(n_valid > 0, loss.detach() * n_valid, 0.0)
                     finite &= torch.isfinite(logits).all()
+                if listeners:
+                    t = time.perf_counter()
+                    assert rows is not None
+                    with torch.no_grad():
+                        batch_logits = logits.detach()
+                        for listener in listeners:
+                            listener.on_batch_end(
+                                model, rows=rows, logits=batch_logits, targets=y, epoch=epoch, step=step
+                            )
+                    track_seconds += time.perf_counter() - t
                 if callbacks:
                     t = time.perf_counter()
                     for cb in callbacks:
