@@ -408,7 +408,7 @@ def _metrics_dict(m: SegmentationMetrics, classes: Sequence[str]) -> dict[str, A
 
 @dataclass(frozen=True)
 class ProtocolData:
-    """What every arm of one protocol run shares: the splits, the class weights and the style pool.
+    """What every arm of one protocol run shares: the splits, the class weights, the valid pixels.
 
     Attributes:
         dataset: the loaded dataset.
@@ -417,7 +417,6 @@ class ProtocolData:
         classes: the class names (``K`` of them).
         class_weights: float ``[K]``, from the original training masks (``[train] class_weights``).
         valid: bool ``[N, H, W]`` per split name (``"train"``, ``"test"``): pixels that are not ignored.
-        style_pool: uint8 ``[M, C, H, W]`` style sources (``[style] source``).
         device: where the models train.
     """
 
@@ -427,7 +426,6 @@ class ProtocolData:
     classes: tuple[str, ...]
     class_weights: torch.Tensor
     valid: dict[str, np.ndarray]
-    style_pool: torch.Tensor
     device: torch.device
 
 
@@ -452,8 +450,7 @@ def load_protocol_data(config: AugmentConfig) -> ProtocolData:
         name: (split.targets != ignore).numpy() if ignore is not None else np.ones(split.targets.shape, bool)
         for name, split in (("train", train), ("test", test))
     }
-    pool = train.images if config.style.source == "train" else test.images
-    return ProtocolData(dataset, train, test, tuple(classes), weights, valid, pool, device)
+    return ProtocolData(dataset, train, test, tuple(classes), weights, valid, device)
 
 
 def run_arm(
@@ -565,9 +562,10 @@ def augment_training_set(
 
     Regions come from :func:`~forgetting.segmentation.augment.select_regions` on the baseline's training
     forgetting counts (``[regions]``), copies from
-    :func:`~forgetting.segmentation.augment.augment_sections` (``[style]``, its randomness seeded by
-    ``seed``). Returns the augmented split (copies keep their source's mask), the copies, and the selection
-    summary (selected sections, copies, selected pixels, set size, mean absolute change inside the masks).
+    :func:`~forgetting.segmentation.augment.augment_sections` (``[style]``: method, options, copies and the
+    style sources, other training sections or the test sections; its randomness seeded by ``seed``).
+    Returns the augmented split (copies keep their source's mask), the copies, and the selection summary
+    (selected sections, copies, selected pixels, set size, mean absolute change inside the masks).
     """
     reg = config.regions
     transfer = get_style_transfer(config.style.method, **config.style.options)
@@ -585,7 +583,7 @@ def augment_training_set(
     augmented = augment_sections(
         train.images,
         region_masks,
-        data.style_pool,
+        train.images if config.style.source == "train" else data.test.images,
         transfer,
         copies=config.style.copies,
         generator=torch.Generator().manual_seed(seed),
