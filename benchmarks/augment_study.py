@@ -190,8 +190,12 @@ class Results:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rows: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the file again (another process running other seeds or arms may have added runs)."""
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     row = json.loads(line)
                     self.rows[row["key"]] = row
@@ -252,6 +256,8 @@ def run_study(
     ) -> dict[str, Any]:
         nonlocal made
         key = run_key(config, {k: v for k, v in what.items() if k != "arm"}, seed)  # the label is no setting
+        if key not in results.rows and not force:
+            results.reload()
         if key in results.rows and not force:
             return results.rows[key]
         tick = time.perf_counter()
@@ -427,13 +433,23 @@ def tables(results: Results, dataset: str) -> str:
     ]
     sd_center = math.nan
     n_center = 0
+    steps0 = next(iter(by_arm["baseline"].values()))["run"]["steps"] if "baseline" in by_arm else None
+    comparisons: list[tuple[str, str, list[tuple[dict[str, Any], dict[str, Any] | None]]]] = []
     for arm in names:
         recs = by_arm[arm]
         if arm == "baseline":
             continue
-        pairs = [(r, baselines.get((s, r["run"]["steps"]))) for s, r in sorted(recs.items())]
-        pairs = [(r, b) for r, b in pairs if b is not None]
         budget = next(iter(recs.values()))["run"].get("budget", "steps")
+        comparisons.append(
+            (arm, budget, [(r, baselines.get((s, r["run"]["steps"]))) for s, r in sorted(recs.items())])
+        )
+    for arm, budget, _ in list(comparisons):
+        if budget == "epochs" and steps0 is not None:  # the confounded comparison, for contrast
+            recs = by_arm[arm]
+            pairs = [(r, baselines.get((s, steps0))) for s, r in sorted(recs.items())]
+            comparisons.append((f"{arm} vs the {steps0}-step baseline", "(more steps)", pairs))
+    for arm, budget, candidates in comparisons:
+        pairs = [(r, b) for r, b in candidates if b is not None]
         cells = [arm, budget, str(len(pairs))]
         for m in metrics:
             d = [_value(r["record"], m) - _value(b["record"], m) for r, b in pairs]
