@@ -193,10 +193,15 @@ class Results:
     def reload(self) -> None:
         """Read the file again (another process running other seeds or arms may have added runs)."""
         if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
+            for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
                     row = json.loads(line)
-                    self.rows[row["key"]] = row
+                except json.JSONDecodeError:  # a run cut off while writing: it is simply run again
+                    _log(f"{self.path}:{number}: not a complete JSON line, ignored")
+                    continue
+                self.rows[row["key"]] = row
 
     def add(self, row: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,9 @@ def test_study_is_resumable_and_pairs_each_arm_with_the_same_steps_baseline(tmp_
     assert "rijnland_chalk" in table and "scruff" in table  # the rarest two training facies
     keys = [json.loads(x)["key"] for x in path.read_text().splitlines()]
     assert len(keys) == len(set(keys))
+    with path.open("a") as f:  # a line cut off by a kill is ignored, not fatal
+        f.write('{"key": "trunc')
+    assert len(study.Results(path).rows) == len(rows)
 
 
 def test_run_key_covers_the_settings_and_the_seed() -> None:
