@@ -62,7 +62,11 @@ def _section_model(model: type[BaseModel], section: str) -> type[BaseModel] | No
     """The pydantic model of the table ``section`` (dotted path, ``""`` for the top level), if it is one."""
     current: Any = model
     for key in filter(None, section.split(".")):
-        field = current.model_fields.get(key) if isinstance(current, type) else None
+        field = (
+            current.model_fields.get(key)
+            if isinstance(current, type) and issubclass(current, BaseModel)
+            else None
+        )
         current = field.annotation if field is not None else None
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None

@@ -117,7 +117,7 @@ def atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) ->
     plain ``open()`` (usually 0644). Returns the path."""
     path = Path(path)
     with atomic_file(path) as fh:
-        np.savez_compressed(fh, **arrays)
+        np.savez_compressed(fh, allow_pickle=False, **arrays)
     return path
 
 

@@ -12,10 +12,13 @@ its training forward pass (Toneva et al.'s presentation-time observation: no ext
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from forgetting.events import EventTracker
 
 
 @runtime_checkable
@@ -62,6 +65,12 @@ class Callback:
 
     #: Whether the trainer should call :meth:`on_batch_end` (the per-batch hook costs nothing otherwise).
     wants_batches: bool = False
+
+    @property
+    def tracker(self) -> EventTracker | None:
+        """The :class:`~forgetting.events.EventTracker` this callback fills, if any (an
+        :class:`~forgetting.observe.Observer` reports its first callback's); ``None`` here."""
+        return None
 
     def on_train_begin(self, model: nn.Module) -> None:
         return None

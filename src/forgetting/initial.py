@@ -45,7 +45,7 @@ def initial_labeled_set(
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
     per_class = size // len(classes)
-    keys = rng.random(n)
+    keys = rng.random((n,))
     order = np.lexsort((keys, y))  # by class, random within class
     starts = np.searchsorted(y[order], classes)
     counts = np.bincount(np.searchsorted(classes, y), minlength=len(classes))

@@ -535,7 +535,7 @@ class Observer(Callback):
     @property
     def tracker(self) -> EventTracker | None:
         """The first callback's tracker (the pool's, in an active-learning round), or ``None``."""
-        return self.callbacks[0].tracker if self.callbacks else None  # type: ignore[union-attr]
+        return self.callbacks[0].tracker if self.callbacks else None
 
     @property
     def wants_batches(self) -> bool:  # type: ignore[override]
@@ -547,7 +547,7 @@ class Observer(Callback):
         """Whether any set is observed (``False``: the calls only count epochs and steps)."""
         return bool(self.callbacks)
 
-    def _timed(self, call: Callable[[ObservationCallback], None]) -> None:
+    def _timed(self, call: Callable[[Callback], None]) -> None:
         if not self.callbacks:
             return
         t0 = time.perf_counter()

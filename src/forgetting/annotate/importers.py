@@ -315,14 +315,14 @@ def _task_label(task: dict[str, Any], where: str, ref: str, from_name: str) -> s
         found.append((labels.pop(), name))
     if not found:
         return None
-    labels = sorted({label for label, _ in found})
-    if len(labels) > 1:
+    distinct = sorted({label for label, _ in found})
+    if len(distinct) > 1:
         detail = ", ".join(f"{n} says {label!r}" for label, n in found)
         raise LabelConflictError(
             f"{where} (image {ref!r}): annotations disagree ({detail}). Resolve it in Label Studio (delete "
             "or fix one annotation) and export again, or remove the task from the file"
         )
-    return labels[0]
+    return distinct[0]
 
 
 def _single_choice(value: Any, where: str) -> str:

@@ -418,7 +418,7 @@ class LiveProject:
                 f'setup: the Label Studio project needs a <{want.tag} name="{label_studio.FROM_NAME}" '
                 f'toName="{label_studio.TO_NAME}"> control for this {project.settings.task} project; {fix}'
             )
-        values = [e.get("value") for e in control if e.get("value") is not None]
+        values = [value for e in control if (value := e.get("value")) is not None]
         unknown = sorted(set(values) - set(project.settings.classes))
         if unknown and (project.settings.fixed_classes or want.tag != "Choices"):
             raise ProjectError(

@@ -114,7 +114,7 @@ def decode(rle: Sequence[int] | bytes | np.ndarray) -> np.ndarray:
             raise LabelImportError("a brush RLE must be a list of byte values 0..255")
         raw = data.astype(np.uint8).tobytes()
     else:
-        raw = bytes(rle)  # type: ignore[arg-type]
+        raw = bytes(rle)
     total = len(raw) * 8
     if total < _HEADER_BITS:
         raise LabelImportError(f"a brush RLE of {len(raw)} bytes is too short for its 53-bit header")

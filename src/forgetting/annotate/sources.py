@@ -168,9 +168,9 @@ class ImageSource:
             images = read_image_files([self.path / i for i in ids], self.size, resize_hint=RESIZE_HINT)
             return ids, images
         array, where = self._raw_array()
-        images, note = to_uint8_images(array, source=where, layout=self.layout)
+        uint8_images, note = to_uint8_images(array, source=where, layout=self.layout)
         logger.debug("%s: %s", where, note)
-        return [str(i) for i in range(images.shape[0])], torch.from_numpy(images)
+        return [str(i) for i in range(uint8_images.shape[0])], torch.from_numpy(uint8_images)
 
     def image_sizes(self, items: Sequence[str]) -> dict[str, tuple[int, int]]:
         """``(height, width)`` of each item as stored (folder images before ``size`` resizes them).

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from forgetting.data.seismic import (
     F3_CLASSES,
     ORIENTATIONS,
     PAD_LABEL,
+    Orientation,
     amplitude_clip,
     amplitude_to_uint8,
     sections_from_volume,
@@ -139,11 +140,11 @@ def load_f3(
     found: dict[str, tuple[Path, Path]] = {}
     missing: list[str] = []
     for volume, pair in F3_FILES.items():
-        paths = [_find(name, dirs) for name in pair]
-        if paths[0] is not None and paths[1] is not None:
-            found[volume] = (paths[0], paths[1])
+        candidates = [_find(name, dirs) for name in pair]
+        if candidates[0] is not None and candidates[1] is not None:
+            found[volume] = (candidates[0], candidates[1])
         elif volume in ("train", test):
-            missing += [name for name, path in zip(pair, paths, strict=True) if path is None]
+            missing += [name for name, path in zip(pair, candidates, strict=True) if path is None]
     if missing:
         looked = "\n".join(
             f"  - {p.path} ({p.why}){'' if p.path.is_dir() else ': no such directory'}" for p in places
@@ -164,8 +165,8 @@ def load_f3(
             amplitude, masks, section_names = sections_from_volume(
                 seismic,
                 labels,
-                orientation=orientation,
-                stride=stride,  # type: ignore[arg-type]
+                orientation=cast(Orientation, orientation),
+                stride=stride,
             )
         except DatasetFormatError as exc:
             raise DatasetFormatError(f"{paths[1]}: {exc}") from None

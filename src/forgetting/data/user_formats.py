@@ -25,6 +25,7 @@ import torch
 
 from forgetting._io import NUMPY_READ_ERRORS, describe_numpy_error
 from forgetting.data.dataset import Dataset, Split
+from forgetting.data.dataset import Task as DatasetTask
 from forgetting.data.formats import (
     DATA_ENV,
     existing_file,
@@ -568,7 +569,7 @@ def load_arrays(
         return Dataset("arrays", names, splits, "segmentation", str(src.path), meta)
     splits = {s: Split(torch.from_numpy(images[s]), torch.from_numpy(encoded[s])) for s in images}
     meta["split"] = "given"
-    task = "segmentation" if kind == "masks" else "classification"
+    task: DatasetTask = "segmentation" if kind == "masks" else "classification"
     return Dataset("arrays", names, splits, task, str(src.path), meta)
 
 

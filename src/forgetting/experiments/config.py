@@ -365,9 +365,9 @@ class _TrackSection(TrackSettings):
 
 
 class _SegmentationSection(SegmentationSettings):
-    reduction: Annotated[  # type: ignore[assignment]
+    reduction: Annotated[
         list[Literal["mean", "sum", "top-q", "class-balanced"]], BeforeValidator(_as_list)
-    ] = ["mean"]
+    ] = ["mean"]  # type: ignore[assignment]  # a grid axis: a list of the base section's values
 
     @field_validator("reduction")
     @classmethod
@@ -545,11 +545,13 @@ class ExperimentSpec(_Strict):
             dataset_ignore_index: the dataset's own ignore index (used by ``ignore_index = "dataset"``).
         """
         seg = self.segmentation or SegmentationSettings()
-        ignore = seg.ignore_index
-        if ignore == "dataset":
+        ignore: int | None
+        if seg.ignore_index == "dataset":
             ignore = dataset_ignore_index
-        elif ignore == "none":
+        elif seg.ignore_index == "none":
             ignore = None
+        else:
+            ignore = seg.ignore_index
         return {
             "ignore_index": ignore,
             "reduction": seg.reduction,
@@ -725,7 +727,7 @@ def expand_grid(config: ExperimentConfig) -> list[ExperimentSpec]:
     base_al = config.al.model_dump(exclude={"query_size"})
     base_train = config.train.model_dump(exclude={"lr"})
     base_track = config.track.model_dump(exclude={"unit", "every", "subsample"})
-    other = {
+    other: dict[str, list[Any]] = {
         "al.query_size": config.al.query_size,
         "train.lr": config.train.lr,
         "track.unit": config.track.unit,

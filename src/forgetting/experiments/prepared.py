@@ -11,7 +11,7 @@ import json
 import logging
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -104,7 +104,7 @@ def prepare_data(spec: ExperimentSpec) -> PreparedData:
         num_classes=dataset.num_classes,
         task=dataset.task,
         class_names=tuple(dataset.classes),
-        ignore_index=None if ignore is None else int(ignore),  # type: ignore[call-overload]
+        ignore_index=None if ignore is None else int(cast("int | str", ignore)),
     )
 
 

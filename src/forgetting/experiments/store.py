@@ -597,7 +597,8 @@ class ResultStore:
                 empty; enough to resume, which needs only rounds and query indices).
             rounds: only these round numbers.
         """
-        where, params = "experiment_id = ?", [experiment_id]
+        where = "experiment_id = ?"
+        params: list[Any] = [experiment_id]
         if rounds is not None:
             where += f" AND round IN ({','.join('?' * len(rounds))})"
             params += [int(r) for r in rounds]

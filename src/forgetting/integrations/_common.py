@@ -49,7 +49,7 @@ def as_source(data: Any, *, transform: Callable[[torch.Tensor], torch.Tensor] | 
     if isinstance(data, DataLoader):
         return DatasetSource(data.dataset, transform=transform, num_workers=data.num_workers)
     if isinstance(data, TorchDataset) or (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
-        return DatasetSource(data, transform=transform)  # type: ignore[arg-type]
+        return DatasetSource(data, transform=transform)
     raise ConfigError(
         f"cannot observe a {type(data).__name__}: give a torch Dataset of (x, y) items, a DataLoader over "
         "one, uint8 images [N, C, H, W] or a forgetting DataSource"

@@ -79,7 +79,7 @@ def pool_source(
     return as_source(method(), transform=transform)
 
 
-class ObserverCallback(pl.Callback):
+class ObserverCallback(pl.Callback):  # type: ignore[name-defined]  # the optional lightning, imported lazily
     """Drives an :class:`~forgetting.observe.Observer` from a Lightning ``Trainer``: ``epoch_end`` after
     every training epoch, ``step_end`` after every optimizer step (``trainer.global_step`` advancing, so
     gradient accumulation counts steps, not batches).
@@ -182,7 +182,8 @@ class ForgettingCallback(ObserverCallback):
             "ignore_index": ignore_index,
             "forward": forward,
         }
-        self.cartography_writer = None
+        self.cartography_writer: CartographyWriter | None = None
+        self._callbacks: list[ObservationCallback] = []
         self._name = name
         self._built = False
         if pool is not None:
@@ -209,13 +210,14 @@ class ForgettingCallback(ObserverCallback):
                 **self._options,
             )
             callbacks.append(train_cb)
+        self._callbacks = callbacks
         self.observer = Observer(callbacks)
         self._built = True
 
     @property
     def callbacks(self) -> list[ObservationCallback]:
         """The observation callbacks: the pool's, then the training set's (when given)."""
-        return self.observer.callbacks
+        return self._callbacks
 
     @property
     def tracker(self) -> EventTracker | None:
@@ -225,7 +227,7 @@ class ForgettingCallback(ObserverCallback):
     @property
     def train_tracker(self) -> EventTracker | None:
         """The training set's tracker, when ``train`` was given."""
-        return self.observer.callbacks[1].tracker if len(self.observer.callbacks) > 1 else None
+        return self._callbacks[1].tracker if len(self._callbacks) > 1 else None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self._built or stage != "fit":

@@ -105,7 +105,7 @@ class MappingSource(DataSource):
         *,
         rows: Rows | None = None,
         targets: bool = True,
-    ) -> Iterator[tuple[dict[str, Any], torch.Tensor | None]]:  # type: ignore[override]
+    ) -> Iterator[tuple[Any, torch.Tensor | None]]:
         base = self._rows if rows is None else self._rows[as_rows(rows)]
         want = targets and self._has_targets
         loader = DataLoader(

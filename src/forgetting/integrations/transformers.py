@@ -54,7 +54,7 @@ def hf_logits(model: nn.Module, inputs: Any) -> torch.Tensor:
     return out
 
 
-class ObserverTrainerCallback(hf.TrainerCallback):
+class ObserverTrainerCallback(hf.TrainerCallback):  # type: ignore[name-defined]  # optional, imported lazily
     """Drives an :class:`~forgetting.observe.Observer` from a Hugging Face ``Trainer``: ``step_end`` after
     every optimizer step, ``epoch_end`` after every epoch, on the model the trainer hands its callbacks.
 
@@ -161,11 +161,12 @@ class ForgettingTrainerCallback(ObserverTrainerCallback):
             name=name,
         )
         super().__init__(Observer([callback]))
+        self._callback = callback
 
     @property
     def callback(self) -> ObservationCallback:
         """The observation callback."""
-        return self.observer.callbacks[0]
+        return self._callback
 
     @property
     def tracker(self) -> EventTracker:

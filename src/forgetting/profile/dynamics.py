@@ -145,7 +145,9 @@ class DynamicsAccumulator(Callback):
         self.n = int(n)
         self.num_classes = int(num_classes)
         self.wants_batches = bool(presentation)
-        self.tracker = EventTracker((self.n,), device=device, num_classes=self.num_classes, track_epochs=True)
+        self._tracker = EventTracker(
+            (self.n,), device=device, num_classes=self.num_classes, track_epochs=True
+        )
         self._device = None if device is None else torch.device(device)
         self._state: dict[str, torch.Tensor] | None = None
         self.history_dir = None if history_dir is None else Path(history_dir)
@@ -164,6 +166,11 @@ class DynamicsAccumulator(Callback):
             self._state = state
             self._device = device
         return self._state
+
+    @property
+    def tracker(self) -> EventTracker:
+        """The :class:`~forgetting.events.EventTracker` of the forgetting, learning and switch events."""
+        return self._tracker
 
     @property
     def nbytes(self) -> int:

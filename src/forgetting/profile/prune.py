@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 def removal_order(dynamics: SampleDynamics, *, seed: int) -> np.ndarray:
     """int64 ``[N]`` rows from the least to the most forgettable (see the module docstring)."""
     score = dynamics.forgetting_score()
-    tie = np.random.default_rng([seed, 4]).random(score.shape[0])
+    tie = np.random.default_rng([seed, 4]).random((score.shape[0],))
     return np.lexsort((tie, score)).astype(np.int64)
 
 

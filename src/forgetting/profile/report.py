@@ -99,7 +99,7 @@ def per_class_rates(result: ProfileResult) -> list[dict[str, Any]]:
 def forgettable_rows(result: ProfileResult, k: int, *, seed: int = 0) -> np.ndarray:
     """The ``k`` most forgettable rows: never-learned first, then by forgetting count (ties at random)."""
     score = result.dynamics.forgetting_score()
-    tie = np.random.default_rng([seed, 7]).random(score.shape[0])
+    tie = np.random.default_rng([seed, 7]).random((score.shape[0],))
     order = np.lexsort((tie, -score))
     return order[:k].astype(np.int64)
 

@@ -136,7 +136,7 @@ def train_function(train: TrainConfig | None, train_fn: TrainFn | str | None) ->
         fn = import_object(train_fn, what="training function")
         if not callable(fn):
             raise ConfigError(f"training function {train_fn!r} names a {type(fn).__name__}, not a function")
-        return fn  # type: ignore[no-any-return]
+        return fn
     return train_fn
 
 

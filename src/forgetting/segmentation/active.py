@@ -172,12 +172,18 @@ class PixelScoreReducer:
 
     def _allocate(self, device: torch.device) -> dict[str, torch.Tensor]:
         n, k = self.n, self.num_classes
-        f64 = {"dtype": torch.float64, "device": device}
+        f64 = torch.float64
         if self.reduction == "class-balanced":
-            return {"class_sum": torch.zeros(n, k, **f64), "class_count": torch.zeros(n, k, **f64)}
+            return {
+                "class_sum": torch.zeros(n, k, dtype=f64, device=device),
+                "class_count": torch.zeros(n, k, dtype=f64, device=device),
+            }
         if self.reduction == "top-q":
-            return {"top": torch.full((n,), math.nan, **f64)}
-        return {"sum": torch.zeros(n, **f64), "count": torch.zeros(n, **f64)}
+            return {"top": torch.full((n,), math.nan, dtype=f64, device=device)}
+        return {
+            "sum": torch.zeros(n, dtype=f64, device=device),
+            "count": torch.zeros(n, dtype=f64, device=device),
+        }
 
     def update(
         self,

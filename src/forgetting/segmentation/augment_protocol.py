@@ -82,10 +82,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The protocol's arms, in report order.
-ARMS: tuple[str, ...] = ("baseline", "standard", "ours", "standard+ours")
-
 Arm = Literal["baseline", "standard", "ours", "standard+ours"]
+#: The protocol's arms, in report order.
+ARMS: tuple[Arm, ...] = ("baseline", "standard", "ours", "standard+ours")
+
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
@@ -406,7 +406,7 @@ def _mean_change(images_N_C_H_W: torch.Tensor, augmented: AugmentedSections) -> 
 
 
 def _metrics_dict(m: SegmentationMetrics, classes: Sequence[str]) -> dict[str, Any]:
-    d = m.to_dict(classes)
+    d = m.to_dict(list(classes))
     return {k: d[k] for k in ("pixel_accuracy", "mean_class_accuracy", "mean_iou", "class_accuracy", "iou")}
 
 

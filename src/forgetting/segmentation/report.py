@@ -159,7 +159,7 @@ def plot_section_maps(
         if limits is not None:
             kwargs.update(vmin=limits[0], vmax=limits[1])
         im = ax.imshow(data, **kwargs)
-        ax.add_collection(LineCollection(segments, colors=[_BOUNDARY_RGBA], linewidths=0.7))
+        ax.add_collection(LineCollection(list(segments), colors=[_BOUNDARY_RGBA], linewidths=0.7))
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=6)
         if name != "image and label boundaries":
@@ -404,7 +404,8 @@ def _analysis_section(
         corr = pooled[stem]
         if corr is None or y_map is None:
             continue
-        within = within_class_rho(by_class[stem]) if by_class[stem] else math.nan
+        class_corrs = by_class[stem]
+        within = within_class_rho(class_corrs) if class_corrs else math.nan
         rows.append(td(label) + _num(corr.rho) + td(f"{corr.p_value:.2g}") + _num(within) + _num(corr.n))
         fname = f"{stem}-{slug(split)}.png"
         _plot_relation(analysis, y_map, ylabel, corr.rho, report_dir / fname, seed)

@@ -54,7 +54,7 @@ def register_strategy(cls: S | None = None, *, name: str | None = None, overwrit
     def register(strategy_cls: S) -> S:
         if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, Strategy)):
             raise ConfigError(f"register_strategy expects a Strategy subclass, got {strategy_cls!r}")
-        key = _normalise(name or getattr(strategy_cls, "name", ""))
+        key = _normalise(name or getattr(strategy_cls, "name", None) or "")
         if not key:
             raise ConfigError(f"{strategy_cls.__name__} has no `name`; pass register_strategy(name=...)")
         if key in STRATEGIES and STRATEGIES[key] is not strategy_cls and not overwrite:

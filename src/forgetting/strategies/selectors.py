@@ -25,6 +25,7 @@ step costs one matrix-vector product over the pool, so a run is ``O(n·N·D)`` t
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
@@ -348,13 +349,14 @@ def _select_from_mixture(
     ``rank_values`` (default ``x``; the original values when ``x`` was rescaled for the fit)."""
     resp_high = _high_responsibility(x, means, variances, weights)
     members = np.flatnonzero(resp_high > 0.5)
-    params = {
-        "means": (float(means[0]), float(means[1])),
-        "variances": (float(variances[0]), float(variances[1])),
-        "weights": (float(weights[0]), float(weights[1])),
-        "n_high": int(members.size),
-        "n_fit": n_fit,
-    }
+    fitted = functools.partial(
+        GaussInfo,
+        means=(float(means[0]), float(means[1])),
+        variances=(float(variances[0]), float(variances[1])),
+        weights=(float(weights[0]), float(weights[1])),
+        n_high=int(members.size),
+        n_fit=n_fit,
+    )
     p = resp_high[members]
     fallback = None
     if np.isnan(resp_high).any() or not np.all(np.isfinite(p)) or (members.size and not p.sum() > 0):
@@ -362,11 +364,12 @@ def _select_from_mixture(
     elif members.size <= n:  # the authors' test is strict (`if length > n: sample`), so exactly n -> top-n
         fallback = "too-few-high"
     if fallback is not None:
-        logger.debug("gauss_select: %s (%s)", GAUSS_FALLBACKS[fallback], params)
+        info = fitted(fallback=fallback)
+        logger.debug("gauss_select: %s (%s)", GAUSS_FALLBACKS[fallback], info)
         ranked = x if rank_values is None else rank_values
-        return _top_k(ranked, n, rng, None), GaussInfo(**params, fallback=fallback)
+        return _top_k(ranked, n, rng, None), info
     picked = members[_gumbel_top_k(np.log(p), n, rng)]
-    return picked, GaussInfo(**params, fallback=None)
+    return picked, fitted(fallback=None)
 
 
 def gauss_select(
