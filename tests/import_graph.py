@@ -56,8 +56,11 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = _resolve(name, path.name == "__init__.py", node)
-                targets = [f"{base}.{alias.name}" for alias in node.names] or [base]
-                targets.append(base)
+                # `from pkg import sub` imports the module pkg.sub; `from pkg import name` imports pkg
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                    for alias in node.names
+                ]
             for target in targets:
                 if not target.startswith(PACKAGE):
                     continue

@@ -22,8 +22,8 @@ from forgetting.segmentation.augment import (
     select_regions,
     stylize_regions,
 )
+from forgetting.segmentation.augment_analysis import TABLE_COLUMNS
 from forgetting.segmentation.augment_protocol import (
-    TABLE_COLUMNS,
     default_augment_config,
     parse_augment_config,
     random_flips,

@@ -34,7 +34,7 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -45,12 +45,38 @@ from forgetting.exceptions import ConfigError, MissingDependencyError
 if TYPE_CHECKING:
     import pandas
 
-    from forgetting.events import EventTracker
-
-__all__ = ["SAMPLE_COLUMNS", "Table", "sample_table", "to_frame", "write_csv", "write_parquet"]
+__all__ = [
+    "SAMPLE_COLUMNS",
+    "Table",
+    "TrackerReadouts",
+    "sample_table",
+    "to_frame",
+    "write_csv",
+    "write_parquet",
+]
 
 #: A per-sample table: column name -> host array, every column of the same length.
 Table = dict[str, np.ndarray]
+
+
+class TrackerReadouts(Protocol):
+    """What a table reads from a tracker: the interface :class:`~forgetting.events.EventTracker` offers
+    (declared here so that this module does not depend on the tracker's, which calls it)."""
+
+    shape: tuple[int, ...]
+    track_epochs: bool
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def numel(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device | None: ...
+
+    def read(self, name: str, rows: torch.Tensor | None = None) -> torch.Tensor: ...
+
 
 #: The columns of a per-sample tracker's table, in order (the epoch columns only with epoch tracking).
 SAMPLE_COLUMNS: tuple[str, ...] = (
@@ -89,12 +115,12 @@ def _ids_column(ids: Sequence[Any] | np.ndarray | torch.Tensor | None, n: int) -
     return out
 
 
-def _readouts(tracker: EventTracker) -> tuple[str, ...]:
+def _readouts(tracker: TrackerReadouts) -> tuple[str, ...]:
     return tuple(r for r in _ELEMENT_READOUTS if tracker.track_epochs or r not in _EPOCH_READOUTS)
 
 
 def sample_table(
-    tracker: EventTracker,
+    tracker: TrackerReadouts,
     ids: Sequence[Any] | np.ndarray | torch.Tensor | None = None,
     *,
     per: Literal["sample", "pixel"] | None = None,
@@ -135,7 +161,7 @@ def sample_table(
     return _pixel_summary(tracker, id_col)
 
 
-def _pixel_rows(tracker: EventTracker, id_col: np.ndarray) -> Table:
+def _pixel_rows(tracker: TrackerReadouts, id_col: np.ndarray) -> Table:
     """One row per pixel: ``sample_id``, ``y``, ``x`` (or ``dim1..``) and the per-element columns."""
     dims = tracker.shape[1:]
     grid = np.indices(tracker.shape, dtype=np.int32).reshape(len(tracker.shape), -1)
@@ -146,7 +172,7 @@ def _pixel_rows(tracker: EventTracker, id_col: np.ndarray) -> Table:
     return cols
 
 
-def _pixel_summary(tracker: EventTracker, id_col: np.ndarray) -> Table:
+def _pixel_summary(tracker: TrackerReadouts, id_col: np.ndarray) -> Table:
     """One row per sample, summarising its pixels. Computed on the tracker's device in chunks of rows (at
     most :data:`_SUMMARY_CHUNK` pixels read at a time, so a large pool needs no full-size temporaries); one
     host copy per column at the end."""
@@ -164,7 +190,7 @@ def _pixel_summary(tracker: EventTracker, id_col: np.ndarray) -> Table:
     return cols
 
 
-def _summarise_rows(tracker: EventTracker, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+def _summarise_rows(tracker: TrackerReadouts, rows: torch.Tensor) -> dict[str, torch.Tensor]:
     """The summary columns (except ``pixels``) of ``rows``, on the tracker's device."""
 
     def flat(name: str) -> torch.Tensor:

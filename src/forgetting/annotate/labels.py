@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -64,7 +64,10 @@ from forgetting.annotate.sources import MaskIndex
 from forgetting.exceptions import LabelConflictError, LabelImportError, ProjectError
 
 if TYPE_CHECKING:
-    from forgetting.annotate.project import LabelingProject
+    from contextlib import AbstractContextManager
+
+    from forgetting.annotate.settings import ProjectSettings
+    from forgetting.annotate.sources import ImageSource, ItemIndex
 
 __all__ = ["LABEL_KINDS", "ClassLabels", "LabelKind", "MaskLabels", "label_kind"]
 
@@ -73,6 +76,43 @@ logger = logging.getLogger(__name__)
 MASKS_DIR = "masks"
 MEDIA_DIR = "media"
 _DIGEST_IN_NAME = 12  # hex digits of a mask's digest in its stored file name
+
+
+class ProjectFiles(Protocol):
+    """What a kind of labels works on: the parts of a
+    :class:`~forgetting.annotate.project.LabelingProject` it reads and writes (declared here, so that the
+    kinds do not depend on the project that chooses them)."""
+
+    root: Path
+    settings: ProjectSettings
+
+    @property
+    def source(self) -> ImageSource: ...
+
+    @property
+    def manifest(self) -> Path: ...
+
+    @property
+    def ledger_path(self) -> Path: ...
+
+    @property
+    def label_studio_config_path(self) -> Path: ...
+
+    def locked(self) -> AbstractContextManager[None]: ...
+
+    def reload(self) -> None: ...
+
+    def save_settings(self, settings: ProjectSettings) -> None: ...
+
+    def item_index(self, ids: Sequence[str] | None = None) -> ItemIndex: ...
+
+    def labels(self) -> dict[str, LabelEntry]: ...
+
+    def write_ledger(self, entries: Mapping[str, LabelEntry]) -> None: ...
+
+    def round_count(self) -> int: ...
+
+    def image_url(self, name: str) -> str: ...
 
 
 class LabelKind(ABC):
@@ -90,7 +130,7 @@ class LabelKind(ABC):
     unit: ClassVar[str]
     settings_digest_exclude: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, project: LabelingProject) -> None:
+    def __init__(self, project: ProjectFiles) -> None:
         self.project = project
 
     # --------------------------------------------------------------------------------------- creation

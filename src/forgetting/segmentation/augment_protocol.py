@@ -59,6 +59,7 @@ from forgetting.segmentation.augment import (
     get_style_transfer,
     select_regions,
 )
+from forgetting.segmentation.augment_analysis import aggregate, format_table
 from forgetting.segmentation.metrics import SegmentationMetrics, segmentation_metrics
 from forgetting.segmentation.regions import connected_regions, frequently_forgotten
 
@@ -69,7 +70,6 @@ __all__ = [
     "ProtocolData",
     "augment_training_set",
     "default_augment_config",
-    "format_table",
     "load_augment_config",
     "load_protocol_data",
     "parse_augment_config",
@@ -605,64 +605,6 @@ def augment_training_set(
         "mean_abs_change_in_mask": _mean_change(train.images, augmented),
     }
     return aug_split, augmented, selection
-
-
-#: The columns of the before/after table: (key path in a seed's arm record, header, digits).
-TABLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("test.mean_iou", "test mIoU", 3),
-    ("test.pixel_accuracy", "test pixel acc", 3),
-    ("test.mean_class_accuracy", "test class acc", 3),
-    ("regions.train.count", "train FF regions", 1),
-    ("regions.train.area", "train FF area", 0),
-    ("regions.test.count", "test FF regions", 1),
-    ("regions.test.area", "test FF area", 0),
-)
-
-
-def _get(record: Mapping[str, Any], path: str) -> float:
-    value: Any = record
-    for part in path.split("."):
-        value = value[part]
-    return math.nan if value is None else float(value)
-
-
-def aggregate(per_seed: Mapping[str, Mapping[str, Any]], arms: Sequence[str], classes: Sequence[str]) -> dict:
-    """Mean and sample std (ddof=1; 0 for one seed) over seeds of every table column and per-class metric."""
-    out: dict[str, Any] = {}
-    seeds = list(per_seed)
-    paths = [p for p, _, _ in TABLE_COLUMNS]
-    paths += [f"test.class_accuracy.{c}" for c in classes] + [f"test.iou.{c}" for c in classes]
-    for arm in arms:
-        out[arm] = {}
-        for path in paths:
-            values = np.array([_get(per_seed[s][arm], path) for s in seeds], dtype=np.float64)
-            mean = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
-            std = float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else 0.0
-            out[arm][path] = {
-                "mean": None if math.isnan(mean) else mean,
-                "std": std,
-                "values": [None if math.isnan(v) else v for v in values.tolist()],
-            }
-    return out
-
-
-def format_table(aggregated: Mapping[str, Mapping[str, Any]], arms: Sequence[str], n_seeds: int) -> str:
-    """The before/after table in Markdown: one row per arm, ``mean ± std`` over the seeds."""
-    head = ["arm", *(h for _, h, _ in TABLE_COLUMNS)]
-    lines = [
-        f"before/after over {n_seeds} seed{'s' if n_seeds != 1 else ''} "
-        "(mean ± std; FF = frequently forgotten)",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-    ]
-    for arm in arms:
-        cells = [arm]
-        for path, _, digits in TABLE_COLUMNS:
-            cell = aggregated[arm][path]
-            mean = cell["mean"]
-            cells.append("n/a" if mean is None else f"{mean:.{digits}f} ± {cell['std']:.{digits}f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def run_augment_protocol(

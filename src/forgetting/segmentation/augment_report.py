@@ -14,6 +14,7 @@ import numpy as np
 
 from forgetting._html import CSS, new_figure, td
 from forgetting._html import table as html_table
+from forgetting.segmentation.augment_analysis import TABLE_COLUMNS
 
 __all__ = ["plot_augmented_example", "write_augment_report"]
 
@@ -83,8 +84,6 @@ def write_augment_report(
         examples: ``{"seed", "augmented": AugmentedSections, "originals": uint8 [A, C, H, W]}`` or empty.
         max_examples: at most this many example figures (the copies with the largest masks).
     """
-    from forgetting.segmentation.augment_protocol import TABLE_COLUMNS
-
     report_dir = Path(out_dir) / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     arms = list(summary["arms"])
