@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
-from import_graph import SRC, import_graph, reachable
+from import_graph import SRC, cycles, import_graph, reachable
 
 
 def test_loop_and_annotate_never_reach_the_segmentation_package():
@@ -81,3 +81,32 @@ def test_strategies_are_not_probed():
             if pattern.search(line):
                 offenders.append(f"{path.relative_to(SRC)}:{no}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_no_import_cycle_in_the_package():
+    """Every import counts (module level, inside functions, under TYPE_CHECKING); `from pkg import sub`
+    imports the module pkg.sub, `from pkg import name` the package."""
+    found = cycles(import_graph())
+    assert found == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_the_cycle_check_sees_cycles():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"x": {"y"}, "y": set()}) == []
+
+
+def test_the_import_graph_counts_function_and_type_checking_imports(tmp_path, monkeypatch):
+    import import_graph
+
+    pkg = tmp_path / "forgetting"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from forgetting import b\n")
+    (pkg / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from forgetting.a import f\n"
+    )
+    monkeypatch.setattr(import_graph, "SRC", tmp_path)
+    graph = import_graph.import_graph()
+    assert graph["forgetting.a"] == {"forgetting.b"} and graph["forgetting.b"] == {"forgetting.a"}
+    assert cycles(graph) == [["forgetting.a", "forgetting.b"]]

@@ -21,10 +21,11 @@ from forgetting.cli import app
 from forgetting.devices import data_device, fits_on_device
 from forgetting.exceptions import ConfigError, MissingDependencyError
 from forgetting.experiments import ResultStore, expand_grid, parse_config, run_experiments
-from forgetting.experiments import runner as runner_mod
+from forgetting.experiments import driver as driver_mod
 from forgetting.experiments.config import RaySettings
-from forgetting.experiments.runner import CRASH_ONCE_ENV, FAIL_ONCE_ENV, resolve_backend
+from forgetting.experiments.runner import resolve_backend
 from forgetting.records import RoundRecord, TrainRecord
+from round_hooks import RAY_RUNTIME_ENV, FailOnce
 
 TINY = """
 name = "backends-tiny"
@@ -75,18 +76,17 @@ def ray_local():
 
 @pytest.fixture(scope="module")
 def fail_once(tmp_path_factory):
-    """Ray settings that arm the testing hooks of forgetting.experiments.runner (each experiment raises once
-    after a round, then dies once after a later round), and the two marker directories, emptied for each
+    """Ray settings whose workers can import the test hooks, a FailOnce hook (each experiment raises once
+    after a round, then dies once after a later round) and its two marker directories, emptied for each
     test. One runtime env for the module, so that Ray reuses its workers."""
     raised, crashed = tmp_path_factory.mktemp("raised"), tmp_path_factory.mktemp("crashed")
-    env = {"env_vars": {FAIL_ONCE_ENV: str(raised), CRASH_ONCE_ENV: str(crashed)}}
 
     def arm(max_retries: int) -> RaySettings:
         for marker in [*raised.iterdir(), *crashed.iterdir()]:
             marker.unlink()
-        return RaySettings(num_cpus=1, max_retries=max_retries, runtime_env=env)
+        return RaySettings(num_cpus=1, max_retries=max_retries, runtime_env=RAY_RUNTIME_ENV)
 
-    return arm, raised, crashed
+    return arm, FailOnce(raised, crashed), raised, crashed
 
 
 @pytest.fixture
@@ -162,11 +162,17 @@ def test_backends_agree_on_the_queries(cfg, reference, ray_local, one_thread, tm
 
 
 def test_ray_retries_failed_tasks_without_duplicates(small, reference, ray_local, fail_once, tmp_path):
-    arm, raised, crashed = fail_once
+    arm, hook, raised, crashed = fail_once
     # Each experiment raises after round 0, its retry dies after round 1, the second retry finishes.
     settings = arm(max_retries=2)
     summary = run_experiments(
-        small, tmp_path / "run", backend="ray", ray_settings=settings, progress=False, fail_fast=True
+        small,
+        tmp_path / "run",
+        backend="ray",
+        ray_settings=settings,
+        progress=False,
+        fail_fast=True,
+        round_hook=hook,
     )
     ids = [s.id for s in expand_grid(small)]
     assert sorted(p.name for p in raised.iterdir()) == sorted(ids)
@@ -177,9 +183,11 @@ def test_ray_retries_failed_tasks_without_duplicates(small, reference, ray_local
 
 
 def test_ray_failed_tasks_resume_on_rerun(small, reference, ray_local, fail_once, tmp_path):
-    arm, _, crashed = fail_once
+    arm, hook, _, crashed = fail_once
     out = tmp_path / "run"
-    failed = run_experiments(small, out, backend="ray", ray_settings=arm(max_retries=0), progress=False)
+    failed = run_experiments(
+        small, out, backend="ray", ray_settings=arm(max_retries=0), progress=False, round_hook=hook
+    )
     ids = [s.id for s in expand_grid(small)]
     assert sorted(failed.failed) == sorted(ids) and failed.finished == []
     assert all("InjectedFailure" in e for e in failed.failed.values())
@@ -200,7 +208,7 @@ def test_ray_failed_tasks_resume_on_rerun(small, reference, ray_local, fail_once
 
 def test_ray_interrupt_leaves_a_resumable_directory(small, reference, ray_local, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    original = runner_mod._Driver.handle
+    original = driver_mod.Driver.handle
     rounds_seen = []
 
     def ctrl_c_after_the_first_round(self, msg):
@@ -210,7 +218,7 @@ def test_ray_interrupt_leaves_a_resumable_directory(small, reference, ray_local,
             if len(rounds_seen) == 1:
                 raise KeyboardInterrupt  # as if Ctrl-C arrived while the driver stored the first round
 
-    monkeypatch.setattr(runner_mod._Driver, "handle", ctrl_c_after_the_first_round)
+    monkeypatch.setattr(driver_mod.Driver, "handle", ctrl_c_after_the_first_round)
     with pytest.raises(KeyboardInterrupt):
         run_experiments(small, out, backend="ray", ray_settings=_ray(), progress=False)
     monkeypatch.undo()
@@ -328,9 +336,9 @@ def test_driver_never_stores_a_round_after_a_gap_or_a_contradiction(cfg, tmp_pat
     with ResultStore(tmp_path) as store:
         for spec in (first, second):
             store.add_experiment(spec)
-        summary = runner_mod.RunSummary(out_dir=tmp_path, experiment_ids=[first.id, second.id])
-        with runner_mod._Display(False, None, 6) as display:
-            driver = runner_mod._Driver(store, display, summary, [(first, []), (second, [])])
+        summary = driver_mod.RunSummary(out_dir=tmp_path, experiment_ids=[first.id, second.id])
+        with driver_mod.Display(False, None, 6) as display:
+            driver = driver_mod.Driver(store, display, summary, [(first, []), (second, [])])
             driver.handle(("round", first.id, _record(0, [1, 2])))
             driver.handle(("round", first.id, _record(2, [])))  # round 1 was lost on the way
             driver.handle(("round", first.id, _record(0, [1, 2])))  # the same round again: a no-op

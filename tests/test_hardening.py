@@ -59,6 +59,7 @@ from forgetting.loop import LoopConfig
 from forgetting.models import build_model
 from forgetting.strategies import gauss_select, load_scores_file
 from forgetting.training import TrainConfig, fit
+from round_hooks import FailOnce
 from test_experiments_store import make_record
 
 runner = CliRunner()
@@ -448,13 +449,10 @@ def test_segmentation_strategy_without_a_segmentation_form_is_refused_up_front(t
     assert not (tmp_path / "run").exists()
 
 
-def test_stale_unfinished_experiments_are_left_out_of_the_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_stale_unfinished_experiments_are_left_out_of_the_report(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    monkeypatch.setenv("FORGETTING_TEST_FAIL_ONCE", str(tmp_path))  # the first config's experiment fails
-    first = run_experiments(parse_config(TINY), out, progress=False)
-    monkeypatch.delenv("FORGETTING_TEST_FAIL_ONCE")
+    # the first config's experiment fails
+    first = run_experiments(parse_config(TINY), out, progress=False, round_hook=FailOnce(raised=tmp_path))
     (stale_id,) = first.failed
     fixed = run_experiments(parse_config(TINY.replace("lr = 3e-3", "lr = 1e-3")), out, progress=False)
     assert fixed.ok and stale_id not in fixed.experiment_ids

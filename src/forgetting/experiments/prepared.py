@@ -1,7 +1,7 @@
 """The data of one experiment: its training split, eval sets and task, cached per data settings.
 
 Shared by the runner (every backend's workers call :func:`prepare_data` through
-:func:`~forgetting.experiments.runner.run_spec`) and the pre-flight checks, which load each dataset once
+:func:`~forgetting.experiments.experiment.run_spec`) and the pre-flight checks, which load each dataset once
 before anything is written.
 """
 

@@ -5,7 +5,7 @@ How it works:
 - The driver joins the cluster at ``address`` or, without one, starts a local Ray instance (and stops it at
   the end). A process that is already connected to Ray (``ray.init`` called before) keeps its connection.
 - A small actor, the *channel*, carries messages from the tasks to the driver. Each task runs
-  :func:`~forgetting.experiments.runner.run_spec` and posts every finished round to the channel before it
+  :func:`~forgetting.experiments.experiment.run_spec` and posts every finished round to the channel before it
   starts the next one; the driver polls the channel and writes the rounds to the store as they arrive, so
   progress advances round by round and a killed task loses at most the round it was computing. Tasks never
   wait on the channel (a task blocked in ``ray.get`` would hand its CPU to another task and oversubscribe
@@ -30,14 +30,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from forgetting.exceptions import ForgettingError, MissingDependencyError
 from forgetting.experiments.config import ExperimentSpec, RaySettings
+from forgetting.experiments.driver import Driver, Work
+from forgetting.experiments.experiment import RoundHook, run_spec
 from forgetting.records import RoundRecord
-
-if TYPE_CHECKING:
-    from forgetting.experiments.runner import _Driver
 
 __all__ = ["import_ray", "run_ray"]
 
@@ -102,7 +101,7 @@ class _Failure:
 
 
 def _run_task(
-    spec_json: str, completed: list[RoundRecord], channel: Any, threads: int
+    spec_json: str, completed: list[RoundRecord], channel: Any, threads: int, hook: RoundHook | None
 ) -> tuple[list[int], _Failure | None]:
     """The body of one Ray task: run (or resume after ``completed``) one experiment, posting each round and
     progress to ``channel`` without waiting.
@@ -111,8 +110,6 @@ def _run_task(
         The round numbers posted, and what ended the experiment (``None`` when it finished).
     """
     import torch
-
-    from forgetting.experiments.runner import run_spec
 
     spec = ExperimentSpec.from_json(spec_json)
     torch.set_num_threads(threads)
@@ -126,7 +123,7 @@ def _run_task(
         _post(channel, ("progress", spec.id, done, total))
 
     try:
-        run_spec(spec, completed=completed, on_round=on_round, progress=progress)
+        run_spec(spec, completed=completed, on_round=on_round, progress=progress, hook=hook)
     except Exception as exc:
         logger.exception("experiment %s (%s) failed", spec.id, spec.label)
         try:
@@ -183,13 +180,14 @@ class _Tasks:
     threads: int
     max_retries: int
     specs: dict[str, ExperimentSpec]
+    hook: RoundHook | None = None
     running: dict[Any, str] = field(default_factory=dict)  # ObjectRef -> experiment id
     ending: dict[str, _Ending] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
 
-    def submit(self, exp_id: str, completed: list[RoundRecord]) -> None:
+    def submit(self, exp_id: str, completed: Sequence[RoundRecord]) -> None:
         spec = self.specs[exp_id]
-        ref = self.remote.remote(spec.to_json(), completed, self.channel, self.threads)
+        ref = self.remote.remote(spec.to_json(), list(completed), self.channel, self.threads, self.hook)
         self.running[ref] = exp_id
 
     def cancel_all(self) -> None:
@@ -199,12 +197,15 @@ class _Tasks:
 
 
 def run_ray(
-    todo: Sequence[tuple[ExperimentSpec, list[RoundRecord]]],
-    driver: _Driver,
+    work: Work,
+    driver: Driver,
+    *,
     settings: RaySettings,
     fail_fast: bool,
+    hook: RoundHook | None = None,
 ) -> None:
-    """Run the experiments of ``todo`` (spec, stored rounds) as Ray tasks; ``driver`` writes the store.
+    """Run the experiments of ``work`` (spec, stored rounds) as Ray tasks; ``driver`` writes the store.
+    ``hook`` (see :data:`~forgetting.experiments.experiment.RoundHook`) travels to every task.
 
     Raises:
         MissingDependencyError: Ray is not installed.
@@ -212,7 +213,7 @@ def run_ray(
         Exception: under ``fail_fast``, the first experiment's error (the others are cancelled).
     """
     ray = import_ray()
-    if settings.num_gpus == 0 and any((s.device or "").startswith("cuda") for s, _ in todo):
+    if settings.num_gpus == 0 and any((s.device or "").startswith("cuda") for s, _ in work):
         logger.warning(
             "device is cuda but [ray] num_gpus = 0: Ray gives the tasks no GPU; set num_gpus (e.g. 1, or "
             "0.25 to share a GPU between four tasks)"
@@ -235,13 +236,14 @@ def run_ray(
             channel=channel,
             threads=max(1, int(settings.num_cpus)),
             max_retries=settings.max_retries,
-            specs={spec.id: spec for spec, _ in todo},
+            specs={spec.id: spec for spec, _ in work},
+            hook=hook,
         )
-        for spec, completed in todo:
+        for spec, completed in work:
             tasks.submit(spec.id, completed)
         logger.info(
             "%d Ray tasks submitted (%s CPU, %s GPU each; up to %d retries)",
-            len(todo),
+            len(work),
             settings.num_cpus,
             settings.num_gpus,
             settings.max_retries,
@@ -263,7 +265,7 @@ def run_ray(
             ray.shutdown()
 
 
-def _drive(tasks: _Tasks, driver: _Driver, fail_fast: bool) -> None:
+def _drive(tasks: _Tasks, driver: Driver, fail_fast: bool) -> None:
     """Poll the channel and the tasks until every experiment has ended (finished, or failed for good)."""
     ray = tasks.ray
     while tasks.running or tasks.ending:

@@ -1,49 +1,39 @@
 """Run a grid of experiments into a results store, resumably: in-process, on a local process pool or on Ray.
 
-Every experiment goes through :func:`run_spec` (and so :func:`forgetting.loop.run_active_learning`). Each
-finished round is written to the run directory's :class:`~forgetting.experiments.store.ResultStore` before the
-next round starts, so a killed run loses at most the rounds in progress. Rerunning the same config on the same
-directory skips the finished experiments and continues the others at their next round (the loop rebuilds the
-labeled set from the seed and the stored queries).
+Every experiment goes through :func:`~forgetting.experiments.experiment.run_spec` (and so
+:func:`forgetting.loop.run_active_learning`). Each finished round is written to the run directory's
+:class:`~forgetting.experiments.store.ResultStore` before the next round starts, so a killed run loses at most
+the rounds in progress. Rerunning the same config on the same directory skips the finished experiments and
+continues the others at their next round (the loop rebuilds the labeled set from the seed and the stored
+queries).
 
-Backends (``backend=``, see :data:`~forgetting.experiments.config.BACKENDS`):
+Backends (``backend=``, see :data:`~forgetting.experiments.config.BACKENDS`), one module each:
 
-- ``local``: one experiment after the other in this process;
+- ``local``: one experiment after the other in this process (:mod:`~forgetting.experiments.local_backend`);
 - ``process``: a pool of ``jobs`` spawned processes; workers send each round back to the driver through a
-  queue as soon as it is finished;
-- ``ray``: one Ray task per experiment (:mod:`forgetting.experiments.ray_backend`); tasks stream their rounds
+  queue as soon as it is finished (:mod:`~forgetting.experiments.process_backend`);
+- ``ray``: one Ray task per experiment (:mod:`~forgetting.experiments.ray_backend`); tasks stream their rounds
   to the driver through a small actor.
 
-In every case only the driver (this process) writes the store; the code that turns the workers' messages into
-store writes and progress is shared (:class:`_Driver`).
-
-Testing hooks, to test retries and resumes (do not set them otherwise): when the environment variable
-``FORGETTING_TEST_FAIL_ONCE`` names a directory, every experiment raises :class:`InjectedFailure` right after
-handing over a round, once per experiment (a marker file ``<dir>/<experiment id>`` remembers that it failed).
-``FORGETTING_TEST_CRASH_ONCE`` does the same but kills the process (``os._exit``) instead of raising. With
-both set, an experiment first raises, then (in the round after) dies.
+In every case only the driver (this process) writes the store, through one
+:class:`~forgetting.experiments.driver.Driver`; each backend depends on that module and on
+:mod:`~forgetting.experiments.experiment` (one experiment), and this module on the backends, never the
+reverse.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import multiprocessing as mp
 import os
-import queue as queue_mod
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from forgetting._io import make_directory
 from forgetting._lock import directory_lock
@@ -55,14 +45,18 @@ from forgetting.experiments.config import (
     RaySettings,
     expand_grid,
 )
+from forgetting.experiments.driver import Display, Driver, RunSummary
+from forgetting.experiments.experiment import RoundHook, run_spec
+from forgetting.experiments.local_backend import run_local
 from forgetting.experiments.preflight import preflight
-from forgetting.experiments.prepared import PreparedData, build_task, prepare_data
-from forgetting.experiments.store import DuplicateRoundError, ResultStore
+from forgetting.experiments.prepared import PreparedData, prepare_data
+from forgetting.experiments.process_backend import run_pool
+from forgetting.experiments.ray_backend import import_ray, run_ray
+from forgetting.experiments.store import ResultStore
 from forgetting.records import RoundRecord
 
 __all__ = [
     "Estimate",
-    "InjectedFailure",
     "RunSummary",
     "estimate",
     "resolve_backend",
@@ -71,202 +65,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-RoundCallback = Callable[[RoundRecord], None]
-ProgressCallback = Callable[[int, int], None]
-
-
-# --------------------------------------------------------------------------------------------------------
-# One experiment
-
-FAIL_ONCE_ENV = "FORGETTING_TEST_FAIL_ONCE"
-CRASH_ONCE_ENV = "FORGETTING_TEST_CRASH_ONCE"
-
-
-class InjectedFailure(ForgettingError):
-    """The failure raised by the ``FORGETTING_TEST_FAIL_ONCE`` testing hook (never raised otherwise)."""
-
-
-def _first_time(marker: Path) -> bool:
-    """Create ``marker``; ``True`` if it did not exist (atomic, so it holds across processes)."""
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return False
-    os.close(fd)
-    return True
-
-
-def _with_fail_once_hook(spec: ExperimentSpec, on_round: RoundCallback | None) -> RoundCallback | None:
-    """``on_round`` followed by the testing hooks of the module docstring, when their variables are set."""
-    fail_dir = os.environ.get(FAIL_ONCE_ENV)
-    crash_dir = os.environ.get(CRASH_ONCE_ENV)
-    if not (fail_dir or crash_dir):
-        return on_round
-
-    def hooked(record: RoundRecord) -> None:
-        if on_round is not None:
-            on_round(record)
-        if fail_dir and _first_time(Path(fail_dir) / spec.id):
-            raise InjectedFailure(
-                f"experiment {spec.id}: failure injected after round {record.round} by {FAIL_ONCE_ENV}"
-            )
-        if crash_dir and _first_time(Path(crash_dir) / spec.id):
-            logger.error("experiment %s: %s kills this process", spec.id, CRASH_ONCE_ENV)
-            os._exit(70)
-
-    return hooked
-
-
-def run_spec(
-    spec: ExperimentSpec,
-    *,
-    completed: Sequence[RoundRecord] = (),
-    on_round: RoundCallback | None = None,
-    progress: ProgressCallback | None = None,
-) -> list[RoundRecord]:
-    """Run (or resume after ``completed``) one experiment with the active-learning loop; no store involved.
-
-    Every backend runs experiments through this function.
-    """
-    from forgetting.loop import run_active_learning
-
-    rounds = [r.round for r in completed]
-    if rounds != list(range(len(rounds))):
-        raise ForgettingError(
-            f"experiment {spec.id} ({spec.label}): stored rounds {rounds} are not 0..{len(rounds) - 1}; "
-            "the run directory is inconsistent"
-        )
-    on_round = _with_fail_once_hook(spec, on_round)
-    data = prepare_data(spec)
-    return run_active_learning(
-        data.train,
-        data.eval_sets,
-        data.num_classes,
-        spec.loop_config(),
-        task=build_task(spec, data),
-        completed=completed,
-        on_round=on_round,
-        progress=progress,
-    )
-
-
-# --------------------------------------------------------------------------------------------------------
-# Process-pool workers (spawned: everything they touch is importable and picklable)
-
-_WORKER_QUEUE: Any = None
-
-
-def _worker_init(q: Any, threads: int) -> None:
-    global _WORKER_QUEUE
-    _WORKER_QUEUE = q
-    torch.set_num_threads(threads)
-
-
-def _worker_run(spec_json: str, completed: list[RoundRecord], parent_pid: int) -> None:
-    """Run one experiment in a pool worker. Messages to the driver, in order: ``progress`` and ``round``
-    while it runs, then exactly one terminal ``finished`` or ``failed`` (so the driver knows that every
-    round of the experiment has arrived)."""
-    spec = ExperimentSpec.from_json(spec_json)
-    q = _WORKER_QUEUE
-    t0 = time.perf_counter()
-
-    def on_round(record: RoundRecord) -> None:
-        if os.getppid() != parent_pid:  # the driver died: nobody will store this round, stop working
-            os._exit(3)
-        q.put(("round", spec.id, record))
-
-    def progress(done: int, total: int) -> None:
-        q.put(("progress", spec.id, done, total))
-
-    try:
-        run_spec(spec, completed=completed, on_round=on_round, progress=progress)
-    except Exception as exc:
-        q.put(("failed", spec.id, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0))
-        raise
-    q.put(("finished", spec.id, time.perf_counter() - t0))
-
-
-# --------------------------------------------------------------------------------------------------------
-# Driver
-
-
-@dataclass
-class RunSummary:
-    """What :func:`run_experiments` did.
-
-    Attributes:
-        out_dir: the run directory.
-        experiment_ids: every experiment of the config, in grid order.
-        skipped: ids already finished before this call.
-        finished: ids finished by this call.
-        failed: id -> error text, for experiments that raised (their stored rounds stay; rerun to resume).
-        rounds_written: rounds stored by this call.
-        seconds: wall time of this call.
-        ended_early: id -> why, for finished experiments with fewer rounds than configured (the pool ran
-            out, with ``al.on_exhausted = "partial"``).
-        warnings: what the pre-flight check warned about (see :func:`forgetting.experiments.preflight`).
-    """
-
-    out_dir: Path
-    experiment_ids: list[str]
-    skipped: list[str] = field(default_factory=list)
-    finished: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    rounds_written: int = 0
-    seconds: float = 0.0
-    ended_early: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """No experiment failed."""
-        return not self.failed
-
-
-class _Display:
-    """Rich progress bars: one overall (rounds) and one per running experiment; silent when not a TTY."""
-
-    def __init__(self, enabled: bool, console: Console | None, total_rounds: int) -> None:
-        console = console or Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not (enabled and console.is_terminal),
-            transient=False,
-        )
-        self.overall = self.progress.add_task("all experiments (rounds)", total=total_rounds)
-        self.tasks: dict[str, Any] = {}
-        self._done: dict[str, int] = {}
-
-    def __enter__(self) -> _Display:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def start(self, spec: ExperimentSpec, done: int) -> None:
-        self.tasks[spec.id] = self.progress.add_task(spec.label, total=spec.total_rounds, completed=done)
-        self._done[spec.id] = done
-
-    def update(self, experiment_id: str, done: int) -> None:
-        task = self.tasks.get(experiment_id)
-        if task is None:
-            return
-        delta = done - self._done[experiment_id]
-        if delta > 0:
-            self._done[experiment_id] = done
-            self.progress.update(task, completed=done)
-            self.progress.advance(self.overall, delta)
-
-    def stop(self, experiment_id: str) -> None:
-        task = self.tasks.pop(experiment_id, None)
-        if task is not None:
-            self.progress.remove_task(task)
 
 
 def resolve_backend(backend: str | None, jobs: int | None) -> str:
@@ -292,6 +90,7 @@ def run_experiments(
     threads: int | None = None,
     rerun: Sequence[str] = (),
     check: bool = True,
+    round_hook: RoundHook | None = None,
 ) -> RunSummary:
     """Run every experiment of ``config`` into ``out_dir/results.sqlite``, resuming what is stored there.
 
@@ -319,6 +118,9 @@ def run_experiments(
             (e.g. after a damaged ``arrays/<id>/round-*.npz``).
         check: run the pre-flight check (``False``: an experiment that cannot run is only found when it runs,
             and is then marked ``failed`` like any other error).
+        round_hook: called in the worker after each round has been handed to the driver, with the spec and
+            the round (see :data:`~forgetting.experiments.experiment.RoundHook`: it must pickle for the
+            ``process`` and ``ray`` backends). The tests inject failures and crashes with it.
 
     Returns:
         A :class:`RunSummary`. Failed experiments are also marked ``failed`` in the store.
@@ -344,8 +146,6 @@ def run_experiments(
     if address is not None:
         ray_settings = ray_settings.model_copy(update={"address": address})
     if backend == "ray":  # fail before touching the run directory when Ray is missing
-        from forgetting.experiments.ray_backend import import_ray
-
         import_ray()
     if backend == "process" and jobs is None:
         jobs = os.cpu_count() or 1
@@ -390,19 +190,18 @@ def run_experiments(
         if resumed:
             logger.info("%d experiments resume after their stored rounds", resumed)
         total = sum(max(0, s.total_rounds - len(c)) for s, c in todo)
-        with _Display(progress, console, total) as display:
+        with Display(progress, console, total) as display:
+            driver = Driver(store, display, summary, todo)
             if not todo:
                 pass
             elif backend == "ray":
-                from forgetting.experiments.ray_backend import run_ray
-
-                run_ray(todo, _Driver(store, display, summary, todo), ray_settings, fail_fast)
+                run_ray(todo, driver, settings=ray_settings, fail_fast=fail_fast, hook=round_hook)
             elif backend == "local" or len(todo) <= 1 or jobs == 1:
-                _run_serial(todo, store, display, summary, fail_fast)
+                run_local(todo, driver, fail_fast=fail_fast, hook=round_hook)
             else:
                 assert jobs is not None
                 per_job = threads if threads is not None else max(1, (os.cpu_count() or 1) // jobs)
-                _run_pool(todo, _Driver(store, display, summary, todo), fail_fast, jobs, per_job)
+                run_pool(todo, driver, fail_fast=fail_fast, jobs=jobs, threads=per_job, hook=round_hook)
         rows = {row.id: row for row in store.experiments()}
         for spec in specs:
             row = rows[spec.id]
@@ -413,209 +212,6 @@ def run_experiments(
                 )
     summary.seconds = time.perf_counter() - t_start
     return summary
-
-
-def _run_serial(
-    todo: list[tuple[ExperimentSpec, list[RoundRecord]]],
-    store: ResultStore,
-    display: _Display,
-    summary: RunSummary,
-    fail_fast: bool,
-) -> None:
-    for spec, completed in todo:
-        store.mark_started(spec.id)
-        display.start(spec, len(completed))
-        t0 = time.perf_counter()
-
-        def on_round(record: RoundRecord, _id: str = spec.id) -> None:
-            if store.write_round(_id, record):
-                summary.rounds_written += 1
-
-        def on_progress(done: int, total: int, _id: str = spec.id) -> None:
-            display.update(_id, done)
-
-        try:
-            run_spec(spec, completed=completed, on_round=on_round, progress=on_progress)
-        except Exception as exc:
-            store.mark_failed(spec.id, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
-            summary.failed[spec.id] = f"{type(exc).__name__}: {exc}"
-            logger.error("experiment %s (%s) failed: %s", spec.id, spec.label, exc)
-            if fail_fast:
-                raise
-        except BaseException:  # KeyboardInterrupt and friends: keep the time spent, then stop
-            store.mark_failed(spec.id, "interrupted", time.perf_counter() - t0)
-            raise
-        else:
-            store.mark_done(spec.id, time.perf_counter() - t0)
-            summary.finished.append(spec.id)
-        finally:
-            display.stop(spec.id)
-
-
-class _Driver:
-    """The driver side of the parallel backends: turns what workers report into store writes and progress.
-
-    Workers report with messages (tuples): ``("progress", id, rounds_done, rounds_total)`` and
-    ``("round", id, RoundRecord)`` while an experiment runs, and the ``process`` backend's workers end each
-    experiment with ``("finished", id, seconds)`` or ``("failed", id, error, seconds)``; the ``ray`` backend
-    learns the end from the task's result and calls :meth:`finish` / :meth:`fail` itself.
-    """
-
-    def __init__(
-        self,
-        store: ResultStore,
-        display: _Display,
-        summary: RunSummary,
-        todo: Sequence[tuple[ExperimentSpec, Sequence[RoundRecord]]],
-    ) -> None:
-        self.store = store
-        self.display = display
-        self.summary = summary
-        self.specs = {spec.id: spec for spec, _ in todo}
-        self.started: dict[str, float] = {}  # id -> perf_counter() of its first message
-        self.terminal: set[str] = set()
-        self.received: dict[str, set[int]] = {}  # id -> round numbers received (and stored) in this run
-        self.next_round = {spec.id: len(completed) for spec, completed in todo}  # rounds stored: 0..n-1
-        self.gaps: set[str] = set()  # ids whose rounds arrived with a gap (a message was lost)
-
-    def begin(self, exp_id: str, done: int) -> None:
-        """Note that an experiment runs (on its first message): status ``running``, a progress bar."""
-        if exp_id in self.started or exp_id in self.terminal:
-            return
-        self.started[exp_id] = time.perf_counter()
-        self.store.mark_started(exp_id)
-        self.display.start(self.specs[exp_id], done)
-
-    def handle(self, msg: tuple[Any, ...]) -> None:
-        """Act on one message from a worker."""
-        kind, exp_id = msg[0], msg[1]
-        if kind == "round":
-            record: RoundRecord = msg[2]
-            if exp_id in self.terminal:  # the experiment failed here already: its later rounds are moot
-                return
-            self.begin(exp_id, record.round)
-            if record.round > self.next_round[exp_id]:  # stored rounds must stay 0..n-1: drop, retry later
-                self.gaps.add(exp_id)
-                logger.warning(
-                    "experiment %s: round %d arrived before round %d; not stored",
-                    exp_id,
-                    record.round,
-                    self.next_round[exp_id],
-                )
-                return
-            try:
-                if self.store.write_round(exp_id, record):
-                    self.summary.rounds_written += 1
-            except DuplicateRoundError as exc:  # fail this experiment, not the whole run
-                self.fail(exp_id, f"{type(exc).__name__}: {exc}")
-                return
-            self.received.setdefault(exp_id, set()).add(record.round)
-            self.next_round[exp_id] = max(self.next_round[exp_id], record.round + 1)
-        elif kind == "progress":
-            if exp_id in self.terminal:  # a late progress message of a finished experiment
-                return
-            self.begin(exp_id, msg[2])
-            self.display.update(exp_id, msg[2])
-        elif kind == "finished":
-            self.finish(exp_id, msg[2])
-        elif kind == "failed":
-            self.fail(exp_id, msg[2], msg[3])
-        else:
-            raise ValueError(f"unknown worker message {kind!r}")
-
-    def _seconds(self, exp_id: str, seconds: float | None) -> float:
-        if seconds is not None:
-            return seconds
-        t0 = self.started.get(exp_id)
-        return 0.0 if t0 is None else time.perf_counter() - t0
-
-    def finish(self, exp_id: str, seconds: float | None = None) -> None:
-        """The experiment ended normally (every one of its rounds has been handled)."""
-        if exp_id in self.terminal:
-            return
-        if exp_id in self.gaps:
-            self.fail(exp_id, "a round was lost on its way to the driver", seconds)
-            return
-        self.terminal.add(exp_id)
-        self.store.mark_done(exp_id, self._seconds(exp_id, seconds))
-        self.summary.finished.append(exp_id)
-        self.display.stop(exp_id)
-
-    def fail(self, exp_id: str, error: str, seconds: float | None = None) -> None:
-        """The experiment failed; its stored rounds stay and a rerun resumes after them."""
-        if exp_id in self.terminal:
-            return
-        self.terminal.add(exp_id)
-        self.store.mark_failed(exp_id, error, self._seconds(exp_id, seconds))
-        self.summary.failed[exp_id] = error
-        self.display.stop(exp_id)
-        logger.error("experiment %s (%s) failed: %s", exp_id, self.specs[exp_id].label, error)
-
-    def interrupt(self, reason: str = "interrupted") -> None:
-        """Mark every experiment that started and did not end as failed with ``reason`` (resumable)."""
-        for exp_id in [e for e in self.started if e not in self.terminal]:
-            self.terminal.add(exp_id)
-            self.store.mark_failed(exp_id, reason, self._seconds(exp_id, None))
-            self.summary.failed[exp_id] = reason
-            self.display.stop(exp_id)
-        logger.warning("%s: rerun the same command to resume", reason)
-
-
-def _run_pool(
-    todo: list[tuple[ExperimentSpec, list[RoundRecord]]],
-    driver: _Driver,
-    fail_fast: bool,
-    jobs: int,
-    threads: int,
-) -> None:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    pending: dict[Future[None], str] = {}
-    awaiting: set[str] = set()  # returned or raised, terminal message not yet received
-
-    def drain(timeout: float) -> None:
-        try:
-            driver.handle(q.get(timeout=timeout))
-            while True:
-                driver.handle(q.get_nowait())
-        except queue_mod.Empty:
-            return
-
-    with ProcessPoolExecutor(
-        max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=(q, threads)
-    ) as pool:
-        for spec, completed in todo:
-            pending[pool.submit(_worker_run, spec.to_json(), completed, os.getpid())] = spec.id
-        try:
-            deadline = math.inf
-            while pending or (awaiting - driver.terminal and time.monotonic() < deadline):
-                drain(0.2)
-                for fut in [f for f in pending if f.done()]:
-                    exp_id = pending.pop(fut)
-                    exc = fut.exception()
-                    if isinstance(exc, BrokenProcessPool):  # the worker died: no terminal message will come
-                        driver.fail(exp_id, f"worker process died: {exc}")
-                        continue
-                    awaiting.add(exp_id)
-                    if exc is not None and fail_fast:
-                        drain(1.0)
-                        for other in pending:
-                            other.cancel()
-                        raise exc
-                if not pending and deadline == math.inf:
-                    deadline = time.monotonic() + 60.0  # terminal messages are at most a flush away
-            drain(0.0)
-        except BaseException as exc:  # Ctrl-C or fail_fast: store what arrived, stop the workers, mark
-            workers = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            with contextlib.suppress(Exception):
-                drain(0.0)
-            for proc in workers:
-                proc.terminate()
-            driver.interrupt("interrupted" if not isinstance(exc, Exception) else "stopped by fail_fast")
-            raise
-    for exp_id in awaiting - driver.terminal:  # defensive: the terminal message never came
-        driver.fail(exp_id, "the worker returned without reporting the end of the experiment")
 
 
 # --------------------------------------------------------------------------------------------------------
