@@ -2,9 +2,10 @@
 
 For a grid this small the compute is about a second; what the times show is each backend's fixed cost.
 
-The grid is the CLI test's: mnist-5k, small CNN of width 4, 150 pool / 60 eval samples, 2 queries of 5 (3
-trained models), strategies random and gauss, seeds 0 and 1: 4 experiments, 12 rounds. Each backend runs it
-into a fresh directory; every run is checked to produce the same queries as the local one.
+The grid is ``examples/tiny.toml`` with the CLI test's second eval set: mnist-5k, small CNN of width 4, 150
+pool / 60 eval samples, 2 queries of 5 (3 trained models), strategies random and gauss, seeds 0 and 1: 4
+experiments, 12 rounds. Each backend runs it into a fresh directory; every run is checked to produce the same
+queries as the local one.
 
 - ``local (cold)``: one experiment after the other in this process (torch uses every core), the first run
   in the process, so it pays for loading the data, lazy imports (scipy, scikit-learn) and torch's warm-up;
@@ -26,41 +27,27 @@ import argparse
 import logging
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 from forgetting.experiments import ResultStore, parse_config, run_experiments
 from forgetting.experiments.config import ExperimentConfig, RaySettings
 
-TINY = """
-name = "bench-backends"
-seeds = [0, 1]
-dataset = "mnist-5k"
-model = "small-cnn"
-strategy = ["random", "gauss"]
-eval_sets = ["test", "gaussian_noise-2"]
-device = "cpu"
-[al]
-initial_size = 10
-query_size = 5
-rounds = 2
-[train]
-epochs = 2
-[model_options.small-cnn]
-width = 4
-embed_dim = 16
-[data]
-train_limit = 150
-eval_limit = 60
-"""
+#: The grid: examples/tiny.toml with a second eval set.
+TINY_FILE = Path(__file__).resolve().parents[1] / "examples" / "tiny.toml"
+
+
+def tiny_grid() -> ExperimentConfig:
+    """examples/tiny.toml, named for this benchmark, with the CLI test's second eval set."""
+    raw = tomllib.loads(TINY_FILE.read_text(encoding="utf-8"))
+    raw.update(name="bench-backends", eval_sets=["test", "gaussian_noise-2"])
+    return parse_config(raw, source=str(TINY_FILE))
 
 
 def queries(run_dir: Path) -> dict[str, list[list[int]]]:
     """Per experiment: the queried indices of each round."""
     with ResultStore(run_dir) as store:
-        return {
-            row.id: [r.query_indices.tolist() for r in store.load_rounds(row.id, arrays=False)]
-            for row in store.experiments()
-        }
+        return store.queries()
 
 
 def timed_run(cfg: ExperimentConfig, out: Path, **kwargs: object) -> float:
@@ -79,7 +66,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import ray
 
-    cfg = parse_config(TINY)
+    cfg = tiny_grid()
     settings = RaySettings(num_cpus=1, local_num_cpus=args.cpus)
     times: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

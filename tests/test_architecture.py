@@ -110,3 +110,72 @@ def test_the_import_graph_counts_function_and_type_checking_imports(tmp_path, mo
     graph = import_graph.import_graph()
     assert graph["forgetting.a"] == {"forgetting.b"} and graph["forgetting.b"] == {"forgetting.a"}
     assert cycles(graph) == [["forgetting.a", "forgetting.b"]]
+
+
+_BARE = {"ValueError", "KeyError", "TypeError", "RuntimeError", "IndexError"}
+#: (module, function) pairs whose bare errors are converted by their caller: model option validators,
+#: whose ValueError text ("an integer >= 1") the model registry turns into a ConfigError naming the option,
+#: and the experiment config's helpers that only its pydantic validators call.
+_CONVERTED_BY_CALLER = {
+    ("forgetting.models.registry", "_positive_int"),
+    ("forgetting.models.registry", "_probability"),
+    ("forgetting.models.registry", "_int_tuple"),
+    ("forgetting.models.registry", "check"),
+    ("forgetting.experiments.config", "_unique"),
+    ("forgetting.experiments.config", "_check_subsample"),
+}
+
+
+def _bare_raises(tree: ast.AST, module: str) -> list[str]:
+    """Raises of a built-in error type that a user could see: not inside a pydantic validator (pydantic
+    turns ValueError into its ValidationError, which our config loaders name), not caught by an enclosing
+    ``try`` of the same function, not a caller-converted validator."""
+    found: list[str] = []
+
+    def visit(node: ast.AST, func: ast.FunctionDef | ast.AsyncFunctionDef | None, caught: set[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(child, child, set())
+                continue
+            if isinstance(child, ast.Try):
+                handled = set()
+                for handler in child.handlers:
+                    types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+                    handled |= {t.id for t in types if isinstance(t, ast.Name)}
+                for stmt in child.body:
+                    visit(ast.Module(body=[stmt], type_ignores=[]), func, caught | handled)
+                for part in (*child.handlers, *child.orelse, *child.finalbody):
+                    visit(part, func, caught)
+                continue
+            if isinstance(child, ast.Raise) and isinstance(child.exc, ast.Call):
+                name = child.exc.func.id if isinstance(child.exc.func, ast.Name) else None
+                decorators = [ast.unparse(d) for d in func.decorator_list] if func is not None else []
+                validator = any("validator" in d for d in decorators)
+                converted = func is not None and (module, func.name) in _CONVERTED_BY_CALLER
+                if name in _BARE and name not in caught and not validator and not converted:
+                    found.append(f"{module}:{child.lineno} raise {name}")
+            visit(child, func, caught)
+
+    visit(tree, None, set())
+    return found
+
+
+def test_user_facing_errors_are_the_projects_named_errors():
+    """A user catches ForgettingError (the CLI turns it into exit code 2 and a message); a bare ValueError
+    from the library would be a raw traceback. Named errors keep their built-in base (ShapeError is a
+    ValueError), so ``except ValueError`` still works."""
+    from import_graph import modules
+
+    found = []
+    for name, path in modules().items():
+        found += _bare_raises(ast.parse(path.read_text(encoding="utf-8")), name)
+    assert found == [], "bare built-in errors raised: " + ", ".join(found)
+
+
+def test_the_bare_raise_check_sees_bare_raises():
+    code = (
+        "def f(x):\n    raise ValueError('x')\n"
+        "def g(x):\n    try:\n        raise TypeError('t')\n    except TypeError:\n        pass\n"
+        "@field_validator('a')\ndef h(x):\n    raise ValueError('v')\n"
+    )
+    assert _bare_raises(ast.parse(code), "m") == ["m:2 raise ValueError"]

@@ -26,31 +26,9 @@ from forgetting.experiments.config import RaySettings
 from forgetting.experiments.runner import resolve_backend
 from forgetting.records import RoundRecord, TrainRecord
 from round_hooks import RAY_RUNTIME_ENV, FailOnce
+from tiny_run import stored_queries, tiny_toml
 
-TINY = """
-name = "backends-tiny"
-seeds = [0, 1]
-dataset = "mnist-5k"
-model = "small-cnn"
-strategy = ["random", "gauss"]
-eval_sets = ["test"]
-device = "cpu"
-[al]
-initial_size = 10
-query_size = 5
-rounds = 2
-[train]
-epochs = 2
-[model_options.small-cnn]
-width = 4
-embed_dim = 16
-[data]
-train_limit = 150
-eval_limit = 60
-[ray]
-num_cpus = 1
-max_retries = 1
-"""
+TINY = tiny_toml(name="backends-tiny", ray={"num_cpus": 1, "max_retries": 1})
 N_EXPERIMENTS = 4
 ROUNDS = 3  # 2 queries -> 3 trained models
 
@@ -97,15 +75,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _queries(run_dir: Path) -> dict[str, list[list[int]]]:
-    """Per experiment id: the queried indices of each round."""
-    with ResultStore(run_dir) as store:
-        return {
-            row.id: [r.query_indices.tolist() for r in store.load_rounds(row.id, arrays=False)]
-            for row in store.experiments()
-        }
-
-
 def _check_complete(run_dir: Path, n_experiments: int = N_EXPERIMENTS) -> None:
     """Every experiment done, each round stored exactly once, no sample queried twice."""
     with sqlite3.connect(run_dir / "results.sqlite") as con:
@@ -131,7 +100,7 @@ def reference(cfg, tmp_path_factory):
     finally:
         torch.set_num_threads(before)
     assert summary.ok and summary.rounds_written == N_EXPERIMENTS * ROUNDS
-    return _queries(out)
+    return stored_queries(out)
 
 
 def _ray(**kwargs) -> RaySettings:
@@ -142,7 +111,7 @@ def _ray(**kwargs) -> RaySettings:
 # Agreement
 
 
-def test_backends_agree_on_the_queries(cfg, reference, ray_local, one_thread, tmp_path):
+def test_backends_agree_on_thestored_queries(cfg, reference, ray_local, one_thread, tmp_path):
     pooled = run_experiments(cfg, tmp_path / "process", backend="process", jobs=2, threads=1, progress=False)
     on_ray = run_experiments(cfg, tmp_path / "ray", backend="ray", progress=False, fail_fast=True)
     for summary in (pooled, on_ray):
@@ -150,8 +119,8 @@ def test_backends_agree_on_the_queries(cfg, reference, ray_local, one_thread, tm
     ids = [s.id for s in expand_grid(cfg)]
     assert sorted(reference) == sorted(ids)
     assert all(len(rounds) == ROUNDS and rounds[-1] == [] for rounds in reference.values())
-    assert _queries(tmp_path / "process") == reference
-    assert _queries(tmp_path / "ray") == reference
+    assert stored_queries(tmp_path / "process") == reference
+    assert stored_queries(tmp_path / "ray") == reference
     _check_complete(tmp_path / "ray")
     again = run_experiments(cfg, tmp_path / "ray", backend="ray", progress=False)
     assert again.rounds_written == 0 and sorted(again.skipped) == sorted(ids)
@@ -179,7 +148,7 @@ def test_ray_retries_failed_tasks_without_duplicates(small, reference, ray_local
     assert sorted(p.name for p in crashed.iterdir()) == sorted(ids)
     assert summary.ok and summary.rounds_written == len(ids) * ROUNDS
     _check_complete(tmp_path / "run", len(ids))
-    assert _queries(tmp_path / "run") == {i: reference[i] for i in ids}
+    assert stored_queries(tmp_path / "run") == {i: reference[i] for i in ids}
 
 
 def test_ray_failed_tasks_resume_on_rerun(small, reference, ray_local, fail_once, tmp_path):
@@ -203,7 +172,7 @@ def test_ray_failed_tasks_resume_on_rerun(small, reference, ray_local, fail_once
     resumed = run_experiments(small, out, backend="ray", ray_settings=_ray(), progress=False, fail_fast=True)
     assert resumed.ok and resumed.rounds_written == len(ids) * ROUNDS - (len(ids) - 1)
     _check_complete(out, len(ids))
-    assert _queries(out) == {i: reference[i] for i in ids}
+    assert stored_queries(out) == {i: reference[i] for i in ids}
 
 
 def test_ray_interrupt_leaves_a_resumable_directory(small, reference, ray_local, tmp_path, monkeypatch):
@@ -231,7 +200,7 @@ def test_ray_interrupt_leaves_a_resumable_directory(small, reference, ray_local,
     resumed = run_experiments(small, out, backend="ray", ray_settings=_ray(), progress=False, fail_fast=True)
     assert resumed.ok and resumed.rounds_written == 2 * ROUNDS - sum(r.n_rounds for r in rows)
     _check_complete(out, 2)
-    assert _queries(out) == {r.id: reference[r.id] for r in rows}
+    assert stored_queries(out) == {r.id: reference[r.id] for r in rows}
 
 
 # --------------------------------------------------------------------------------------------------------

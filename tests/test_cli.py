@@ -16,30 +16,11 @@ from forgetting._version import __version__
 from forgetting.cli import app
 from forgetting.experiments.store import ResultStore
 from forgetting.exports import SAMPLE_COLUMNS
+from tiny_run import tiny_toml
 
 runner = CliRunner()
 
-TINY = """
-name = "cli-tiny"
-seeds = [0, 1]
-dataset = "mnist-5k"
-model = "small-cnn"
-strategy = ["random", "gauss"]
-eval_sets = ["test", "gaussian_noise-2"]
-device = "cpu"
-[al]
-initial_size = 10
-query_size = 5
-rounds = 2
-[train]
-epochs = 2
-[model_options.small-cnn]
-width = 4
-embed_dim = 16
-[data]
-train_limit = 150
-eval_limit = 60
-"""
+TINY = tiny_toml(name="cli-tiny", eval_sets=["test", "gaussian_noise-2"])
 
 
 def test_version():
@@ -115,7 +96,13 @@ def test_dry_run_of_the_paper_example_without_data(tmp_path):
 
 def test_dry_run_counts_epochs_without_a_cap(tmp_path):
     cfg = tmp_path / "uncapped.toml"
-    cfg.write_text(TINY.replace("[train]\nepochs = 2", '[train]\nmax_epochs = "none"\nmin_epochs = 3'))
+    cfg.write_text(
+        tiny_toml(
+            name="cli-tiny",
+            eval_sets=["test", "gaussian_noise-2"],
+            train={"epochs": None, "max_epochs": "none", "min_epochs": 3},
+        )
+    )
     assert 'max_epochs = "none"' in cfg.read_text()
     result = runner.invoke(app, ["run", str(cfg), "--dry-run"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

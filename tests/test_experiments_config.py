@@ -249,7 +249,7 @@ def test_every_example_loads_and_expands(path):
     specs = expand_grid(cfg)
     assert len(specs) >= 1
     assert len({s.id for s in specs}) == len(specs)
-    if path.name != "quickstart.toml":
+    if path.name not in ("quickstart.toml", "tiny.toml"):  # the smoke grids; the others compare strategies
         assert len(cfg.seeds) >= 3
         assert {"switch", "gauss"} <= set(cfg.strategy)
 

@@ -61,32 +61,29 @@ from forgetting.strategies import gauss_select, load_scores_file
 from forgetting.training import TrainConfig, fit
 from round_hooks import FailOnce
 from test_experiments_store import make_record
+from tiny_run import tiny_toml
 
 runner = CliRunner()
 
-TINY = """
-name = "tiny"
-seeds = [0]
-dataset = "mnist-5k"
-model = "small-cnn"
-strategy = ["random"]
-eval_sets = ["test"]
-device = "cpu"
-[al]
-initial_size = 10
-query_size = 10
-rounds = 2
-[train]
-epochs = 1
-batch_size = 32
-lr = 3e-3
-[model_options.small-cnn]
-width = 4
-embed_dim = 16
-[data]
-train_limit = 100
-eval_limit = 50
-"""
+#: The tiny grid of these tests (examples/tiny.toml, one seed, one strategy).
+HARDENING = {
+    "seeds": [0],
+    "strategy": ["random"],
+    "al": {"query_size": 10},
+    "train": {"epochs": 1, "batch_size": 32, "lr": 3e-3},
+    "data": {"train_limit": 100, "eval_limit": 50},
+}
+
+
+def _tiny(**changes: object) -> str:
+    """The hardening grid with ``changes`` (tables merged key by key), as TOML."""
+    merged = {**HARDENING}
+    for key, value in changes.items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and key in merged else value
+    return tiny_toml(**merged)
+
+
+TINY = _tiny()
 
 
 def _out(result: object) -> str:
@@ -120,7 +117,7 @@ def switch_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, di
     """A finished run of random and switch (switch stores dynamics in arrays/<id>/round-*.npz): the run
     directory, its config, and strategy -> experiment id. Tests copy it before damaging anything."""
     base = tmp_path_factory.mktemp("switch-run")
-    cfg = _config(base, TINY.replace('strategy = ["random"]', 'strategy = ["random", "switch"]'))
+    cfg = _config(base, _tiny(strategy=["random", "switch"]))
     summary = run_experiments(parse_config(cfg.read_text()), base / "run", progress=False, fail_fast=True)
     assert summary.ok
     with ResultStore(base / "run") as store:
@@ -343,7 +340,7 @@ def test_evaluate_a_nan_model_gives_nan_metrics_not_an_index_error() -> None:
 
 
 def test_diverged_experiment_is_failed_with_round_epoch_and_advice_others_unaffected(tmp_path: Path) -> None:
-    cfg = parse_config(TINY.replace("lr = 3e-3", 'lr = [3e-3, 1e12]\noptimizer = "sgd"'))
+    cfg = parse_config(_tiny(train={"lr": [3e-3, 1e12], "optimizer": "sgd"}))
     good, bad = expand_grid(cfg)
     summary = run_experiments(cfg, tmp_path / "run", progress=False)
     assert summary.finished == [good.id] and list(summary.failed) == [bad.id]
@@ -389,7 +386,7 @@ def test_16_bit_and_float_images_are_rescaled_and_bad_ones_refused(tmp_path: Pat
 
 
 def test_huge_seed_and_non_utf8_config_exit_2_and_write_nothing(tmp_path: Path) -> None:
-    big = _config(tmp_path, TINY.replace("seeds = [0]", "seeds = [99999999999999999999]"), "big.toml")
+    big = _config(tmp_path, _tiny(seeds=[99999999999999999999]), "big.toml")
     result = _run_cli(str(big), "--out", str(tmp_path / "big"))
     assert result.exit_code == 2 and "`seeds[0]` = 99999999999999999999" in _out(result)
     assert not (tmp_path / "big").exists()
@@ -410,28 +407,19 @@ def test_huge_seed_and_non_utf8_config_exit_2_and_write_nothing(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ([('device = "cpu"', 'device = "gpu"')], "device: 'gpu' is not a device"),
-        (
-            [
-                ('dataset = "mnist-5k"', 'dataset = "arrays"'),
-                ("eval_limit = 50", 'eval_limit = 50\nroot = "/nope"'),
-            ],
-            "dataset 'arrays': /nope does not exist",
-        ),
-        ([('eval_sets = ["test"]', 'eval_sets = ["test", "split:nope"]')], "has no split 'nope'"),
-        ([('eval_sets = ["test"]', 'eval_sets = ["test", "stl10"]')], "dataset 'stl10' not found"),
-        ([("initial_size = 10", "initial_size = 500")], "al.initial_size = 500 is larger than the 100"),
-        ([('model = "small-cnn"', 'model = "unet"')], "model 'unet' is a segmentation model"),
+        ({"device": "gpu"}, "device: 'gpu' is not a device"),
+        ({"dataset": "arrays", "data": {"root": "/nope"}}, "dataset 'arrays': /nope does not exist"),
+        ({"eval_sets": ["test", "split:nope"]}, "has no split 'nope'"),
+        ({"eval_sets": ["test", "stl10"]}, "dataset 'stl10' not found"),
+        ({"al": {"initial_size": 500}}, "al.initial_size = 500 is larger than the 100"),
+        ({"model": "unet"}, "model 'unet' is a segmentation model"),
     ],
 )
 def test_preflight_exits_2_before_anything_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changes: list[tuple[str, str]], message: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changes: dict[str, object], message: str
 ) -> None:
     monkeypatch.setenv("FORGETTING_DATA", str(tmp_path / "no-data"))  # no stl10 here
-    text = TINY
-    for old, new in changes:
-        assert old in text
-        text = text.replace(old, new)
+    text = _tiny(**changes)
     result = _run_cli(str(_config(tmp_path, text)), "--out", str(tmp_path / "run"))
     assert result.exit_code == 2, _out(result)
     assert "the config cannot run" in _out(result) and "nothing was written" in _out(result)
@@ -454,7 +442,7 @@ def test_stale_unfinished_experiments_are_left_out_of_the_report(tmp_path: Path)
     # the first config's experiment fails
     first = run_experiments(parse_config(TINY), out, progress=False, round_hook=FailOnce(raised=tmp_path))
     (stale_id,) = first.failed
-    fixed = run_experiments(parse_config(TINY.replace("lr = 3e-3", "lr = 1e-3")), out, progress=False)
+    fixed = run_experiments(parse_config(_tiny(train={"lr": 1e-3})), out, progress=False)
     assert fixed.ok and stale_id not in fixed.experiment_ids
     page = write_report(out).read_text(encoding="utf-8")
     assert "Unfinished experiments" not in page
@@ -466,7 +454,7 @@ def test_stale_unfinished_experiments_are_left_out_of_the_report(tmp_path: Path)
 # 6. Pool exhaustion is visible
 
 
-EXHAUSTING = TINY.replace("train_limit = 100", "train_limit = 40").replace("rounds = 2", "rounds = 6")
+EXHAUSTING = _tiny(data={"train_limit": 40}, al={"rounds": 6})
 
 
 def test_partial_pool_exhaustion_warns_and_is_reported(

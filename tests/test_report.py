@@ -21,6 +21,7 @@ from forgetting.experiments.analysis import (
     round_gains,
 )
 from test_experiments_store import make_record, make_spec
+from tiny_run import tiny_toml
 
 
 def test_aubc_definition():
@@ -272,27 +273,12 @@ def test_round_gains_are_per_round_seed_paired_differences(tmp_path):
         assert int(row["max at (labels)"][0]) == [10, 14, 18, 22][int(np.argmax(per_round))]
 
 
-TINY_RUN = """
-name = "report-tiny"
-seeds = [0, 1]
-dataset = "mnist-5k"
-model = "small-cnn"
-strategy = ["random", "switch"]
-eval_sets = ["test", "digits", "contrast-3"]
-device = "cpu"
-[al]
-initial_size = 10
-query_size = 10
-rounds = 2
-[train]
-epochs = 2
-[model_options.small-cnn]
-width = 4
-embed_dim = 16
-[data]
-train_limit = 150
-eval_limit = 60
-"""
+TINY_RUN = tiny_toml(
+    name="report-tiny",
+    strategy=["random", "switch"],
+    eval_sets=["test", "digits", "contrast-3"],
+    al={"query_size": 10},
+)
 
 
 def test_report_from_a_tiny_run(tmp_path):

@@ -17,30 +17,16 @@ import pytest
 import torch
 
 from forgetting.experiments import ResultStore, expand_grid, load_config, run_experiments
+from tiny_run import tiny_toml
 
-TINY = """
-name = "tiny"
-seeds = [0]
-dataset = "mnist-5k"
-model = "small-cnn"
-strategy = ["random", "switch"]
-eval_sets = ["test", "digits"]
-device = "cpu"
-[al]
-initial_size = 10
-query_size = 10
-rounds = 3
-[train]
-epochs = 2
-lr = 3e-3
-batch_size = 32
-[model_options.small-cnn]
-width = 4
-embed_dim = 16
-[data]
-train_limit = 200
-eval_limit = 100
-"""
+TINY = tiny_toml(
+    seeds=[0],
+    strategy=["random", "switch"],
+    eval_sets=["test", "digits"],
+    al={"query_size": 10, "rounds": 3},
+    train={"lr": 3e-3, "batch_size": 32},
+    data={"train_limit": 200, "eval_limit": 100},
+)
 ROUNDS = 4  # rounds = 3 queries -> 4 trained models
 QUERY = 10
 
@@ -181,7 +167,16 @@ def load_config_text(tmp_path: Path, text: str):
 
 
 def test_process_pool_matches_one_process(tmp_path, one_thread):
-    cfg = load_config_text(tmp_path, TINY.replace("seeds = [0]", "seeds = [0, 1]"))
+    cfg = load_config_text(
+        tmp_path,
+        tiny_toml(
+            strategy=["random", "switch"],
+            eval_sets=["test", "digits"],
+            al={"query_size": 10, "rounds": 3},
+            train={"lr": 3e-3, "batch_size": 32},
+            data={"train_limit": 200, "eval_limit": 100},
+        ),
+    )
     specs = expand_grid(cfg)
     bad = specs[0].model_copy(update={"al": specs[0].al.model_copy(update={"initial_size": 1000})})
     serial = run_experiments(cfg, tmp_path / "serial", progress=False, fail_fast=True)

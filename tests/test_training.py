@@ -188,3 +188,40 @@ def test_segmentation_fit_with_ignore_index_and_class_weights() -> None:
     )
     assert record.epochs == 150
     assert evaluate_accuracy(model, Split(images, masks), ignore_index=255) > 0.9
+
+
+def test_a_step_budget_ends_mid_epoch_and_the_batch_transform_sees_every_batch():
+    data = _blobs(40)  # batch 16: 3 batches per epoch
+    seen: list[tuple[int, torch.Generator]] = []
+
+    def transform(x, y, generator):
+        seen.append((x.shape[0], generator))
+        return x.flip(-1), y
+
+    recorder = Recorder()
+    record = fit(
+        _model(),
+        data,
+        TrainConfig(epochs=5, batch_size=16, target_accuracy=None),
+        seed=3,
+        callbacks=[recorder],
+        max_steps=5,
+        batch_transform=transform,
+    )
+    assert (record.steps, record.epochs) == (5, 2)  # 3 steps of epoch 1, 2 of epoch 2, then it stops
+    assert [b for b, _ in seen] == [16, 16, 8, 16, 16]
+    assert all(isinstance(g, torch.Generator) and g is seen[0][1] for _, g in seen)
+    assert recorder.steps == [(1, 1), (1, 2), (1, 3), (2, 4), (2, 5)]
+    assert recorder.epochs == [(1, 3), (2, 5)]  # the cut epoch still ends
+
+
+def test_a_step_budget_at_an_epoch_boundary_starts_no_empty_epoch():
+    recorder = Recorder()
+    record = fit(
+        _model(),
+        _blobs(32),
+        TrainConfig(epochs=4, batch_size=16, target_accuracy=None),
+        callbacks=[recorder],
+        max_steps=4,
+    )
+    assert (record.steps, record.epochs) == (4, 2) and recorder.epochs == [(1, 2), (2, 4)]

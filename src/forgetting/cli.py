@@ -66,6 +66,14 @@ def _setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
+#: The ``--verbose`` option of every command.
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+#: The ``--device`` option of the commands that run a config.
+DeviceOverride = Annotated[
+    str | None, typer.Option("--device", help="Override the config's device (cpu, cuda, cuda:1, mps).")
+]
+
+
 def _set_verbose(verbose: bool) -> None:
     _LOG_FILTER.verbose = verbose
     if _handler is not None:
@@ -138,9 +146,7 @@ def run(
         bool,
         typer.Option("--dry-run", help="Show the expanded grid and an estimate of the work; run nothing."),
     ] = False,
-    device: Annotated[
-        str | None, typer.Option("--device", help="Override the config's device (cpu, cuda, cuda:1, mps).")
-    ] = None,
+    device: DeviceOverride = None,
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Write the HTML report at the end.")
     ] = True,
@@ -152,7 +158,7 @@ def run(
             "again from round 0, e.g. after a damaged arrays/<id>/round-*.npz.",
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run an experiment grid (resumable: rerun the same command to continue), then write the report.
 
@@ -257,10 +263,8 @@ def maps_cmd(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/maps).")
     ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="Override the config's device (cpu, cuda, cuda:1, mps).")
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    device: DeviceOverride = None,
+    verbose: Verbose = False,
 ) -> None:
     """Forgetting maps for segmentation: train with per-pixel tracking, analyse the maps, write the report."""
     from forgetting.segmentation import default_maps_config, load_maps_config, run_forgetting_maps
@@ -347,10 +351,8 @@ def profile_cmd(
             "without a random F; report test accuracy for both (F, or several: 0.1,0.2,0.3).",
         ),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="Override the config's device (cpu, cuda, cuda:1, mps).")
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    device: DeviceOverride = None,
+    verbose: Verbose = False,
 ) -> None:
     """Explain a classifier: per-sample forgetting, data map, AUM and likely label errors; pruning."""
     from forgetting.profile.config import ProfileConfig, load_profile_config, run_profile_config
@@ -419,7 +421,7 @@ def report_cmd(
             "with stored query images).",
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Write the HTML report of a run directory (report/index.html) and print its path."""
     from forgetting.experiments import write_report
@@ -433,7 +435,7 @@ def report_cmd(
 
 
 @app.command()
-def datasets(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def datasets(verbose: Verbose = False) -> None:
     """Which datasets are available here, where they come from, and what the missing ones need."""
     from forgetting.data import dataset_report
 
@@ -559,7 +561,7 @@ def init_project_cmd(
         str | None, typer.Option(help="Resize folder images to this size: SIDE or HEIGHT,WIDTH.")
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: the best).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Create a labelling project for your own images (settings in DIR/forgetting.toml)."""
     from forgetting.annotate import init_project
@@ -620,7 +622,7 @@ def query(
         int, typer.Option(min=0, help="Query seed: the same labels and seed give the same list.")
     ] = 0,
     force: Annotated[bool, typer.Option("--force", help="Recompute even if this query is on disk.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Train on the labelled images, rank the unlabelled ones, and write the next ones to label."""
     from forgetting.annotate import LabelingProject
@@ -679,7 +681,7 @@ def label(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace labels that contradict the project's.")
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Add returned labels (or masks) to a project (safe to repeat: labels already there are skipped)."""
     from forgetting.annotate import LabelingProject
@@ -803,7 +805,7 @@ def serve_cmd(
             "token Label Studio sends when it connects, valid when legacy tokens are enabled).",
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Serve a project as a Label Studio ML backend: predictions ranked by the strategy, labels imported from
     Label Studio's webhooks, and a new round (retrain, re-rank) after every --every new labels.
@@ -857,7 +859,7 @@ def augment_cmd(
     seeds: Annotated[
         str | None, typer.Option("--seeds", help="Comma-separated seeds, overriding the config (e.g. 0,1,2).")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Forgetting-guided augmentation: baseline, maps, restyled forgotten regions, retrain; before/after."""
     from forgetting.segmentation.augment_protocol import (

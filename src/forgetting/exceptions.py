@@ -107,3 +107,20 @@ def check_choice(key: str, value: object, allowed: tuple[str, ...] | list[str]) 
     """Raise a :class:`ConfigError` naming ``key`` and the allowed values unless ``value`` is one of them."""
     if value not in allowed:
         raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {list(allowed)}")
+
+
+class InputError(ForgettingError, ValueError):
+    """An array or value handed to a function is not what it accepts (its values, range or length); the
+    message names the argument and what is allowed."""
+
+
+class ShapeError(InputError):
+    """An array or tensor has the wrong shape (or number of dimensions) for the function it was given to; the
+    message names the argument, the expected shape and the one received."""
+
+
+class NotInStoreError(ForgettingError, KeyError):
+    """A results store holds no experiment (or round) of that id; the message names the store file."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; this one reads as a sentence
+        return str(self.args[0]) if self.args else ""

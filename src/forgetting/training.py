@@ -438,6 +438,11 @@ def finite_parameters(model: nn.Module) -> torch.Tensor:
     return torch.stack(flags).all()
 
 
+#: A batch transform for :func:`fit`: ``(x [B, C, H, W] float, y [B] or [B, H, W] int64, torch.Generator)
+#: -> (x, y)``; it draws any randomness from the generator it is given (the run's, seeded), on the host.
+BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
 def fit(
     model: nn.Module,
     data: DataSource,
@@ -448,6 +453,8 @@ def fit(
     class_weights: torch.Tensor | None = None,
     ignore_index: int | None = None,
     num_workers: int = 0,
+    max_steps: int | None = None,
+    batch_transform: BatchTransform | None = None,
 ) -> TrainRecord:
     """Train ``model`` on ``data`` in place.
 
@@ -469,6 +476,12 @@ def fit(
         class_weights: float ``[K]`` cross-entropy weights (segmentation with rare classes).
         ignore_index: target value that contributes no loss and no accuracy.
         num_workers: DataLoader workers for a lazy ``data``.
+        max_steps: a step budget: training stops after this many optimizer steps, in the middle of an epoch
+            if need be (the epoch still ends: its callbacks run). The stopping rule still bounds the epochs,
+            so give ``config.epochs`` at least ``ceil(max_steps / batches per epoch)``.
+        batch_transform: called on every training batch after the built-in augmentation, as
+            ``x, y = batch_transform(x, y, generator)`` with the run's seeded generator (see
+            :data:`BatchTransform`), e.g. the augmentation protocol's rotations and flips.
 
     Returns:
         A :class:`TrainRecord`.
@@ -559,6 +572,8 @@ def fit(
                         generator=generator,
                         ignore_index=loss_ignore,
                     )
+                if batch_transform is not None:
+                    x, y = batch_transform(x, y, generator)
                 with autocast_context(device):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, weight=weights, ignore_index=loss_ignore)
@@ -589,6 +604,8 @@ def fit(
                         cb.on_step_end(model, epoch=epoch, step=step)
                     track_seconds += time.perf_counter() - t
                     model.train()
+                if max_steps is not None and step >= max_steps:
+                    break  # the step budget is spent: end this epoch now
             finite &= finite_parameters(model)
             epoch_loss = float(loss_sum) / max(int(counted), 1)  # the one sync of the epoch
             if not bool(finite):
@@ -613,7 +630,9 @@ def fit(
                 track_seconds += time.perf_counter() - t
             if rule.epoch_end(eval_accuracy):  # the callbacks have seen the epoch (also when this raises)
                 break
-        if rule.reached is False:
+            if max_steps is not None and step >= max_steps:
+                break
+        if rule.reached is False and (max_steps is None or step < max_steps):
             logger.info(
                 "stopped at max_epochs=%d with training accuracy %.3f < target %.3f",
                 config.max_epochs,

@@ -27,6 +27,7 @@ from forgetting._csv import csv_text
 from forgetting._io import atomic_write_bytes, atomic_write_text
 from forgetting.annotate import label_studio
 from forgetting.annotate.results import RankedItem
+from forgetting.exceptions import InputError
 
 __all__ = [
     "CSV_COLUMNS",
@@ -69,7 +70,7 @@ _IGNORED_RGB = (187, 187, 187)  # grey: pixels outside the classes (the ignore i
 def _as_hwc(image_C_H_W: np.ndarray | torch.Tensor) -> np.ndarray:
     array = image_C_H_W.cpu().numpy() if isinstance(image_C_H_W, torch.Tensor) else np.asarray(image_C_H_W)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[0] not in (1, 3, 4):
-        raise ValueError(
+        raise InputError(
             f"expected a uint8 [C, H, W] image with C in 1, 3, 4; got {array.dtype} {array.shape}"
         )
     hwc = np.ascontiguousarray(array.transpose(1, 2, 0))

@@ -31,7 +31,7 @@ import numpy as np
 
 from forgetting.annotate import rle
 from forgetting.annotate.results import RankedItem
-from forgetting.exceptions import LabelImportError
+from forgetting.exceptions import LabelImportError, ShapeError
 
 __all__ = [
     "BRUSH_TYPES",
@@ -102,7 +102,7 @@ def brush_results(mask_H_W: np.ndarray, classes: Sequence[str]) -> list[dict[str
     """
     mask = np.asarray(mask_H_W)
     if mask.ndim != 2:
-        raise ValueError(f"a mask is [H, W], got shape {list(mask.shape)}")
+        raise ShapeError(f"a mask is [H, W], got shape {list(mask.shape)}")
     height, width = (int(v) for v in mask.shape)
     present = np.unique(mask[(mask >= 0) & (mask < len(classes))]).tolist()
     return [

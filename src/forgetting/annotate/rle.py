@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from forgetting.exceptions import LabelImportError
+from forgetting.exceptions import InputError, LabelImportError
 
 __all__ = ["RLE_SIZES", "WORD_SIZE", "decode", "decode_alpha", "encode", "encode_mask"]
 
@@ -50,7 +50,7 @@ def encode(values: np.ndarray) -> list[int]:
     flat = np.ascontiguousarray(values, dtype=np.uint8).reshape(-1)
     n = int(flat.size)
     if n >= 1 << 32:
-        raise ValueError(f"an RLE holds fewer than 2**32 values, got {n}")
+        raise InputError(f"an RLE holds fewer than 2**32 values, got {n}")
     starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1]) if n else np.zeros(0, np.int64)
     lengths = np.diff(np.append(starts, n)).astype(np.int64)
     words = flat[starts].astype(np.int64)

@@ -33,7 +33,7 @@ from forgetting.data.formats import (
 )
 from forgetting.data.registry import register_dataset
 from forgetting.data.splits import split_dataset
-from forgetting.exceptions import DatasetFormatError, DatasetNotFoundError
+from forgetting.exceptions import DatasetFormatError, DatasetNotFoundError, ShapeError
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def mnist_style(
     """
     n, _, h, w = images_N_1_h_w.shape
     if h != w:
-        raise ValueError(f"mnist_style needs square images, got {h}x{w}")
+        raise ShapeError(f"mnist_style needs square images, got {h}x{w}")
     x = images_N_1_h_w.float()
     mass = x.sum(dim=(1, 2, 3)).clamp_min(1e-12)
     centres = torch.arange(h, dtype=torch.float32) + 0.5  # pixel centres in input pixel units

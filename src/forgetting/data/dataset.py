@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from forgetting.data.source import TensorSource
+from forgetting.exceptions import InputError, UnknownNameError
 
 Task = Literal["classification", "segmentation"]
 
@@ -34,13 +35,13 @@ class Split(TensorSource):
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(
+            raise InputError(
                 f"images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}"
             )
         if self.targets is None or self.targets.dtype != torch.int64:
-            raise ValueError(f"targets must be int64, got {getattr(self.targets, 'dtype', None)}")
+            raise InputError(f"targets must be int64, got {getattr(self.targets, 'dtype', None)}")
         if self.targets.shape[0] != self.images.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"images and targets disagree on N: {self.images.shape[0]} vs {self.targets.shape[0]}"
             )
 
@@ -105,5 +106,7 @@ class Dataset:
             parts = list(self.splits.values())
             return Split(torch.cat([p.images for p in parts]), torch.cat([p.targets for p in parts]))
         if name not in self.splits:
-            raise KeyError(f"dataset {self.name!r} has no split {name!r}; splits: {sorted(self.splits)}")
+            raise UnknownNameError(
+                f"dataset {self.name!r} has no split {name!r}; splits: {sorted(self.splits)}"
+            )
         return self.splits[name]

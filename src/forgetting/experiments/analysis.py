@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from forgetting.exceptions import ShapeError
 from forgetting.experiments.store import ExperimentRow, ResultStore
 
 __all__ = [
@@ -113,7 +114,7 @@ def aubc(n_labeled: Sequence[float] | np.ndarray, accuracy: Sequence[float] | np
     x = np.asarray(n_labeled, dtype=np.float64)
     y = np.asarray(accuracy, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"n_labeled {x.shape} and accuracy {y.shape} must be 1-D of equal length")
+        raise ShapeError(f"n_labeled {x.shape} and accuracy {y.shape} must be 1-D of equal length")
     if x.size == 0 or np.isnan(y).any():
         return math.nan
     if x.size == 1 or x[-1] == x[0]:

@@ -72,7 +72,7 @@ from pydantic import (
 )
 
 from forgetting._config import read_config_file, validate_toml
-from forgetting.exceptions import ConfigError, UnknownNameError
+from forgetting.exceptions import ConfigError, ForgettingError, UnknownNameError
 
 __all__ = [
     "BACKENDS",
@@ -608,7 +608,7 @@ def _registry(kind: str) -> list[str]:
         from forgetting.strategies import list_strategies
 
         return list(list_strategies())
-    raise ValueError(f"unknown registry kind {kind!r}")
+    raise ForgettingError(f"unknown registry kind {kind!r}")  # an internal call, never user input
 
 
 def _check_names(values: Sequence[str], known: Sequence[str], key: str, kind: str, source: str) -> None:

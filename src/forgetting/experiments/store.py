@@ -39,7 +39,7 @@ import numpy as np
 
 from forgetting._csv import csv_text
 from forgetting._io import NUMPY_READ_ERRORS, atomic_savez, atomic_write_text, describe_numpy_error
-from forgetting.exceptions import ForgettingError, StoreCorruptError
+from forgetting.exceptions import ForgettingError, InputError, NotInStoreError, StoreCorruptError
 from forgetting.experiments.config import ExperimentSpec
 from forgetting.exports import write_csv
 from forgetting.records import RoundRecord, TrainRecord
@@ -402,7 +402,7 @@ class ResultStore:
         with self._transaction() as c:
             cur = c.execute(sql, (*params, experiment_id))
             if cur.rowcount != 1:
-                raise KeyError(f"no experiment {experiment_id!r} in {self.db_path}")
+                raise NotInStoreError(f"no experiment {experiment_id!r} in {self.db_path}")
 
     def mark_started(self, experiment_id: str) -> None:
         """Status ``running``; ``started`` keeps the time of the first session."""
@@ -468,7 +468,7 @@ class ResultStore:
         for row in self.experiments():
             if row.id == experiment_id:
                 return row
-        raise KeyError(f"no experiment {experiment_id!r} in {self.db_path}")
+        raise NotInStoreError(f"no experiment {experiment_id!r} in {self.db_path}")
 
     # -- rounds ---------------------------------------------------------------------------------------
     def _arrays_path(self, experiment_id: str, round_: int) -> Path:
@@ -511,7 +511,7 @@ class ResultStore:
         q_idx = np.asarray(record.query_indices, dtype=np.int64).reshape(-1)
         q_score = np.asarray(record.query_scores, dtype=np.float64).reshape(-1)
         if q_idx.shape != q_score.shape:
-            raise ValueError(
+            raise InputError(
                 f"round {record.round}: query_indices {q_idx.shape} and query_scores {q_score.shape} differ"
             )
         try:
@@ -583,8 +583,16 @@ class ResultStore:
     def _load_round(self, experiment_id: str, round_: int, *, arrays: bool) -> RoundRecord:
         rows = self.load_rounds(experiment_id, arrays=arrays, rounds=[round_])
         if not rows:
-            raise KeyError(f"experiment {experiment_id!r} has no round {round_}")
+            raise NotInStoreError(f"experiment {experiment_id!r} has no round {round_}")
         return rows[0]
+
+    def queries(self) -> dict[str, list[list[int]]]:
+        """Per experiment id (in insertion order): the pool indices queried in each stored round, in order
+        (the last round of a finished experiment queries nothing)."""
+        return {
+            row.id: [r.query_indices.tolist() for r in self.load_rounds(row.id, arrays=False)]
+            for row in self.experiments()
+        }
 
     @_guarded
     def load_rounds(
@@ -727,7 +735,7 @@ class ResultStore:
                 (experiment_id,),
             )
             if cur.rowcount != 1:
-                raise KeyError(f"no experiment {experiment_id!r} in {self.db_path}")
+                raise NotInStoreError(f"no experiment {experiment_id!r} in {self.db_path}")
         shutil.rmtree(self.root / "arrays" / experiment_id, ignore_errors=True)
         return int(n)
 

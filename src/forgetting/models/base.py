@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
+from forgetting.exceptions import ShapeError
+
 __all__ = [
     "Classifier",
     "Segmenter",
@@ -106,7 +108,7 @@ class Segmenter(nn.Module, abc.ABC):
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Replicate-pad ``[B, C, H, W]`` bottom/right so that H and W are multiples of ``multiple``."""
         if x.dim() != 4:
-            raise ValueError(
+            raise ShapeError(
                 f"{type(self).__name__} expects a 4-D input [B, C, H, W]; got shape {tuple(x.shape)}"
             )
         h, w = x.shape[-2:]

@@ -47,7 +47,7 @@ from torch import nn
 
 from forgetting.data.source import DataSource, TensorSource
 from forgetting.events import EventTracker
-from forgetting.exceptions import ConfigError, check_choice
+from forgetting.exceptions import ConfigError, InputError, ShapeError, check_choice
 from forgetting.inference import (
     autocast_context,
     default_batch_size,
@@ -201,7 +201,7 @@ class PixelScoreReducer:
             valid_B_H_W: bool pixels to count; default all.
         """
         if scores_B_H_W.ndim != 3:
-            raise ValueError(f"pixel scores must be [B, H, W], got shape {tuple(scores_B_H_W.shape)}")
+            raise ShapeError(f"pixel scores must be [B, H, W], got shape {tuple(scores_B_H_W.shape)}")
         device = self._device or scores_B_H_W.device
         if self._state is None:
             self._state = self._allocate(device)
@@ -217,7 +217,7 @@ class PixelScoreReducer:
         st = self._state
         if self.reduction == "class-balanced":
             if pred_B_H_W is None:
-                raise ValueError("reduction 'class-balanced' needs the predicted classes of the pixels")
+                raise InputError("reduction 'class-balanced' needs the predicted classes of the pixels")
             k = self.num_classes
             pred = pred_B_H_W.to(device=device, dtype=torch.int64).reshape(b, -1)
             slot = torch.where(valid & (pred >= 0) & (pred < k), pred, k)
@@ -280,7 +280,7 @@ def reduce_pixel_scores(
         batch_size: sections per vectorised chunk (bounds the temporaries).
     """
     if scores_N_H_W.ndim != 3:
-        raise ValueError(f"pixel scores must be [N, H, W], got shape {tuple(scores_N_H_W.shape)}")
+        raise ShapeError(f"pixel scores must be [N, H, W], got shape {tuple(scores_N_H_W.shape)}")
     if num_classes is None:
         num_classes = int(pred_N_H_W.max()) + 1 if pred_N_H_W is not None and pred_N_H_W.numel() else 1
     n = int(scores_N_H_W.shape[0])

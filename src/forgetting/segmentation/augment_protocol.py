@@ -29,6 +29,7 @@ accuracy, mIoU, per-class accuracy and IoU, and the count and area of the freque
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -49,8 +50,7 @@ from forgetting._config import read_config_file, validate_toml
 from forgetting._io import make_directory
 from forgetting._lock import directory_lock
 from forgetting.data.dataset import Split
-from forgetting.exceptions import ConfigError, UnknownNameError
-from forgetting.inference import to_input
+from forgetting.exceptions import ConfigError, ForgettingError, UnknownNameError
 from forgetting.observe import ObservationCallback
 from forgetting.segmentation.augment import (
     STYLE_TRANSFERS,
@@ -316,51 +316,45 @@ def train_steps(
     flips: Literal["none", "lr", "lr+ud"] = "lr",
     seed: int,
     observers: Sequence[ObservationCallback] = (),
-    observe_every: int = 1,
 ) -> float:
-    """Train exactly ``steps`` Adam steps on successive seeded shuffles of the set; returns the seconds.
+    """Train exactly ``steps`` Adam steps with :func:`forgetting.training.fit` (its step budget); returns
+    the training seconds (the observers' time excluded).
 
-    Batches are consecutive slices of a permutation (the last one of a shuffle may be smaller, as in
-    :func:`forgetting.training.fit`); a new permutation starts when one is used up. With ``standard`` each
-    batch goes through :func:`standard_augment` (``rotation`` degrees, ``flips``). ``observers`` run every
-    ``observe_every`` steps (their wall time is not counted).
+    The batches are fit's: consecutive slices of a seeded permutation of the set, a new one per epoch (the
+    last batch of an epoch may be smaller), so the step budget ends in the middle of an epoch when the set
+    does not divide it. With ``standard`` each batch goes through :func:`standard_augment` (``rotation``
+    degrees, ``flips``), drawing from fit's generator. ``observers`` observe at their own cadence (the
+    protocol's observe every ``steps / epochs`` steps, ``unit="step"``).
     """
-    device = next(model.parameters()).device
-    images = images_N_C_H_W.to(device)
-    masks = masks_N_H_W.to(device)
-    n = int(images.shape[0])
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    weights = class_weights.to(device)
+    from forgetting.training import TrainConfig, fit
+
+    n = int(images_N_C_H_W.shape[0])
+    config = TrainConfig(
+        lr=lr,
+        batch_size=batch_size,
+        epochs=math.ceil(steps / math.ceil(n / batch_size)),
+        target_accuracy=None,
+    )
     loss_ignore = ignore_index if ignore_index is not None else -100
-    order = torch.randperm(n, generator=generator)
-    pos = 0
-    seconds = 0.0
-    for obs in observers:
-        obs.on_train_begin(model)
-    tick = time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        model.train()
-        for step in range(1, steps + 1):
-            if pos >= n:
-                order, pos = torch.randperm(n, generator=generator), 0
-            idx = order[pos : pos + batch_size].to(device)
-            pos += batch_size
-            x, y = to_input(images[idx]), masks[idx]
-            if standard:
-                x, y = standard_augment(x, y, generator, rotation=rotation, flips=flips, fill=loss_ignore)
-            loss = F.cross_entropy(model(x), y, weight=weights, ignore_index=loss_ignore)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if observers and step % observe_every == 0:
-                seconds += time.perf_counter() - tick
-                for obs in observers:
-                    obs.observe(model, epoch=step // observe_every)
-                model.train()
-                tick = time.perf_counter()
-    return seconds + time.perf_counter() - tick
+    transform = (
+        functools.partial(standard_augment, rotation=rotation, flips=flips, fill=loss_ignore)
+        if standard
+        else None
+    )
+    record = fit(
+        model,
+        Split(images_N_C_H_W, masks_N_H_W),
+        config,
+        seed=seed,
+        callbacks=observers,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        max_steps=steps,
+        batch_transform=transform,
+    )
+    if record.steps != steps:
+        raise ForgettingError(f"train_steps: {record.steps} steps taken instead of {steps}")
+    return record.seconds
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -523,7 +517,6 @@ def run_arm(
         flips=config.train.standard_flips,
         seed=seed,
         observers=observers,
-        observe_every=observe_every,
     )
     record: dict[str, Any] = {"sections": len(sections), "steps": steps, "seconds": round(seconds, 2)}
     pred, _ = predict_segmentation(model, data.test.images, batch_size=config.train.eval_batch_size)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 
+from forgetting.exceptions import ShapeError
 from forgetting.strategies.base import Input, Selection, SelectionKind, StrategyInputs
 from forgetting.strategies.common import (
     CHUNK_ELEMENTS,
@@ -28,7 +29,7 @@ __all__ = ["BaldStrategy", "BatchBaldStrategy", "bald_scores", "batchbald_select
 
 def _check_mc(mc_probs_K_N_C: torch.Tensor) -> torch.Tensor:
     if mc_probs_K_N_C.ndim != 3:
-        raise ValueError(f"MC probabilities must be [K, N, C], got shape {tuple(mc_probs_K_N_C.shape)}")
+        raise ShapeError(f"MC probabilities must be [K, N, C], got shape {tuple(mc_probs_K_N_C.shape)}")
     return mc_probs_K_N_C
 
 

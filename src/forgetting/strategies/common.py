@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from forgetting.exceptions import ConfigError, PoolExhaustedError
+from forgetting.exceptions import ConfigError, InputError, PoolExhaustedError, ShapeError
 
 #: Element budget of one chunked temporary (e.g. a block of a distance matrix): 2**24 float32 = 64 MiB.
 CHUNK_ELEMENTS = 1 << 24
@@ -57,18 +57,18 @@ def as_numpy_1d(values: Any, name: str) -> np.ndarray:
     else:
         arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D [N], got shape {tuple(arr.shape)}")
+        raise ShapeError(f"{name} must be 1-D [N], got shape {tuple(arr.shape)}")
     return arr
 
 
 def check_rows(tensor: torch.Tensor, name: str, n_pool: int, ndim: int, row_dim: int = 0) -> torch.Tensor:
     """Check that ``tensor`` has ``ndim`` dimensions and ``n_pool`` rows along ``row_dim``; return it."""
     if tensor.ndim != ndim:
-        raise ValueError(
+        raise ShapeError(
             f"strategy input {name} must have {ndim} dimensions, got shape {tuple(tensor.shape)}"
         )
     if tensor.shape[row_dim] != n_pool:
-        raise ValueError(
+        raise InputError(
             f"strategy input {name} has {tensor.shape[row_dim]} pool rows (dim {row_dim}) "
             f"but n_pool is {n_pool}; every input must be aligned with the pool"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from forgetting.exceptions import ShapeError
 from forgetting.strategies.base import Input, Selection, SelectionKind, StrategyInputs
 from forgetting.strategies.common import check_n, check_rows, working_float
 from forgetting.strategies.scored import ScoredStrategy
@@ -25,7 +26,7 @@ def _embeddings(inputs: StrategyInputs) -> torch.Tensor:
 def _labeled_embeddings(inputs: StrategyInputs, dim: int) -> torch.Tensor:
     labeled = inputs.require("labeled_embeddings_L_D")
     if labeled.ndim != 2 or (labeled.shape[0] > 0 and labeled.shape[1] != dim):
-        raise ValueError(
+        raise ShapeError(
             f"labeled_embeddings_L_D must be [L, {dim}] like embeddings_N_D (L may be 0), "
             f"got shape {tuple(labeled.shape)}"
         )

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from forgetting._io import NUMPY_READ_ERRORS, describe_numpy_error
-from forgetting.exceptions import ConfigError
+from forgetting.exceptions import ConfigError, InputError
 from forgetting.strategies.base import Input, Selection, SelectionKind, StrategyInputs
 from forgetting.strategies.common import check_n, check_rows, positive_int_option
 from forgetting.strategies.scored import ScoredStrategy
@@ -152,7 +152,7 @@ class CountStrategy(ScoredStrategy):
         idx = pool_indices.detach().cpu().numpy() if isinstance(pool_indices, torch.Tensor) else pool_indices
         idx = np.asarray(idx)
         if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
-            raise ValueError(
+            raise InputError(
                 f"pool_indices must be a 1-D integer array, got dtype {idx.dtype} shape {idx.shape}"
             )
         size = self._precomputed.size

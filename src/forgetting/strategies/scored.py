@@ -7,6 +7,7 @@ from abc import abstractmethod
 import numpy as np
 import torch
 
+from forgetting.exceptions import InputError
 from forgetting.strategies.base import Selection, SelectionKind, Strategy, StrategyInputs
 from forgetting.strategies.common import as_numpy_1d, check_n
 from forgetting.strategies.selectors import select_top_k
@@ -39,7 +40,7 @@ class ScoredStrategy(Strategy):
         raw = self.score(inputs) if inputs.scores_N is None else inputs.scores_N
         scores = as_numpy_1d(raw, f"{self.name} scores")
         if scores.size != inputs.n_pool:
-            raise ValueError(f"{self.name} produced {scores.size} scores for a pool of {inputs.n_pool}")
+            raise InputError(f"{self.name} produced {scores.size} scores for a pool of {inputs.n_pool}")
         return scores
 
     def select(self, inputs: StrategyInputs, n: int, *, seed: int) -> Selection:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-from forgetting.exceptions import ConfigError
+from forgetting.exceptions import ConfigError, InputError, ShapeError
 from forgetting.strategies.common import (
     CHUNK_ELEMENTS,
     as_numpy_1d,
@@ -132,7 +132,7 @@ def select_top_k(
     if secondary is not None:
         second = as_numpy_1d(secondary, "secondary")
         if second.size != values.size:
-            raise ValueError(f"secondary has {second.size} elements but scores has {values.size}")
+            raise InputError(f"secondary has {second.size} elements but scores has {values.size}")
         second = _nan_to_lowest(second)
     return _top_k(_nan_to_lowest(values), n, rng, second)
 
@@ -171,7 +171,7 @@ def sample_without_replacement(weights: np.ndarray | torch.Tensor, n: int, *, se
     w = as_numpy_1d(weights, "weights")
     n = check_n(n, w.size)
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weights must be finite and non-negative")
+        raise InputError("weights must be finite and non-negative")
     rng = np.random.default_rng(check_seed(seed))
     with np.errstate(divide="ignore"):
         return _gumbel_top_k(np.log(w), n, rng)
@@ -180,9 +180,9 @@ def sample_without_replacement(weights: np.ndarray | torch.Tensor, n: int, *, se
 def _check_counts(counts: np.ndarray | torch.Tensor, rule: str) -> np.ndarray:
     c = as_numpy_1d(counts, "counts")
     if not np.all(np.isfinite(c)):
-        raise ValueError("counts must be finite; NaN or inf found")
+        raise InputError("counts must be finite; NaN or inf found")
     if c.size and np.any(c < 0):
-        raise ValueError(f"counts must be non-negative for {rule}; the smallest is {c.min()}")
+        raise InputError(f"counts must be non-negative for {rule}; the smallest is {c.min()}")
     return c
 
 
@@ -414,7 +414,7 @@ def gauss_select(
     if max_fit_samples < 2:
         raise ConfigError(f"max_fit_samples must be >= 2, got {max_fit_samples}")
     if not np.all(np.isfinite(x)):
-        raise ValueError(f"counts must be finite; found {int((~np.isfinite(x)).sum())} NaN or inf values")
+        raise InputError(f"counts must be finite; found {int((~np.isfinite(x)).sum())} NaN or inf values")
     rng = np.random.default_rng(seed)
     if x.min() == x.max():
         info = GaussInfo(_NAN2, _NAN2, _NAN2, n_high=0, n_fit=0, fallback="all-equal")
@@ -553,7 +553,7 @@ def k_center_greedy(
         int64 ``[n]`` positions in selection order (and the distances when ``return_scores``).
     """
     if features_N_D.ndim != 2:
-        raise ValueError(f"features must be [N, D], got shape {tuple(features_N_D.shape)}")
+        raise ShapeError(f"features must be [N, D], got shape {tuple(features_N_D.shape)}")
     x = working_float(features_N_D)
     n_rows = x.shape[0]
     n = check_n(n, n_rows)
@@ -573,7 +573,7 @@ def k_center_greedy(
     start = 0
     if centers_L_D is not None and centers_L_D.shape[0] > 0:
         if centers_L_D.ndim != 2 or centers_L_D.shape[1] != x.shape[1]:
-            raise ValueError(
+            raise ShapeError(
                 f"centres must be [L, {x.shape[1]}] like the features, got shape {tuple(centers_L_D.shape)}"
             )
         min_d2 = min_distances(x, centers_L_D.to(device=device, dtype=dtype)).square_()
@@ -668,7 +668,7 @@ def kmeans_pp_select(
         int64 ``[n]`` positions in draw order (and the scores when ``return_scores``).
     """
     if features_N_D.ndim != 2:
-        raise ValueError(f"features must be [N, D], got shape {tuple(features_N_D.shape)}")
+        raise ShapeError(f"features must be [N, D], got shape {tuple(features_N_D.shape)}")
     if first not in ("random", "max-norm"):
         raise ConfigError(f"first must be 'random' or 'max-norm', got {first!r}")
     x = working_float(features_N_D)
@@ -695,7 +695,7 @@ def kmeans_pp_select(
 def badge_factors(probs_N_C: torch.Tensor, embeddings_N_D: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``a = onehot(argmax p) - p`` (``[N, C]``) and ``h`` (``[N, D]``) in a common float dtype."""
     if probs_N_C.ndim != 2 or embeddings_N_D.ndim != 2 or probs_N_C.shape[0] != embeddings_N_D.shape[0]:
-        raise ValueError(
+        raise ShapeError(
             "BADGE needs probs [N, C] and embeddings [N, D] with the same N, got "
             f"{tuple(probs_N_C.shape)} and {tuple(embeddings_N_D.shape)}"
         )

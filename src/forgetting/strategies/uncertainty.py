@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from forgetting.exceptions import InputError, ShapeError
 from forgetting.strategies.base import Input, Selection, StrategyInputs
 from forgetting.strategies.common import check_n, check_rows
 from forgetting.strategies.scored import ScoredStrategy
@@ -25,7 +26,7 @@ __all__ = [
 
 def _check_probs(probs_N_C: torch.Tensor) -> torch.Tensor:
     if probs_N_C.ndim != 2 or probs_N_C.shape[1] < 1:
-        raise ValueError(f"probabilities must be [N, C], got shape {tuple(probs_N_C.shape)}")
+        raise ShapeError(f"probabilities must be [N, C], got shape {tuple(probs_N_C.shape)}")
     return probs_N_C if probs_N_C.dtype == torch.float64 else probs_N_C.float()
 
 
@@ -42,7 +43,7 @@ def margin_scores(probs_N_C: torch.Tensor) -> torch.Tensor:
     """
     p = _check_probs(probs_N_C)
     if p.shape[1] < 2:
-        raise ValueError(f"margin needs at least 2 classes, got probabilities of shape {tuple(p.shape)}")
+        raise InputError(f"margin needs at least 2 classes, got probabilities of shape {tuple(p.shape)}")
     top2 = torch.topk(p, k=2, dim=1).values
     return top2[:, 1] - top2[:, 0]
 
