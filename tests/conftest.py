@@ -12,7 +12,7 @@ import pytest
 from tiny_run import stored_queries, tiny, tiny_toml
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config() -> Callable[..., dict[str, Any]]:
     """``tiny_config(**changes)``: the tiny grid as a mapping, for ``parse_config``."""
     return tiny
@@ -31,7 +31,7 @@ def tiny_config_file(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def queries_of() -> Callable[[Path], dict[str, list[list[int]]]]:
     """``queries_of(run_dir)``: per experiment id, the queried indices of each stored round."""
     return stored_queries

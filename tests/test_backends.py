@@ -26,7 +26,7 @@ from forgetting.experiments.config import RaySettings
 from forgetting.experiments.runner import resolve_backend
 from forgetting.records import RoundRecord, TrainRecord
 from round_hooks import RAY_RUNTIME_ENV, FailOnce
-from tiny_run import stored_queries, tiny_toml
+from tiny_run import tiny_toml
 
 TINY = tiny_toml(name="backends-tiny", ray={"num_cpus": 1, "max_retries": 1})
 N_EXPERIMENTS = 4
@@ -90,7 +90,7 @@ def _check_complete(run_dir: Path, n_experiments: int = N_EXPERIMENTS) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(cfg, tmp_path_factory):
+def reference(cfg, tmp_path_factory, queries_of):
     """The queries of the tiny grid run in this process, one experiment after the other."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -100,7 +100,7 @@ def reference(cfg, tmp_path_factory):
     finally:
         torch.set_num_threads(before)
     assert summary.ok and summary.rounds_written == N_EXPERIMENTS * ROUNDS
-    return stored_queries(out)
+    return queries_of(out)
 
 
 def _ray(**kwargs) -> RaySettings:
@@ -111,7 +111,7 @@ def _ray(**kwargs) -> RaySettings:
 # Agreement
 
 
-def test_backends_agree_on_thestored_queries(cfg, reference, ray_local, one_thread, tmp_path):
+def test_backends_agree_on_the_queries(cfg, reference, ray_local, one_thread, tmp_path, queries_of):
     pooled = run_experiments(cfg, tmp_path / "process", backend="process", jobs=2, threads=1, progress=False)
     on_ray = run_experiments(cfg, tmp_path / "ray", backend="ray", progress=False, fail_fast=True)
     for summary in (pooled, on_ray):
@@ -119,8 +119,8 @@ def test_backends_agree_on_thestored_queries(cfg, reference, ray_local, one_thre
     ids = [s.id for s in expand_grid(cfg)]
     assert sorted(reference) == sorted(ids)
     assert all(len(rounds) == ROUNDS and rounds[-1] == [] for rounds in reference.values())
-    assert stored_queries(tmp_path / "process") == reference
-    assert stored_queries(tmp_path / "ray") == reference
+    assert queries_of(tmp_path / "process") == reference
+    assert queries_of(tmp_path / "ray") == reference
     _check_complete(tmp_path / "ray")
     again = run_experiments(cfg, tmp_path / "ray", backend="ray", progress=False)
     assert again.rounds_written == 0 and sorted(again.skipped) == sorted(ids)
@@ -130,7 +130,9 @@ def test_backends_agree_on_thestored_queries(cfg, reference, ray_local, one_thre
 # Retry and resume under Ray
 
 
-def test_ray_retries_failed_tasks_without_duplicates(small, reference, ray_local, fail_once, tmp_path):
+def test_ray_retries_failed_tasks_without_duplicates(
+    small, reference, ray_local, fail_once, tmp_path, queries_of
+):
     arm, hook, raised, crashed = fail_once
     # Each experiment raises after round 0, its retry dies after round 1, the second retry finishes.
     settings = arm(max_retries=2)
@@ -148,10 +150,10 @@ def test_ray_retries_failed_tasks_without_duplicates(small, reference, ray_local
     assert sorted(p.name for p in crashed.iterdir()) == sorted(ids)
     assert summary.ok and summary.rounds_written == len(ids) * ROUNDS
     _check_complete(tmp_path / "run", len(ids))
-    assert stored_queries(tmp_path / "run") == {i: reference[i] for i in ids}
+    assert queries_of(tmp_path / "run") == {i: reference[i] for i in ids}
 
 
-def test_ray_failed_tasks_resume_on_rerun(small, reference, ray_local, fail_once, tmp_path):
+def test_ray_failed_tasks_resume_on_rerun(small, reference, ray_local, fail_once, tmp_path, queries_of):
     arm, hook, _, crashed = fail_once
     out = tmp_path / "run"
     failed = run_experiments(
@@ -172,10 +174,12 @@ def test_ray_failed_tasks_resume_on_rerun(small, reference, ray_local, fail_once
     resumed = run_experiments(small, out, backend="ray", ray_settings=_ray(), progress=False, fail_fast=True)
     assert resumed.ok and resumed.rounds_written == len(ids) * ROUNDS - (len(ids) - 1)
     _check_complete(out, len(ids))
-    assert stored_queries(out) == {i: reference[i] for i in ids}
+    assert queries_of(out) == {i: reference[i] for i in ids}
 
 
-def test_ray_interrupt_leaves_a_resumable_directory(small, reference, ray_local, tmp_path, monkeypatch):
+def test_ray_interrupt_leaves_a_resumable_directory(
+    small, reference, ray_local, tmp_path, monkeypatch, queries_of
+):
     out = tmp_path / "run"
     original = driver_mod.Driver.handle
     rounds_seen = []
@@ -200,7 +204,7 @@ def test_ray_interrupt_leaves_a_resumable_directory(small, reference, ray_local,
     resumed = run_experiments(small, out, backend="ray", ray_settings=_ray(), progress=False, fail_fast=True)
     assert resumed.ok and resumed.rounds_written == 2 * ROUNDS - sum(r.n_rounds for r in rows)
     _check_complete(out, 2)
-    assert stored_queries(out) == {r.id: reference[r.id] for r in rows}
+    assert queries_of(out) == {r.id: reference[r.id] for r in rows}
 
 
 # --------------------------------------------------------------------------------------------------------

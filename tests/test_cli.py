@@ -16,11 +16,11 @@ from forgetting._version import __version__
 from forgetting.cli import app
 from forgetting.experiments.store import ResultStore
 from forgetting.exports import SAMPLE_COLUMNS
-from tiny_run import tiny_toml
 
 runner = CliRunner()
 
-TINY = tiny_toml(name="cli-tiny", eval_sets=["test", "gaussian_noise-2"])
+#: What these tests change in the shared tiny grid (examples/tiny.toml, the conftest fixtures).
+CLI_GRID = {"name": "cli-tiny", "eval_sets": ["test", "gaussian_noise-2"]}
 
 
 def test_version():
@@ -64,9 +64,8 @@ def test_bad_config_exits_2_with_the_key(tmp_path):
     assert result.exit_code == 2 and "does not exist" in " ".join(result.output.split())
 
 
-def test_dry_run_shows_grid_and_work(tmp_path):
-    cfg = tmp_path / "tiny.toml"
-    cfg.write_text(TINY)
+def test_dry_run_shows_grid_and_work(tmp_path, tiny_config_file):
+    cfg = tiny_config_file("tiny.toml", **CLI_GRID)
     result = runner.invoke(app, ["run", str(cfg), "--dry-run"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -94,15 +93,9 @@ def test_dry_run_of_the_paper_example_without_data(tmp_path):
     assert "could not be loaded, its work is not counted" in out
 
 
-def test_dry_run_counts_epochs_without_a_cap(tmp_path):
-    cfg = tmp_path / "uncapped.toml"
-    cfg.write_text(
-        tiny_toml(
-            name="cli-tiny",
-            eval_sets=["test", "gaussian_noise-2"],
-            train={"epochs": None, "max_epochs": "none", "min_epochs": 3},
-        )
-    )
+def test_dry_run_counts_epochs_without_a_cap(tiny_config_file):
+    uncapped = {"epochs": None, "max_epochs": "none", "min_epochs": 3}
+    cfg = tiny_config_file("uncapped.toml", **CLI_GRID, train=uncapped)
     assert 'max_epochs = "none"' in cfg.read_text()
     result = runner.invoke(app, ["run", str(cfg), "--dry-run"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
@@ -110,9 +103,8 @@ def test_dry_run_counts_epochs_without_a_cap(tmp_path):
     assert "training sample passes: 3,600" in result.stdout
 
 
-def test_run_then_report(tmp_path):
-    cfg = tmp_path / "tiny.toml"
-    cfg.write_text(TINY)
+def test_run_then_report(tmp_path, tiny_config_file):
+    cfg = tiny_config_file("tiny.toml", **CLI_GRID)
     out = tmp_path / "run"
     result = runner.invoke(app, ["run", str(cfg), "--out", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
