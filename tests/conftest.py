@@ -20,11 +20,11 @@ def tiny_config() -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def tiny_config_file(tmp_path: Path) -> Callable[..., Path]:
-    """``tiny_config_file(name="cfg.toml", **changes)``: the tiny grid written as a TOML file in
+    """``tiny_config_file(filename="cfg.toml", **changes)``: the tiny grid written as a TOML file in
     ``tmp_path``, for the CLI."""
 
-    def write(name: str = "cfg.toml", **changes: Any) -> Path:
-        path = tmp_path / name
+    def write(filename: str = "cfg.toml", **changes: Any) -> Path:
+        path = tmp_path / filename
         path.write_text(tiny_toml(**changes), encoding="utf-8")
         return path
 
