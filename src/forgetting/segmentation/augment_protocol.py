@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from forgetting._config import read_config_file, validate_toml
 from forgetting._io import make_directory
@@ -62,6 +62,15 @@ from forgetting.segmentation.augment import (
 from forgetting.segmentation.augment_analysis import aggregate, format_table
 from forgetting.segmentation.metrics import SegmentationMetrics, segmentation_metrics
 from forgetting.segmentation.regions import connected_regions, frequently_forgotten
+from forgetting.settings import (
+    ClassWeighting,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    Strict,
+)
 
 __all__ = [
     "ARMS",
@@ -86,24 +95,18 @@ Arm = Literal["baseline", "standard", "ours", "standard+ours"]
 #: The protocol's arms, in report order.
 ARMS: tuple[Arm, ...] = ("baseline", "standard", "ours", "standard+ours")
 
-PositiveInt = Annotated[int, Field(ge=1)]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-
-
-class AugmentData(_Strict):
+class AugmentData(Strict):
     """Section ``[data]``: the dataset's options, splits and seed (fixed across the protocol's seeds)."""
 
     root: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     train_split: str = "train"
     test_split: str = "test"
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    seed: Seed = 0
 
 
-class AugmentTrain(_Strict):
+class AugmentTrain(Strict):
     """Section ``[train]``: the budget shared by every arm (``epochs`` of the original training set).
 
     ``standard_rotation`` (degrees, 0 disables) and ``standard_flips`` (``"none"``, ``"lr"``, ``"lr+ud"``)
@@ -111,26 +114,26 @@ class AugmentTrain(_Strict):
     """
 
     epochs: PositiveInt = 20
-    lr: Annotated[float, Field(gt=0)] = 2e-3
+    lr: PositiveFloat = 2e-3
     batch_size: PositiveInt = 8
-    class_weights: Literal["median", "balanced", "sqrt", "none"] = "median"
+    class_weights: ClassWeighting = "median"
     eval_batch_size: PositiveInt = 16
     standard_rotation: Annotated[float, Field(ge=0, le=90)] = 10.0
     standard_flips: Literal["none", "lr", "lr+ud"] = "lr"
 
 
-class AugmentRegions(_Strict):
+class AugmentRegions(Strict):
     """Section ``[regions]``: which pixels are restyled and how regions are counted in the report."""
 
     tau: PositiveInt = 2
     min_region_area: PositiveInt = 4
     connectivity: Literal[1, 2] = 2
     top_k_sections: PositiveInt | None = None
-    patch_margin: Annotated[int, Field(ge=0)] | None = None
-    soft_sigma: Annotated[float, Field(ge=0)] = 1.0
+    patch_margin: NonNegativeInt | None = None
+    soft_sigma: NonNegativeFloat = 1.0
 
 
-class AugmentStyle(_Strict):
+class AugmentStyle(Strict):
     """Section ``[style]``: the style transfer, its options, the style sources and the copies per section."""
 
     method: str = "fda"
@@ -139,25 +142,23 @@ class AugmentStyle(_Strict):
     copies: PositiveInt = 2
 
 
-class AugmentReportSettings(_Strict):
+class AugmentReportSettings(Strict):
     """Section ``[report]``: example figures of original vs augmented sections."""
 
-    examples: Annotated[int, Field(ge=0)] = 4
+    examples: NonNegativeInt = 4
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(Strict):
     """A ``forgetting augment`` config (TOML). Every key is optional; unknown keys are errors."""
 
     name: str = "augment-seismic"
-    seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(
-        default_factory=lambda: [0, 1, 2], min_length=1
-    )
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     device: str = "auto"
     dataset: str = "seismic-synthetic"
     model: str = "unet"
     model_options: dict[str, Any] = Field(default_factory=dict)
     ignore_index: int | None = 255
-    threads: Annotated[int, Field(ge=0)] = 0
+    threads: NonNegativeInt = 0
     arms: list[Arm] = Field(default_factory=lambda: list(ARMS), min_length=1)
     data: AugmentData = Field(default_factory=AugmentData)
     train: AugmentTrain = Field(default_factory=AugmentTrain)
