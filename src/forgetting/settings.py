@@ -18,6 +18,9 @@ default is a subclass that overrides it, never a copy of the fields.
 * Segmentation: :class:`SegmentationOptions` (what a :class:`~forgetting.segmentation.task.SegmentationTask`
   runs with) and :class:`SegmentationSettings` (section ``[segmentation]``: ``ignore_index`` may also be
   ``"dataset"``); :meth:`SegmentationSettings.to_options` is the one conversion.
+* Tracking: :class:`TrackConfig` (when the loop observes the pool) and :class:`TrackSettings` (section
+  ``[track]``: ``subsample = "all"``, and the input key ``preset``); :meth:`TrackSettings.to_track_config`
+  is the one conversion. The named schedules are :data:`TRACK_PRESETS`.
 
 The runtime models (:class:`TrainConfig`, :class:`SegmentationOptions`) take keyword arguments, convert
 numbers (``lr=1`` is ``1.0``) and raise :class:`~forgetting.exceptions.ConfigError` naming the key and the
@@ -32,22 +35,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from forgetting._config import describe_validation_error
-from forgetting.exceptions import ConfigError
+from forgetting.exceptions import ConfigError, check_choice
 
 __all__ = [
     "ACCURACY_SOURCES",
     "CLASS_WEIGHTING",
+    "DEFAULT_TRACK_PRESET",
+    "FIRST_OBSERVATIONS",
     "OPTIMIZERS",
     "REDUCTIONS",
     "SCHEDULES",
     "SEED_MAX",
+    "SUBSAMPLE_MODES",
+    "TRACK_PRESETS",
     "UNCAPPED_EPOCH_LIMIT",
+    "UNITS",
     "AccuracySource",
     "ClassWeighting",
     "ClassWeights",
+    "FirstObservation",
     "NonNegativeFloat",
     "NonNegativeInt",
     "OptimizerSettings",
@@ -60,9 +69,15 @@ __all__ = [
     "SegmentationOptions",
     "SegmentationSettings",
     "Strict",
+    "Subsample",
+    "SubsampleMode",
+    "TrackConfig",
+    "TrackSettings",
     "TrainConfig",
     "TrainSettings",
+    "Unit",
     "UnitFraction",
+    "check_subsample",
 ]
 
 
@@ -121,12 +136,24 @@ ClassWeighting = Literal["median", "balanced", "sqrt", "none"]
 ClassWeights = ClassWeighting | list[NonNegativeFloat]
 #: How pixel scores become one score per section (see :mod:`forgetting.segmentation.active`).
 Reduction = Literal["mean", "sum", "top-q", "class-balanced"]
+#: What the pool is observed after: every ``every`` epochs or optimizer steps.
+Unit = Literal["epoch", "step"]
+#: How a subsampled observation pass picks its rows (see :class:`TrackConfig`).
+SubsampleMode = Literal["rotating", "fixed", "unstable"]
+#: How the first observation of an element counts: ``"exact"`` (it only initialises) or ``"reference"``
+#: (as the authors' code, against an implicit earlier prediction of class 0 that was incorrect).
+FirstObservation = Literal["exact", "reference"]
+#: A subsample of the pool per observation pass: a fraction in ``(0, 1]``, a count ``>= 1``, or ``"all"``.
+Subsample = float | int | Literal["all"]
 
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 ACCURACY_SOURCES: tuple[str, ...] = get_args(AccuracySource)
 CLASS_WEIGHTING: tuple[str, ...] = get_args(ClassWeighting)
 REDUCTIONS: tuple[str, ...] = get_args(Reduction)
+UNITS: tuple[str, ...] = get_args(Unit)
+SUBSAMPLE_MODES: tuple[str, ...] = get_args(SubsampleMode)
+FIRST_OBSERVATIONS: tuple[str, ...] = get_args(FirstObservation)
 
 #: The hard safety limit of training with ``max_epochs=None`` (no cap, as in the authors' code, which trains
 #: ``while acc < target``): past this many epochs :func:`~forgetting.training.fit` raises
@@ -313,3 +340,136 @@ class SegmentationSettings(_SegmentationFields):
             ignore = self.ignore_index
         fields: Mapping[str, Any] = self.model_dump(exclude={"ignore_index"})
         return SegmentationOptions(ignore_index=ignore, **fields)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Tracking
+
+#: Named observation schedules of the active-learning loop (``TrackConfig.preset(name)``, ``[track] preset``):
+#: values of ``unit``, ``every``, ``subsample`` (``None``: every row) and ``subsample_mode``.
+TRACK_PRESETS: dict[str, dict[str, Any]] = {
+    # The FALSE/GauSS papers' protocol: the whole pool after every epoch.
+    "paper-exact": {"unit": "epoch", "every": 1, "subsample": None, "subsample_mode": "rotating"},
+    # The cheap schedule of issue 12 (benchmarks/dynamics_cost.py): a quarter of the pool after every epoch,
+    # the rows that changed their prediction at their latest observation first.
+    "unstable-25": {"unit": "epoch", "every": 1, "subsample": 0.25, "subsample_mode": "unstable"},
+}
+#: The preset that ``TrackConfig()`` and an experiment config without tracking keys use.
+DEFAULT_TRACK_PRESET = "paper-exact"
+
+
+def check_subsample(v: Subsample | None) -> Subsample | None:
+    """``v`` if it is a valid subsample (a fraction in ``(0, 1]``, a count ``>= 1``, ``"all"`` or ``None``);
+    ``ValueError`` otherwise."""
+    if isinstance(v, float) and not 0.0 < v <= 1.0:
+        raise ValueError(f"a fraction must lie in (0, 1], got {v}")
+    if isinstance(v, int) and v < 1:
+        raise ValueError(f"a sample count must be >= 1, got {v}")
+    return v
+
+
+class _TrackFields(Strict):
+    """The fields of the pool's tracking; the runtime and TOML forms narrow ``subsample``."""
+
+    enabled: bool | None = None
+    unit: Unit = "epoch"
+    every: PositiveInt = 1
+    subsample: Subsample | None = None
+    subsample_mode: SubsampleMode = "rotating"
+    first_observation: FirstObservation = "exact"
+
+
+class TrackConfig(_TrackFields, RuntimeSettings):
+    """When and what to observe while a round trains (what :class:`~forgetting.loop.LoopConfig` runs).
+
+    The pool is observed per element: per sample for classification, per pixel for segmentation (one
+    :class:`~forgetting.events.EventTracker` of shape ``(P, H, W)``).
+
+    The default observes the whole pool after every epoch, as the FALSE/GauSS papers do (preset
+    ``"paper-exact"``). ``TrackConfig.preset("unstable-25")`` observes a quarter of the pool after every
+    epoch, the rows whose prediction changed at their latest observation first: about a sixth of the
+    tracking time, and in ``benchmarks/dynamics_cost.py`` an OOD AUBC 0.1 points below paper-exact on
+    average but not shown to be within 0.5 points (README, "Cheap dynamics"), so it is not the default.
+
+    Attributes:
+        enabled: ``None`` tracks the pool only when the strategy needs dynamics; ``True`` always (for
+            analysis); ``False`` never (a strategy that needs dynamics then fails with a clear error).
+        unit, every: observe after every ``every`` epochs or optimizer steps (a user's training function
+            reports them through ``observer.epoch_end`` / ``observer.step_end``).
+        subsample: observe a seeded subset of the pool per pass: a fraction in (0, 1] or a count.
+        subsample_mode: ``rotating`` draws a new subset each pass; ``fixed`` keeps one subset per round;
+            ``unstable`` spends the same budget on the rows whose prediction changed at their latest
+            observation first (see :meth:`forgetting.observe.ObservationCallback.rows_for_pass`).
+        first_observation: ``"exact"`` (default) or ``"reference"``, a compatibility mode that counts the
+            first observation as the authors' code does (see :class:`~forgetting.events.EventTracker`).
+
+    Raises:
+        ConfigError: a bad or unknown key, naming it (``track.every``) and the allowed values.
+    """
+
+    error_prefix = "track"
+
+    subsample: float | int | None = None
+
+    @classmethod
+    def preset(cls, name: str, *, enabled: bool | None = None) -> TrackConfig:
+        """A named schedule of :data:`TRACK_PRESETS`: ``"paper-exact"`` (the whole pool after every epoch;
+        the default) or ``"unstable-25"`` (a quarter of the pool, unstable rows first)."""
+        check_choice("track preset", name, tuple(TRACK_PRESETS))
+        return cls(enabled=enabled, **TRACK_PRESETS[name])
+
+
+class TrackSettings(_TrackFields):
+    """When the unlabeled pool is observed during training: section ``[track]`` of an experiment config and
+    of a labelling project (:class:`TrackConfig` as TOML spells it: ``subsample = "all"`` for every row).
+
+    The defaults are the preset ``"paper-exact"`` (the whole pool after every epoch). The input key
+    ``preset`` (a name of :data:`TRACK_PRESETS`, e.g. ``"unstable-25"``) stands for its unit, every,
+    subsample and subsample_mode, which must then be left out; it is not stored, so a preset and its
+    spelled-out values are the same experiment. With ``subsample = "all"`` the mode means nothing and is
+    stored as ``"rotating"``, so such experiments keep one id whatever the mode's default.
+
+    ``first_observation = "reference"`` is a compatibility mode: the pool's first observation counts as in
+    the authors' code (a switch whenever the first prediction is not class 0; see
+    ``forgetting.events.EventTracker``), for comparisons with numbers produced by that code. It is left out
+    of the experiment id at its default (``"exact"``).
+    """
+
+    #: Input keys accepted besides the fields (consumed by the preset validator), for error messages.
+    extra_input_keys: ClassVar[tuple[str, ...]] = ("preset",)
+
+    subsample: Subsample = "all"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("subsample") == "all" and "preset" not in data:
+            return {**data, "subsample_mode": "rotating"}
+        if not isinstance(data, Mapping) or "preset" not in data:
+            return data
+        data = dict(data)
+        name = data.pop("preset")
+        if not isinstance(name, str) or name not in TRACK_PRESETS:
+            allowed = ", ".join(map(repr, TRACK_PRESETS))
+            raise ValueError(f"unknown preset {name!r}; allowed values: {allowed}")
+        values = TRACK_PRESETS[name]
+        clash = [k for k in values if k in data]
+        if clash:
+            raise ValueError(
+                f"preset {name!r} sets {', '.join(values)}; drop {', '.join(clash)} or drop the preset"
+            )
+        data.update({k: "all" if v is None else v for k, v in values.items()})
+        return data
+
+    @field_validator("subsample")
+    @classmethod
+    def _subsample_range(cls, v: Subsample) -> Subsample:
+        check_subsample(v)
+        return v
+
+    def to_track_config(self) -> TrackConfig:
+        """The :class:`TrackConfig` of these settings (``subsample = "all"`` becomes ``None``)."""
+        track = self.model_dump()
+        if track["subsample"] == "all":
+            track["subsample"] = None
+        return TrackConfig(**track)

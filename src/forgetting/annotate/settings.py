@@ -32,9 +32,9 @@ A segmentation project (``task = "segmentation"``, model ``unet`` by default) ad
     top_q = 0.1                   # the fraction of pixels top-q averages
     class_weights = "median"      # median, balanced, sqrt, none, or one weight per class
 
-``[train]`` and ``[segmentation]`` are validated by the settings schema, as in experiment configs
-(:class:`~forgetting.settings.TrainSettings`, :class:`~forgetting.settings.SegmentationSettings`), ``[track]``
-by the experiment config's :class:`~forgetting.experiments.config.TrackSettings`.
+``[train]``, ``[track]`` and ``[segmentation]`` are validated by the settings schema, as in experiment
+configs (:class:`~forgetting.settings.TrainSettings`, :class:`~forgetting.settings.TrackSettings` and
+:class:`~forgetting.settings.SegmentationSettings`).
 """
 
 from __future__ import annotations
@@ -51,9 +51,14 @@ from forgetting._config import validate_toml
 from forgetting._io import atomic_write_text
 from forgetting.annotate.sources import ImageSource
 from forgetting.exceptions import ConfigError, ProjectError
-from forgetting.experiments.config import TrackSettings
 from forgetting.loop import LoopConfig
-from forgetting.settings import NonNegativeInt, PositiveInt, SegmentationSettings, TrainSettings
+from forgetting.settings import (
+    NonNegativeInt,
+    PositiveInt,
+    SegmentationSettings,
+    TrackSettings,
+    TrainSettings,
+)
 from forgetting.tasks import Task, get_task
 
 __all__ = [

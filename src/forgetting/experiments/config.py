@@ -60,13 +60,12 @@ import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
     Field,
     field_validator,
-    model_validator,
 )
 
 from forgetting._config import read_config_file, validate_toml
@@ -79,7 +78,11 @@ from forgetting.settings import (
     Reduction,
     Seed,
     SegmentationSettings,
+    Subsample,
+    TrackSettings,
     TrainSettings,
+    Unit,
+    check_subsample,
 )
 from forgetting.settings import Strict as _Strict
 
@@ -136,9 +139,6 @@ def _unique(values: list[Any]) -> list[Any]:
     return values
 
 
-Subsample = float | int | Literal["all"]
-
-
 class ALSettings(_Strict):
     """The active-learning protocol of one experiment (section ``[al]``).
 
@@ -157,77 +157,6 @@ class ALSettings(_Strict):
     mc_samples: PositiveInt = 20
     #: the model layer whose output is the embedding (coreset, badge); ``None``: ``embed`` / ``features``
     embedding_layer: str | None = None
-
-
-class TrackSettings(_Strict):
-    """When the unlabeled pool is observed during training (section ``[track]``).
-
-    The defaults are the preset ``"paper-exact"`` (the whole pool after every epoch). The input key
-    ``preset`` (a name of ``forgetting.observe.TRACK_PRESETS``, e.g. ``"unstable-25"``) stands for its unit,
-    every, subsample and subsample_mode, which must then be left out; it is not stored, so a preset and its
-    spelled-out values are the same experiment. With ``subsample = "all"`` the mode means nothing and is
-    stored as ``"rotating"``, so such experiments keep one id whatever the mode's default.
-
-    ``first_observation = "reference"`` is a compatibility mode: the pool's first observation counts as in
-    the authors' code (a switch whenever the first prediction is not class 0; see
-    ``forgetting.events.EventTracker``), for comparisons with numbers produced by that code. It is left out
-    of the experiment id at its default (``"exact"``).
-    """
-
-    #: Input keys accepted besides the fields (consumed by the preset validator), for error messages.
-    extra_input_keys: ClassVar[tuple[str, ...]] = ("preset",)
-
-    enabled: bool | None = None
-    unit: Literal["epoch", "step"] = "epoch"
-    every: PositiveInt = 1
-    subsample: Subsample = "all"
-    subsample_mode: Literal["rotating", "fixed", "unstable"] = "rotating"
-    first_observation: Literal["exact", "reference"] = "exact"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _expand_preset(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("subsample") == "all" and "preset" not in data:
-            return {**data, "subsample_mode": "rotating"}
-        if not isinstance(data, Mapping) or "preset" not in data:
-            return data
-        from forgetting.observe import TRACK_PRESETS
-
-        data = dict(data)
-        name = data.pop("preset")
-        if not isinstance(name, str) or name not in TRACK_PRESETS:
-            allowed = ", ".join(map(repr, TRACK_PRESETS))
-            raise ValueError(f"unknown preset {name!r}; allowed values: {allowed}")
-        values = TRACK_PRESETS[name]
-        clash = [k for k in values if k in data]
-        if clash:
-            raise ValueError(
-                f"preset {name!r} sets {', '.join(values)}; drop {', '.join(clash)} or drop the preset"
-            )
-        data.update({k: "all" if v is None else v for k, v in values.items()})
-        return data
-
-    @field_validator("subsample")
-    @classmethod
-    def _subsample_range(cls, v: Subsample) -> Subsample:
-        return _check_subsample(v)
-
-    def to_track_config(self) -> Any:
-        """The ``forgetting.loop.TrackConfig`` of these settings (``subsample = "all"`` becomes ``None``)."""
-        from forgetting.loop import TrackConfig
-
-        track = self.model_dump()
-        if track["subsample"] == "all":
-            track["subsample"] = None
-        return TrackConfig(**track)
-
-
-def _check_subsample(v: Subsample) -> Subsample:
-    if isinstance(v, float) and not 0.0 < v <= 1.0:
-        raise ValueError(f"a fraction must lie in (0, 1], got {v}")
-    if isinstance(v, int) and v < 1:
-        raise ValueError(f"a sample count must be >= 1, got {v}")
-    return v
 
 
 class DataSettings(_Strict):
@@ -290,7 +219,7 @@ class _TrainSection(TrainSettings):
 
 
 class _TrackSection(TrackSettings):
-    unit: Annotated[list[Literal["epoch", "step"]], BeforeValidator(_as_list)] = Field(default=["epoch"])  # type: ignore[assignment]
+    unit: Annotated[list[Unit], BeforeValidator(_as_list)] = Field(default=["epoch"])  # type: ignore[assignment]
     every: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = Field(default=[1])  # type: ignore[assignment]
     subsample: Annotated[list[Subsample], BeforeValidator(_as_list)] = Field(default=["all"])  # type: ignore[assignment]
 
@@ -302,7 +231,7 @@ class _TrackSection(TrackSettings):
     @field_validator("subsample")
     @classmethod
     def _subsample_range(cls, v: list[Subsample]) -> list[Subsample]:  # type: ignore[override]
-        return _unique([_check_subsample(x) for x in v])
+        return _unique([check_subsample(x) for x in v])
 
 
 class _SegmentationSection(SegmentationSettings):
