@@ -115,14 +115,14 @@ def test_the_import_graph_counts_function_and_type_checking_imports(tmp_path, mo
 _BARE = {"ValueError", "KeyError", "TypeError", "RuntimeError", "IndexError"}
 #: (module, function) pairs whose bare errors are converted by their caller: model option validators,
 #: whose ValueError text ("an integer >= 1") the model registry turns into a ConfigError naming the option,
-#: and the experiment config's helpers that only its pydantic validators call.
+#: and the settings helpers that only pydantic validators call.
 _CONVERTED_BY_CALLER = {
     ("forgetting.models.registry", "_positive_int"),
     ("forgetting.models.registry", "_probability"),
     ("forgetting.models.registry", "_int_tuple"),
     ("forgetting.models.registry", "check"),
     ("forgetting.experiments.config", "_unique"),
-    ("forgetting.experiments.config", "_check_subsample"),
+    ("forgetting.settings", "check_subsample"),
 }
 
 
@@ -179,3 +179,51 @@ def test_the_bare_raise_check_sees_bare_raises():
         "@field_validator('a')\ndef h(x):\n    raise ValueError('v')\n"
     )
     assert _bare_raises(ast.parse(code), "m") == ["m:2 raise ValueError"]
+
+
+def test_the_settings_schema_depends_on_errors_and_config_helpers_only():
+    """``forgetting.settings`` sits below everything that uses it: the runtime (training, the loop,
+    segmentation) and every config (experiments, maps, augment, profile, labelling projects) import it, it
+    imports none of them, and the labelling projects no longer reach the experiments package for it."""
+    graph = import_graph()
+    assert reachable(graph, "forgetting.settings") <= {"forgetting._config", "forgetting.exceptions"}
+    users = [m for m in graph if "forgetting.settings" in graph[m]]
+    for module in (
+        "forgetting.training",
+        "forgetting.loop",
+        "forgetting.experiments.config",
+        "forgetting.segmentation.maps_config",
+        "forgetting.segmentation.augment_protocol",
+        "forgetting.profile.config",
+        "forgetting.annotate.settings",
+    ):
+        assert module in users, module
+    assert not {m for m in graph["forgetting.annotate.settings"] if m.startswith("forgetting.experiments")}
+
+
+_DEFINED_ONCE = {
+    # the strict pydantic base of a settings section, and the shared value types and choices
+    "strict base": re.compile(r"^class _?Strict\(BaseModel\)"),
+    "value type": re.compile(
+        r"^(PositiveInt|NonNegativeInt|PositiveFloat|NonNegativeFloat|Seed|Subsample|Reduction|"
+        r"ClassWeight\w*|Optimizer|Schedule|Unit|SubsampleMode)\s*=",
+    ),
+    "class-weight choices": re.compile(r"Literal\[\"median\", \"balanced\""),
+    "optimizer choices": re.compile(r"Literal\[\"adam\", \"sgd\"\]"),
+    "schedule choices": re.compile(r"Literal\[\"constant\", \"plateau\", \"cosine\"\]"),
+    "track presets": re.compile(r"^TRACK_PRESETS\b.*="),
+}
+
+
+def test_settings_types_are_defined_once_in_the_settings_module():
+    """The strict base, the value types and the choices of the settings are spelled in
+    ``forgetting/settings.py`` only; every other module imports them."""
+    found: dict[str, list[str]] = {name: [] for name in _DEFINED_ONCE}
+    for path in sorted((SRC / "forgetting").rglob("*.py")):
+        for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for name, pattern in _DEFINED_ONCE.items():
+                if pattern.search(line):
+                    found[name].append(f"{path.relative_to(SRC)}:{no}")
+    for name, places in found.items():
+        assert places, f"the check for {name} finds nothing: it no longer matches the definition"
+        assert {p.split(":")[0] for p in places} == {"forgetting/settings.py"}, (name, places)

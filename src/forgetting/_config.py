@@ -10,7 +10,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -67,16 +67,27 @@ def _section_model(model: type[BaseModel], section: str) -> type[BaseModel] | No
             if isinstance(current, type) and issubclass(current, BaseModel)
             else None
         )
-        current = field.annotation if field is not None else None
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        current = _model_of(field.annotation) if field is not None else None
+        if current is None:
             return None
     return current
 
 
-def _format_loc(loc: Sequence[str | int], raw: Mapping[str, Any]) -> tuple[str, Any]:
-    """A readable key path for a pydantic error location, and the raw value there (or ``...``)."""
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds: itself, or the one model of an optional (``Model | None``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    members = [m for m in get_args(annotation) if m is not type(None)]
+    if len(members) == 1 and isinstance(members[0], type) and issubclass(members[0], BaseModel):
+        return members[0]
+    return None
+
+
+def _format_loc(loc: Sequence[str | int], raw: Mapping[str, Any], prefix: str = "") -> tuple[str, Any]:
+    """A readable key path for a pydantic error location (after ``prefix``), and the raw value there (or
+    ``...``)."""
     parts: list[str | int] = [p for p in loc if not (isinstance(p, str) and _TYPE_TAG.match(p))]
-    text = ""
+    text = prefix
     node: Any = raw
     for p in parts:
         if isinstance(p, int):
@@ -91,23 +102,31 @@ def _format_loc(loc: Sequence[str | int], raw: Mapping[str, Any]) -> tuple[str, 
 
 
 def describe_validation_error(
-    exc: ValidationError, raw: Mapping[str, Any], source: str, model: type[BaseModel], *, what: str = "config"
+    exc: ValidationError,
+    raw: Mapping[str, Any],
+    source: str,
+    model: type[BaseModel],
+    *,
+    what: str = "config",
+    prefix: str = "",
 ) -> str:
     """One line per problem: the key path, the bad value, and the allowed keys (for an unknown key, read off
-    the section's model, plus the input-only keys it lists in ``extra_input_keys``) or allowed values."""
+    the section's model, plus the input-only keys it lists in ``extra_input_keys``) or allowed values.
+
+    ``prefix`` is where ``model`` sits (``"train"``: key paths read ``train.lr``)."""
     lines: list[str] = []
     for err in exc.errors():
-        path, value = _format_loc(err["loc"], raw)
+        path, value = _format_loc(err["loc"], raw, prefix)
         if err["type"] == "extra_forbidden":
             section = path.rsplit(".", 1)[0] if "." in path else ""
-            sub = _section_model(model, section)
+            sub = _section_model(model, section.removeprefix(prefix).lstrip("."))
             allowed = (
                 sorted([*sub.model_fields, *getattr(sub, "extra_input_keys", ())]) if sub is not None else []
             )
             where = f" in [{section}]: " if section else " at the top level: "
             line = f"unknown key `{path}`; allowed keys{where}" + ", ".join(allowed)
         else:
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             ctx = err.get("ctx") or {}
             if err["type"] == "literal_error" and "expected" in ctx:
                 msg = f"allowed values: {ctx['expected']}"

@@ -53,6 +53,7 @@ import torch
 from forgetting._io import NUMPY_READ_ERRORS, atomic_savez, describe_numpy_error
 from forgetting.exceptions import ConfigError, ForgettingError, UnknownNameError
 from forgetting.exports import Table, sample_table, to_frame, write_csv, write_parquet
+from forgetting.settings import FIRST_OBSERVATIONS
 
 __all__ = ["FIRST_OBSERVATIONS", "READOUTS", "EventTracker"]
 
@@ -66,9 +67,6 @@ _KEEP_ON_LABELED = 0xFF & ~(_LAST_CORRECT | _FIRST_CORRECT)
 
 _FORMAT_VERSION = 1
 
-#: How the first observation of an element counts: ``"exact"`` (it only initialises) or ``"reference"``
-#: (as the authors' code, against an implicit earlier prediction of class 0 that was incorrect).
-FIRST_OBSERVATIONS: tuple[str, ...] = ("exact", "reference")
 
 #: Names accepted by :meth:`EventTracker.read`.
 READOUTS: tuple[str, ...] = (

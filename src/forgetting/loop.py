@@ -37,13 +37,13 @@ from torch import nn
 
 from forgetting.data.source import DataSource
 from forgetting.devices import data_device, resolve_device
-from forgetting.events import FIRST_OBSERVATIONS
 from forgetting.exceptions import ConfigError, DivergedError, PoolExhaustedError, check_choice
 from forgetting.exports import sample_table
 from forgetting.initial import INITIAL_SELECTIONS, initial_labeled_set, uniform_initial_set
 from forgetting.models.factory import ModelRef, build_from_ref, check_model_for, import_object, model_label
-from forgetting.observe import SUBSAMPLE_MODES, TRACK_PRESETS, ObservationCallback, Observer
+from forgetting.observe import ObservationCallback, Observer
 from forgetting.records import RoundRecord, TrainRecord
+from forgetting.settings import TrackConfig
 from forgetting.strategies import Input, Selection, Strategy, get_strategy
 from forgetting.tasks import PoolContext, PoolInputs, Task, get_task, task_name_for_targets
 from forgetting.training import TrainConfig, TrainFn, fit_fn, run_train_fn
@@ -89,54 +89,6 @@ def query_seed(config: LoopConfig, rnd: int) -> int:
 def mc_seed(config: LoopConfig, rnd: int) -> int:
     """The seed of round ``rnd``'s MC-dropout masks (every task alike)."""
     return derive_seed(config.seed, rnd, _MC)
-
-
-@dataclass
-class TrackConfig:
-    """When and what to observe while a round trains.
-
-    The pool is observed per element: per sample for classification, per pixel for segmentation (one
-    :class:`~forgetting.events.EventTracker` of shape ``(P, H, W)``).
-
-    The default observes the whole pool after every epoch, as the FALSE/GauSS papers do (preset
-    ``"paper-exact"``). ``TrackConfig.preset("unstable-25")`` observes a quarter of the pool after every
-    epoch, the rows whose prediction changed at their latest observation first: about a sixth of the
-    tracking time, and in ``benchmarks/dynamics_cost.py`` an OOD AUBC 0.1 points below paper-exact on
-    average but not shown to be within 0.5 points (README, "Cheap dynamics"), so it is not the default.
-
-    Attributes:
-        enabled: ``None`` tracks the pool only when the strategy needs dynamics; ``True`` always (for
-            analysis); ``False`` never (a strategy that needs dynamics then fails with a clear error).
-        unit, every: observe after every ``every`` epochs or optimizer steps (a user's training function
-            reports them through ``observer.epoch_end`` / ``observer.step_end``).
-        subsample: observe a seeded subset of the pool per pass: a fraction in (0, 1] or a count.
-        subsample_mode: ``rotating`` draws a new subset each pass; ``fixed`` keeps one subset per round;
-            ``unstable`` spends the same budget on the rows whose prediction changed at their latest
-            observation first (see :meth:`forgetting.observe.ObservationCallback.rows_for_pass`).
-        first_observation: ``"exact"`` (default) or ``"reference"``, a compatibility mode that counts the
-            first observation as the authors' code does (see :class:`~forgetting.events.EventTracker`).
-    """
-
-    enabled: bool | None = None
-    unit: Literal["epoch", "step"] = "epoch"
-    every: int = 1
-    subsample: float | int | None = None
-    subsample_mode: Literal["rotating", "fixed", "unstable"] = "rotating"
-    first_observation: Literal["exact", "reference"] = "exact"
-
-    def __post_init__(self) -> None:
-        check_choice("track.unit", self.unit, ("epoch", "step"))
-        check_choice("track.first_observation", self.first_observation, FIRST_OBSERVATIONS)
-        check_choice("track.subsample_mode", self.subsample_mode, SUBSAMPLE_MODES)
-        if self.every < 1:
-            raise ConfigError(f"track.every must be >= 1, got {self.every}")
-
-    @classmethod
-    def preset(cls, name: str, *, enabled: bool | None = None) -> TrackConfig:
-        """A named schedule of :data:`forgetting.observe.TRACK_PRESETS`: ``"paper-exact"`` (the whole pool
-        after every epoch; the default) or ``"unstable-25"`` (a quarter of the pool, unstable rows first)."""
-        check_choice("track preset", name, tuple(TRACK_PRESETS))
-        return cls(enabled=enabled, **TRACK_PRESETS[name])
 
 
 @dataclass

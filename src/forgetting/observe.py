@@ -49,28 +49,11 @@ from forgetting.inference import (
     model_device,
     to_input,
 )
+from forgetting.settings import DEFAULT_TRACK_PRESET, SUBSAMPLE_MODES, TRACK_PRESETS, SubsampleMode, Unit
 
 __all__ = ["DEFAULT_TRACK_PRESET", "SUBSAMPLE_MODES", "TRACK_PRESETS", "ObservationCallback", "Observer"]
 
 log = logging.getLogger(__name__)
-
-Unit = Literal["epoch", "step"]
-SubsampleMode = Literal["rotating", "fixed", "unstable"]
-
-#: The values of ``subsample_mode``.
-SUBSAMPLE_MODES: tuple[str, ...] = ("rotating", "fixed", "unstable")
-
-#: Named observation schedules of the active-learning loop (``TrackConfig.preset(name)``, ``[track] preset``):
-#: values of ``unit``, ``every``, ``subsample`` (``None``: every row) and ``subsample_mode``.
-TRACK_PRESETS: dict[str, dict[str, Any]] = {
-    # The FALSE/GauSS papers' protocol: the whole pool after every epoch.
-    "paper-exact": {"unit": "epoch", "every": 1, "subsample": None, "subsample_mode": "rotating"},
-    # The cheap schedule of issue 12 (benchmarks/dynamics_cost.py): a quarter of the pool after every epoch,
-    # the rows that changed their prediction at their latest observation first.
-    "unstable-25": {"unit": "epoch", "every": 1, "subsample": 0.25, "subsample_mode": "unstable"},
-}
-#: The preset that ``TrackConfig()`` and an experiment config without tracking keys use.
-DEFAULT_TRACK_PRESET = "paper-exact"
 
 # Cache the tracked images on an accelerator only if they take at most this share of its free memory.
 _CACHE_FRACTION = 0.25

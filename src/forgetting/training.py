@@ -20,7 +20,6 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +28,11 @@ from torch.utils.data import DataLoader
 
 from forgetting.callbacks import TrainingCallback, batch_callbacks
 from forgetting.data.source import DataSource
-from forgetting.exceptions import ConfigError, DivergedError, TrainingLimitError, check_choice
+from forgetting.exceptions import ConfigError, DivergedError, TrainingLimitError
 from forgetting.inference import autocast_context, forward_batches, iter_batches, model_device, to_input
 from forgetting.observe import Observer
 from forgetting.records import TrainRecord
+from forgetting.settings import ACCURACY_SOURCES, OPTIMIZERS, SCHEDULES, UNCAPPED_EPOCH_LIMIT, TrainConfig
 
 __all__ = [
     "ACCURACY_SOURCES",
@@ -51,85 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "plateau", "cosine")
-ACCURACY_SOURCES = ("running", "eval")
-#: The hard safety limit of training with ``max_epochs=None`` (no cap, as in the authors' code, which trains
-#: ``while acc < target``): past this many epochs :func:`fit` raises :class:`TrainingLimitError`.
-UNCAPPED_EPOCH_LIMIT = 1000
-
-
-@dataclass
-class TrainConfig:
-    """How to train one model.
-
-    Stopping: with ``epochs`` set, exactly that many epochs. Otherwise train until the training accuracy
-    reaches ``target_accuracy`` (after at least ``min_epochs``), and never beyond ``max_epochs``.
-    ``max_epochs=None`` removes the cap, as in the authors' code: training then runs until the target, and
-    raises :class:`~forgetting.exceptions.TrainingLimitError` after :data:`UNCAPPED_EPOCH_LIMIT` epochs
-    rather than loop forever.
-    ``accuracy_source="running"`` uses the running accuracy of the epoch (free); ``"eval"`` runs an eval-mode
-    pass over the training set after each epoch (exact, costs a pass).
-
-    Learning-rate schedules that work when the epoch count is unknown: ``constant`` and ``plateau``
-    (halve the rate when the epoch's training loss has not improved for 3 epochs). ``cosine`` anneals over
-    ``epochs`` (or ``max_epochs`` when training to a target accuracy; not available without a cap).
-    """
-
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    schedule: Literal["constant", "plateau", "cosine"] = "constant"
-    batch_size: int = 64
-    target_accuracy: float | None = 0.92
-    accuracy_source: Literal["running", "eval"] = "running"
-    min_epochs: int = 1
-    max_epochs: int | None = 100
-    epochs: int | None = None
-    augment: bool = False
-    crop_padding: int = 2
-    flip: bool = True
-
-    def __post_init__(self) -> None:
-        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("train.schedule", self.schedule, SCHEDULES)
-        check_choice("train.accuracy_source", self.accuracy_source, ACCURACY_SOURCES)
-        if self.batch_size < 1:
-            raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
-        if not math.isfinite(self.lr) or self.lr <= 0:
-            raise ConfigError(f"train.lr must be a finite number > 0, got {self.lr}")
-        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
-            raise ConfigError(f"train.weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(f"train.momentum must be in [0, 1), got {self.momentum}")
-        if self.epochs is None:
-            if self.target_accuracy is None:
-                raise ConfigError("train: set either `epochs` (fixed) or `target_accuracy` (with max_epochs)")
-            if not 0.0 < self.target_accuracy <= 1.0:
-                raise ConfigError(f"train.target_accuracy must be in (0, 1], got {self.target_accuracy}")
-            if self.max_epochs is None:
-                if self.min_epochs < 1:
-                    raise ConfigError(f"train.min_epochs must be >= 1, got {self.min_epochs}")
-                if self.schedule == "cosine":
-                    raise ConfigError(
-                        "train.schedule 'cosine' anneals over a known number of epochs; with max_epochs = "
-                        "none choose 'constant' or 'plateau', or set max_epochs"
-                    )
-            elif not 1 <= self.min_epochs <= self.max_epochs:
-                raise ConfigError(
-                    f"train: need 1 <= min_epochs <= max_epochs, got {self.min_epochs} and {self.max_epochs}"
-                )
-        elif self.epochs < 1:
-            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
-
-    @property
-    def epoch_limit(self) -> int:
-        """The most epochs a fit can run (:data:`UNCAPPED_EPOCH_LIMIT` without a cap)."""
-        if self.epochs is not None:
-            return self.epochs
-        return self.max_epochs if self.max_epochs is not None else UNCAPPED_EPOCH_LIMIT
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

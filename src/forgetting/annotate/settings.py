@@ -32,8 +32,9 @@ A segmentation project (``task = "segmentation"``, model ``unet`` by default) ad
     top_q = 0.1                   # the fraction of pixels top-q averages
     class_weights = "median"      # median, balanced, sqrt, none, or one weight per class
 
-``[train]``, ``[track]`` and ``[segmentation]`` are validated by the experiment config's own sections
-(:class:`~forgetting.experiments.config.TrainSettings`, ``TrackSettings`` and ``SegmentationSettings``).
+``[train]``, ``[track]`` and ``[segmentation]`` are validated by the settings schema, as in experiment
+configs (:class:`~forgetting.settings.TrainSettings`, :class:`~forgetting.settings.TrackSettings` and
+:class:`~forgetting.settings.SegmentationSettings`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -50,8 +51,14 @@ from forgetting._config import validate_toml
 from forgetting._io import atomic_write_text
 from forgetting.annotate.sources import ImageSource
 from forgetting.exceptions import ConfigError, ProjectError
-from forgetting.experiments.config import SegmentationSettings, TrackSettings, TrainSettings
 from forgetting.loop import LoopConfig
+from forgetting.settings import (
+    NonNegativeInt,
+    PositiveInt,
+    SegmentationSettings,
+    TrackSettings,
+    TrainSettings,
+)
 from forgetting.tasks import Task, get_task
 
 __all__ = [
@@ -82,7 +89,7 @@ class ImageSettings(BaseModel):
 
     path: str
     key: str | None = None
-    size: list[Annotated[int, Field(ge=1)]] | None = None
+    size: list[PositiveInt] | None = None
     layout: Literal["auto", "NCHW", "NHWC"] = "auto"
 
     @field_validator("size")
@@ -97,7 +104,7 @@ class ProjectSegmentationSettings(SegmentationSettings):
     """Section ``[segmentation]`` of a segmentation project: the experiments' ``[segmentation]``, except that
     ``ignore_index`` is a mask value (default 255) or ``"none"`` (every value is a class)."""
 
-    ignore_index: Annotated[int, Field(ge=0)] | Literal["none"] = DEFAULT_IGNORE_INDEX
+    ignore_index: NonNegativeInt | Literal["none"] = DEFAULT_IGNORE_INDEX
 
     @property
     def ignore(self) -> int | None:
@@ -176,15 +183,7 @@ class ProjectSettings(BaseModel):
         weights; classification: none)."""
         if self.segmentation is None:
             return {}
-        seg = self.segmentation
-        return {
-            "ignore_index": seg.ignore,
-            "reduction": seg.reduction,
-            "top_q": seg.top_q,
-            "class_weights": seg.class_weights
-            if isinstance(seg.class_weights, str)
-            else [float(w) for w in seg.class_weights],
-        }
+        return self.segmentation.to_options().model_dump()
 
     def build_task(self) -> Task:
         """The project's :class:`~forgetting.tasks.base.Task` (from the task registry, by name)."""

@@ -60,19 +60,31 @@ import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
-    model_validator,
 )
 
 from forgetting._config import read_config_file, validate_toml
 from forgetting.exceptions import ConfigError, ForgettingError, UnknownNameError
+from forgetting.settings import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Reduction,
+    Seed,
+    SegmentationSettings,
+    Subsample,
+    TrackSettings,
+    TrainSettings,
+    Unit,
+    check_subsample,
+)
+from forgetting.settings import Strict as _Strict
 
 __all__ = [
     "BACKENDS",
@@ -127,19 +139,6 @@ def _unique(values: list[Any]) -> list[Any]:
     return values
 
 
-class _Strict(BaseModel):
-    # allow_inf_nan: TOML has inf and nan literals; no setting of a config means them (lr = inf diverges)
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-
-
-#: Seeds are stored as SQLite integers (signed 64-bit) and feed numpy's SeedSequence (non-negative).
-SEED_MAX = 2**63 - 1
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
-PositiveInt = Annotated[int, Field(ge=1)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-Subsample = float | int | Literal["all"]
-
-
 class ALSettings(_Strict):
     """The active-learning protocol of one experiment (section ``[al]``).
 
@@ -150,123 +149,14 @@ class ALSettings(_Strict):
 
     initial_size: PositiveInt = 20
     initial_selection: Literal["stratified", "uniform"] = "stratified"
-    initial_seed: Annotated[int, Field(ge=0)] | None = None
+    initial_seed: NonNegativeInt | None = None
     query_size: PositiveInt = 20
-    rounds: Annotated[int, Field(ge=0)] = 8
+    rounds: NonNegativeInt = 8
     pool_subsample: PositiveInt | None = None
     on_exhausted: Literal["error", "partial"] = "partial"
     mc_samples: PositiveInt = 20
     #: the model layer whose output is the embedding (coreset, badge); ``None``: ``embed`` / ``features``
     embedding_layer: str | None = None
-
-
-class TrainSettings(_Strict):
-    """How each round's model is trained (section ``[train]``); mirrors ``forgetting.loop.TrainConfig``."""
-
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr: PositiveFloat = 1e-3
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    schedule: Literal["constant", "plateau", "cosine"] = "constant"
-    batch_size: PositiveInt = 64
-    target_accuracy: Annotated[float, Field(gt=0, le=1)] = 0.92
-    accuracy_source: Literal["running", "eval"] = "running"
-    min_epochs: PositiveInt = 1
-    max_epochs: PositiveInt | Literal["none"] = 100
-    epochs: PositiveInt | None = None
-    augment: bool = False
-    crop_padding: Annotated[int, Field(ge=0)] = 2
-    flip: bool = True
-    #: the import path ``"pkg.mod:fn"`` of a training function ``(model, labeled, observer)``; ``None``: the
-    #: built-in ``fit`` with the settings above
-    function: str | None = None
-
-    @model_validator(mode="after")
-    def _epochs_order(self) -> TrainSettings:
-        if self.max_epochs != "none" and self.min_epochs > self.max_epochs:
-            raise ValueError(f"min_epochs ({self.min_epochs}) must not exceed max_epochs ({self.max_epochs})")
-        return self
-
-    def to_train_config(self) -> Any:
-        """The ``forgetting.training.TrainConfig`` of these settings (``max_epochs = "none"`` becomes
-        ``None``: no cap, with the hard safety limit ``forgetting.training.UNCAPPED_EPOCH_LIMIT``)."""
-        from forgetting.training import TrainConfig
-
-        train = self.model_dump(exclude={"function"})  # the training function is the loop's, not fit's
-        if train["max_epochs"] == "none":
-            train["max_epochs"] = None
-        return TrainConfig(**train)
-
-
-class TrackSettings(_Strict):
-    """When the unlabeled pool is observed during training (section ``[track]``).
-
-    The defaults are the preset ``"paper-exact"`` (the whole pool after every epoch). The input key
-    ``preset`` (a name of ``forgetting.observe.TRACK_PRESETS``, e.g. ``"unstable-25"``) stands for its unit,
-    every, subsample and subsample_mode, which must then be left out; it is not stored, so a preset and its
-    spelled-out values are the same experiment. With ``subsample = "all"`` the mode means nothing and is
-    stored as ``"rotating"``, so such experiments keep one id whatever the mode's default.
-
-    ``first_observation = "reference"`` is a compatibility mode: the pool's first observation counts as in
-    the authors' code (a switch whenever the first prediction is not class 0; see
-    ``forgetting.events.EventTracker``), for comparisons with numbers produced by that code. It is left out
-    of the experiment id at its default (``"exact"``).
-    """
-
-    #: Input keys accepted besides the fields (consumed by the preset validator), for error messages.
-    extra_input_keys: ClassVar[tuple[str, ...]] = ("preset",)
-
-    enabled: bool | None = None
-    unit: Literal["epoch", "step"] = "epoch"
-    every: PositiveInt = 1
-    subsample: Subsample = "all"
-    subsample_mode: Literal["rotating", "fixed", "unstable"] = "rotating"
-    first_observation: Literal["exact", "reference"] = "exact"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _expand_preset(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("subsample") == "all" and "preset" not in data:
-            return {**data, "subsample_mode": "rotating"}
-        if not isinstance(data, Mapping) or "preset" not in data:
-            return data
-        from forgetting.observe import TRACK_PRESETS
-
-        data = dict(data)
-        name = data.pop("preset")
-        if not isinstance(name, str) or name not in TRACK_PRESETS:
-            allowed = ", ".join(map(repr, TRACK_PRESETS))
-            raise ValueError(f"unknown preset {name!r}; allowed values: {allowed}")
-        values = TRACK_PRESETS[name]
-        clash = [k for k in values if k in data]
-        if clash:
-            raise ValueError(
-                f"preset {name!r} sets {', '.join(values)}; drop {', '.join(clash)} or drop the preset"
-            )
-        data.update({k: "all" if v is None else v for k, v in values.items()})
-        return data
-
-    @field_validator("subsample")
-    @classmethod
-    def _subsample_range(cls, v: Subsample) -> Subsample:
-        return _check_subsample(v)
-
-    def to_track_config(self) -> Any:
-        """The ``forgetting.loop.TrackConfig`` of these settings (``subsample = "all"`` becomes ``None``)."""
-        from forgetting.loop import TrackConfig
-
-        track = self.model_dump()
-        if track["subsample"] == "all":
-            track["subsample"] = None
-        return TrackConfig(**track)
-
-
-def _check_subsample(v: Subsample) -> Subsample:
-    if isinstance(v, float) and not 0.0 < v <= 1.0:
-        raise ValueError(f"a fraction must lie in (0, 1], got {v}")
-    if isinstance(v, int) and v < 1:
-        raise ValueError(f"a sample count must be >= 1, got {v}")
-    return v
 
 
 class DataSettings(_Strict):
@@ -282,26 +172,6 @@ class DataSettings(_Strict):
     train_limit: PositiveInt | None = None
     eval_limit: PositiveInt | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-
-
-class SegmentationSettings(_Strict):
-    """Segmentation experiments (section ``[segmentation]``); mirrors
-    ``forgetting.segmentation.active.SegmentationOptions``.
-
-    Attributes:
-        ignore_index: mask value that counts nothing; ``"dataset"`` (default) takes the dataset's own (255
-            for the seismic datasets), ``"none"`` makes every value a class.
-        reduction: pixel scores -> one score per section: ``mean``, ``sum``, ``top-q``, ``class-balanced``.
-        top_q: the fraction of pixels ``top-q`` averages, in ``(0, 1]``.
-        class_weights: ``median``, ``balanced``, ``sqrt``, ``none``, or one weight per class.
-    """
-
-    ignore_index: int | Literal["dataset", "none"] = "dataset"
-    reduction: Literal["mean", "sum", "top-q", "class-balanced"] = "mean"
-    top_q: Annotated[float, Field(gt=0, le=1)] = 0.1
-    class_weights: Literal["median", "balanced", "sqrt", "none"] | list[Annotated[float, Field(ge=0)]] = (
-        "median"
-    )
 
 
 class RaySettings(_Strict):
@@ -324,14 +194,14 @@ class RaySettings(_Strict):
 
     address: str | None = None
     num_cpus: PositiveFloat = 1.0
-    num_gpus: Annotated[float, Field(ge=0)] = 0.0
-    max_retries: Annotated[int, Field(ge=0)] = 2
+    num_gpus: NonNegativeFloat = 0.0
+    max_retries: NonNegativeInt = 2
     runtime_env: dict[str, Any] = Field(default_factory=dict)
     local_num_cpus: PositiveInt | None = None
 
 
 class _ALSection(ALSettings):
-    query_size: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = [20]  # type: ignore[assignment]
+    query_size: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = Field(default=[20])  # type: ignore[assignment]
 
     @field_validator("query_size")
     @classmethod
@@ -340,7 +210,7 @@ class _ALSection(ALSettings):
 
 
 class _TrainSection(TrainSettings):
-    lr: Annotated[list[PositiveFloat], BeforeValidator(_as_list)] = [1e-3]  # type: ignore[assignment]
+    lr: Annotated[list[PositiveFloat], BeforeValidator(_as_list)] = Field(default=[1e-3])  # type: ignore[assignment]
 
     @field_validator("lr")
     @classmethod
@@ -349,9 +219,9 @@ class _TrainSection(TrainSettings):
 
 
 class _TrackSection(TrackSettings):
-    unit: Annotated[list[Literal["epoch", "step"]], BeforeValidator(_as_list)] = ["epoch"]  # type: ignore[assignment]
-    every: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = [1]  # type: ignore[assignment]
-    subsample: Annotated[list[Subsample], BeforeValidator(_as_list)] = ["all"]  # type: ignore[assignment]
+    unit: Annotated[list[Unit], BeforeValidator(_as_list)] = Field(default=["epoch"])  # type: ignore[assignment]
+    every: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = Field(default=[1])  # type: ignore[assignment]
+    subsample: Annotated[list[Subsample], BeforeValidator(_as_list)] = Field(default=["all"])  # type: ignore[assignment]
 
     @field_validator("unit", "every")
     @classmethod
@@ -361,13 +231,11 @@ class _TrackSection(TrackSettings):
     @field_validator("subsample")
     @classmethod
     def _subsample_range(cls, v: list[Subsample]) -> list[Subsample]:  # type: ignore[override]
-        return _unique([_check_subsample(x) for x in v])
+        return _unique([check_subsample(x) for x in v])
 
 
 class _SegmentationSection(SegmentationSettings):
-    reduction: Annotated[
-        list[Literal["mean", "sum", "top-q", "class-balanced"]], BeforeValidator(_as_list)
-    ] = ["mean"]  # type: ignore[assignment]  # a grid axis: a list of the base section's values
+    reduction: Annotated[list[Reduction], BeforeValidator(_as_list)] = Field(default=["mean"])  # type: ignore[assignment]  # a grid axis: a list of the base section's values
 
     @field_validator("reduction")
     @classmethod
@@ -379,11 +247,11 @@ class ExperimentConfig(_Strict):
     """A whole config file: settings plus sweep lists. :func:`expand_grid` turns it into experiments."""
 
     name: str = "experiment"
-    seeds: Annotated[list[Seed], BeforeValidator(_as_list)] = [0]
-    dataset: Annotated[list[str], BeforeValidator(_as_list)] = ["mnist-5k"]
-    model: Annotated[list[str], BeforeValidator(_as_list)] = ["small-cnn"]
-    strategy: Annotated[list[str], BeforeValidator(_as_list)] = ["random"]
-    eval_sets: list[str] | dict[str, list[str]] = ["test"]
+    seeds: Annotated[list[Seed], BeforeValidator(_as_list)] = Field(default=[0])
+    dataset: Annotated[list[str], BeforeValidator(_as_list)] = Field(default=["mnist-5k"])
+    model: Annotated[list[str], BeforeValidator(_as_list)] = Field(default=["small-cnn"])
+    strategy: Annotated[list[str], BeforeValidator(_as_list)] = Field(default=["random"])
+    eval_sets: list[str] | dict[str, list[str]] = Field(default=["test"])
     device: str | None = None
     eval_batch_size: PositiveInt | None = None
     jobs: PositiveInt | None = None
@@ -545,19 +413,7 @@ class ExperimentSpec(_Strict):
             dataset_ignore_index: the dataset's own ignore index (used by ``ignore_index = "dataset"``).
         """
         seg = self.segmentation or SegmentationSettings()
-        ignore: int | None
-        if seg.ignore_index == "dataset":
-            ignore = dataset_ignore_index
-        elif seg.ignore_index == "none":
-            ignore = None
-        else:
-            ignore = seg.ignore_index
-        return {
-            "ignore_index": ignore,
-            "reduction": seg.reduction,
-            "top_q": seg.top_q,
-            "class_weights": seg.class_weights,
-        }
+        return seg.to_options(dataset_ignore_index=dataset_ignore_index).model_dump()
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch.utils.data import Dataset as TorchDataset
 
 from forgetting._config import read_config_file, validate_toml
@@ -35,21 +35,16 @@ from forgetting.profile.mislabel import MislabelSettings
 from forgetting.profile.noise import flip_labels
 from forgetting.profile.result import ProfileResult
 from forgetting.profile.run import profile
-from forgetting.training import TrainConfig
+from forgetting.settings import NonNegativeInt, OptimizerSettings, PositiveFloat, PositiveInt, Strict
 
 __all__ = ["ProfileConfig", "load_profile_config", "parse_profile_config", "run_profile_config"]
 
 logger = logging.getLogger(__name__)
 
-PositiveInt = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class ProfileData(_Strict):
+class ProfileData(Strict):
     """Section ``[data]``.
 
     ``root``: the folder (or ``.npz``) of a user-supplied dataset (``arrays``, ``image-folder``, ``cifar10``);
@@ -68,22 +63,19 @@ class ProfileData(_Strict):
     noise: Literal["uniform", "class-conditional"] = "uniform"
 
 
-class ProfileTrain(_Strict):
-    """Section ``[train]``: the built-in trainer (a fixed number of epochs, so every sample's dynamics cover
-    the same epochs), or ``function``: the import path of your training function
-    ``(model, labeled, observer)``."""
+class ProfileTrain(OptimizerSettings):
+    """Section ``[train]``: the built-in trainer: the optimizer settings of
+    :class:`~forgetting.settings.OptimizerSettings` (``lr`` 2e-3 by default), a fixed number of ``epochs`` (so
+    every sample's dynamics cover the same epochs) and ``augment`` (random crops and flips); or
+    ``function``: the import path of your training function ``(model, labeled, observer)``."""
 
+    lr: PositiveFloat = 2e-3
     epochs: PositiveInt = 10
-    lr: Annotated[float, Field(gt=0)] = 2e-3
-    batch_size: PositiveInt = 64
-    optimizer: Literal["adam", "sgd"] = "adam"
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    schedule: Literal["constant", "plateau", "cosine"] = "constant"
     augment: bool = False
     function: str | None = None
 
 
-class ProfileSettings(_Strict):
+class ProfileSettings(Strict):
     """Section ``[profile]``: ``observe`` (``presentation``: the training batches' own predictions, Toneva
     et al.; ``eval``: an eval-mode pass after every epoch), ``history`` (cartography-style per-epoch JSONL),
     ``thumbnails`` per gallery, ``prune`` (fractions for the pruning experiment)."""
@@ -94,21 +86,21 @@ class ProfileSettings(_Strict):
     prune: list[Fraction] = Field(default_factory=list)
 
 
-class ProfileMislabel(_Strict):
+class ProfileMislabel(Strict):
     """Section ``[mislabel]``: AUM threshold samples (``runs = 0`` turns the flags off)."""
 
-    runs: Annotated[int, Field(ge=0)] = 2
+    runs: NonNegativeInt = 2
     percentile: Annotated[float, Field(gt=0, le=100)] = 99.0
     fraction: Fraction | None = None
 
 
-class ProfileConfig(_Strict):
+class ProfileConfig(Strict):
     """A ``forgetting profile`` config. Top level: ``name``, ``seed``, ``device``, ``dataset``,
     ``num_classes`` (for a dataset of your own, default the largest label + 1), ``model``,
     ``model_options``; sections ``[data]``, ``[train]``, ``[profile]``, ``[mislabel]``."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = "profile-mnist5k"
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: NonNegativeInt = 0
     device: str = "auto"
     dataset: str = "mnist-5k"
     num_classes: PositiveInt | None = None
@@ -244,15 +236,7 @@ def run_profile_config(
         class_names=names,
         model=config.model,
         model_options=config.model_options,
-        train=TrainConfig(
-            epochs=t.epochs,
-            lr=t.lr,
-            batch_size=t.batch_size,
-            optimizer=t.optimizer,
-            weight_decay=t.weight_decay,
-            schedule=t.schedule,
-            augment=t.augment,
-        ),
+        train=t.train_config(),
         train_fn=t.function,
         observe=config.profile.observe,
         mislabel=MislabelSettings(

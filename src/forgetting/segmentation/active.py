@@ -58,7 +58,8 @@ from forgetting.inference import (
     predict,
 )
 from forgetting.models.base import Segmenter, mc_dropout
-from forgetting.segmentation.training import CLASS_WEIGHTING, evaluate_segmentation, predict_segmentation
+from forgetting.segmentation.training import evaluate_segmentation, predict_segmentation
+from forgetting.settings import REDUCTIONS, Reduction, SegmentationOptions
 from forgetting.strategies import Input, SelectionKind, Strategy, StrategyInputs, list_strategies
 
 __all__ = [
@@ -79,9 +80,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: How pixel scores become one score per section.
-REDUCTIONS: tuple[str, ...] = ("mean", "sum", "top-q", "class-balanced")
-Reduction = Literal["mean", "sum", "top-q", "class-balanced"]
 
 #: How a strategy applies to segmentation (see :func:`segmentation_form`).
 SEGMENTATION_FORMS: tuple[str, ...] = (
@@ -107,32 +105,6 @@ def pixel_batch_size(device: torch.device, height: int, width: int) -> int:
     (four million on an accelerator), and at least 1. A full F3 section (255 x 701) gives 5 on a CPU."""
     budget = _PIXELS_PER_BATCH["cpu" if device.type == "cpu" else "accelerator"]
     return max(1, min(default_batch_size(device), budget // max(1, height * width)))
-
-
-@dataclass
-class SegmentationOptions:
-    """What a segmentation experiment adds to :class:`~forgetting.loop.LoopConfig` (``config.segmentation``).
-
-    Attributes:
-        ignore_index: mask value that adds no loss, no metric and no event (padding such as 255);
-            ``None``: every value is a class.
-        reduction: how pixel scores become one score per section: one of :data:`REDUCTIONS`.
-        top_q: the fraction of a section's pixels that ``reduction = "top-q"`` averages, in ``(0, 1]``.
-        class_weights: cross-entropy class weights, recomputed each round from the labeled masks: a scheme of
-            :data:`~forgetting.segmentation.training.CLASS_WEIGHTING` or one weight per class.
-    """
-
-    ignore_index: int | None = None
-    reduction: Reduction = "mean"
-    top_q: float = 0.1
-    class_weights: str | Sequence[float] = "median"
-
-    def __post_init__(self) -> None:
-        check_choice("segmentation.reduction", self.reduction, REDUCTIONS)
-        if not 0.0 < float(self.top_q) <= 1.0:
-            raise ConfigError(f"segmentation.top_q must lie in (0, 1], got {self.top_q}")
-        if isinstance(self.class_weights, str):
-            check_choice("segmentation.class_weights", self.class_weights, CLASS_WEIGHTING)
 
 
 class PixelScoreReducer:

@@ -44,7 +44,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from forgetting._config import read_config_file, validate_toml
 from forgetting._io import make_directory
@@ -62,6 +62,16 @@ from forgetting.segmentation.augment import (
 from forgetting.segmentation.augment_analysis import aggregate, format_table
 from forgetting.segmentation.metrics import SegmentationMetrics, segmentation_metrics
 from forgetting.segmentation.regions import connected_regions, frequently_forgotten
+from forgetting.settings import (
+    ClassWeighting,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OptimizerSettings,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    Strict,
+)
 
 __all__ = [
     "ARMS",
@@ -86,51 +96,47 @@ Arm = Literal["baseline", "standard", "ours", "standard+ours"]
 #: The protocol's arms, in report order.
 ARMS: tuple[Arm, ...] = ("baseline", "standard", "ours", "standard+ours")
 
-PositiveInt = Annotated[int, Field(ge=1)]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-
-
-class AugmentData(_Strict):
+class AugmentData(Strict):
     """Section ``[data]``: the dataset's options, splits and seed (fixed across the protocol's seeds)."""
 
     root: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     train_split: str = "train"
     test_split: str = "test"
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    seed: Seed = 0
 
 
-class AugmentTrain(_Strict):
-    """Section ``[train]``: the budget shared by every arm (``epochs`` of the original training set).
+class AugmentTrain(OptimizerSettings):
+    """Section ``[train]``: the optimizer (:class:`~forgetting.settings.OptimizerSettings`, with this
+    protocol's defaults ``lr = 2e-3``, ``batch_size = 8``) and the budget shared by every arm (``epochs`` of
+    the original training set).
 
     ``standard_rotation`` (degrees, 0 disables) and ``standard_flips`` (``"none"``, ``"lr"``, ``"lr+ud"``)
     define the ``standard`` arms' augmentation: see :func:`standard_augment`.
     """
 
     epochs: PositiveInt = 20
-    lr: Annotated[float, Field(gt=0)] = 2e-3
+    lr: PositiveFloat = 2e-3
     batch_size: PositiveInt = 8
-    class_weights: Literal["median", "balanced", "sqrt", "none"] = "median"
+    class_weights: ClassWeighting = "median"
     eval_batch_size: PositiveInt = 16
     standard_rotation: Annotated[float, Field(ge=0, le=90)] = 10.0
     standard_flips: Literal["none", "lr", "lr+ud"] = "lr"
 
 
-class AugmentRegions(_Strict):
+class AugmentRegions(Strict):
     """Section ``[regions]``: which pixels are restyled and how regions are counted in the report."""
 
     tau: PositiveInt = 2
     min_region_area: PositiveInt = 4
     connectivity: Literal[1, 2] = 2
     top_k_sections: PositiveInt | None = None
-    patch_margin: Annotated[int, Field(ge=0)] | None = None
-    soft_sigma: Annotated[float, Field(ge=0)] = 1.0
+    patch_margin: NonNegativeInt | None = None
+    soft_sigma: NonNegativeFloat = 1.0
 
 
-class AugmentStyle(_Strict):
+class AugmentStyle(Strict):
     """Section ``[style]``: the style transfer, its options, the style sources and the copies per section."""
 
     method: str = "fda"
@@ -139,25 +145,23 @@ class AugmentStyle(_Strict):
     copies: PositiveInt = 2
 
 
-class AugmentReportSettings(_Strict):
+class AugmentReportSettings(Strict):
     """Section ``[report]``: example figures of original vs augmented sections."""
 
-    examples: Annotated[int, Field(ge=0)] = 4
+    examples: NonNegativeInt = 4
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(Strict):
     """A ``forgetting augment`` config (TOML). Every key is optional; unknown keys are errors."""
 
     name: str = "augment-seismic"
-    seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field(
-        default_factory=lambda: [0, 1, 2], min_length=1
-    )
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     device: str = "auto"
     dataset: str = "seismic-synthetic"
     model: str = "unet"
     model_options: dict[str, Any] = Field(default_factory=dict)
     ignore_index: int | None = 255
-    threads: Annotated[int, Field(ge=0)] = 0
+    threads: NonNegativeInt = 0
     arms: list[Arm] = Field(default_factory=lambda: list(ARMS), min_length=1)
     data: AugmentData = Field(default_factory=AugmentData)
     train: AugmentTrain = Field(default_factory=AugmentTrain)
@@ -307,8 +311,7 @@ def train_steps(
     masks_N_H_W: torch.Tensor,
     *,
     steps: int,
-    batch_size: int,
-    lr: float,
+    train: OptimizerSettings,
     class_weights: torch.Tensor,
     ignore_index: int | None,
     standard: bool,
@@ -317,8 +320,9 @@ def train_steps(
     seed: int,
     observers: Sequence[ObservationCallback] = (),
 ) -> float:
-    """Train exactly ``steps`` Adam steps with :func:`forgetting.training.fit` (its step budget); returns
-    the training seconds (the observers' time excluded).
+    """Train exactly ``steps`` optimizer steps (``train``: optimizer, learning rate, batch size) with
+    :func:`forgetting.training.fit` (its step budget); returns the training seconds (the observers' time
+    excluded).
 
     The batches are fit's: consecutive slices of a seeded permutation of the set, a new one per epoch (the
     last batch of an epoch may be smaller), so the step budget ends in the middle of an epoch when the set
@@ -326,15 +330,11 @@ def train_steps(
     degrees, ``flips``), drawing from fit's generator. ``observers`` observe at their own cadence (the
     protocol's observe every ``steps / epochs`` steps, ``unit="step"``).
     """
-    from forgetting.training import TrainConfig, fit
+    from forgetting.training import fit
 
     n = int(images_N_C_H_W.shape[0])
-    config = TrainConfig(
-        lr=lr,
-        batch_size=batch_size,
-        epochs=math.ceil(steps / math.ceil(n / batch_size)),
-        target_accuracy=None,
-    )
+    epochs = math.ceil(steps / math.ceil(n / train.batch_size))
+    config = train.train_config(epochs=epochs, target_accuracy=None)
     loss_ignore = ignore_index if ignore_index is not None else -100
     transform = (
         functools.partial(standard_augment, rotation=rotation, flips=flips, fill=loss_ignore)
@@ -508,8 +508,7 @@ def run_arm(
         sections.images,
         sections.targets,
         steps=steps,
-        batch_size=config.train.batch_size,
-        lr=config.train.lr,
+        train=config.train,
         class_weights=data.class_weights,
         ignore_index=ignore,
         standard=standard,

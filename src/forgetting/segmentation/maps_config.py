@@ -8,10 +8,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from forgetting._config import read_config_file, validate_toml
 from forgetting.exceptions import ConfigError, UnknownNameError
+from forgetting.settings import (
+    ClassWeights,
+    NonNegativeInt,
+    OptimizerSettings,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    Strict,
+)
 
 __all__ = [
     "MapsAnalysisSettings",
@@ -29,14 +38,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-
-
-PositiveInt = Annotated[int, Field(ge=1)]
-
-
-class MapsData(_Strict):
+class MapsData(Strict):
     """Section ``[data]``: where the sections come from.
 
     ``root``: the folder (or ``.npz``) of a user-supplied dataset (``f3``, ``arrays``); ``options``: the
@@ -48,25 +50,23 @@ class MapsData(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     train_split: str = "train"
     test_split: str = "test"
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    seed: Seed | None = None
 
 
-class MapsTrain(_Strict):
-    """Section ``[train]``: how the segmenter is trained (a fixed number of epochs)."""
+class MapsTrain(OptimizerSettings):
+    """Section ``[train]``: how the segmenter is trained: the optimizer settings of
+    :class:`~forgetting.settings.OptimizerSettings` (``lr`` 2e-3 and ``batch_size`` 8 by default), a fixed
+    number of ``epochs``, left-right ``flip`` augmentation, and the cross-entropy ``class_weights`` (a scheme
+    or one weight per class)."""
 
-    epochs: PositiveInt = 24
-    lr: Annotated[float, Field(gt=0)] = 2e-3
+    lr: PositiveFloat = 2e-3
     batch_size: PositiveInt = 8
-    optimizer: Literal["adam", "sgd"] = "adam"
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    schedule: Literal["constant", "plateau", "cosine"] = "constant"
+    epochs: PositiveInt = 24
     flip: bool = True
-    class_weights: Literal["median", "balanced", "sqrt", "none"] | list[Annotated[float, Field(ge=0)]] = (
-        "median"
-    )
+    class_weights: ClassWeights = "median"
 
 
-class MapsTrack(_Strict):
+class MapsTrack(Strict):
     """Section ``[track]``: the per-pixel observation passes."""
 
     every: PositiveInt = 1
@@ -74,18 +74,18 @@ class MapsTrack(_Strict):
     batch_size: PositiveInt = 16
 
 
-class MapsAnalysisSettings(_Strict):
+class MapsAnalysisSettings(Strict):
     """Section ``[maps]``: region statistics, temporal groups, correlations and the map PNGs."""
 
     tau: PositiveInt = 2
     connectivity: Literal[1, 2] = 2
     min_region_area: PositiveInt = 4
     early_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    sections: PositiveInt | list[Annotated[int, Field(ge=0)]] = 3
+    sections: PositiveInt | list[NonNegativeInt] = 3
     max_correlation_points: PositiveInt = 200_000
 
 
-class MapsConfig(_Strict):
+class MapsConfig(Strict):
     """A ``forgetting maps`` config (TOML). Every key is optional; unknown keys are errors.
 
     Top level: ``name``, ``seed``, ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``), ``dataset``
@@ -96,7 +96,7 @@ class MapsConfig(_Strict):
     """
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = "maps-seismic"
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    seed: Seed = 0
     device: str = "auto"
     dataset: str = "seismic-synthetic"
     model: str = "unet"

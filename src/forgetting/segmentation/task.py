@@ -20,7 +20,6 @@ from torch import nn
 from forgetting.data.source import DataSource
 from forgetting.events import EventTracker
 from forgetting.segmentation.active import (
-    SegmentationOptions,
     _form_of,
     pixel_batch_size,
     queried_section_arrays,
@@ -29,6 +28,7 @@ from forgetting.segmentation.active import (
     segmentation_strategy_inputs,
 )
 from forgetting.segmentation.training import class_weights_from_masks
+from forgetting.settings import ClassWeighting, SegmentationOptions
 from forgetting.strategies import Strategy
 from forgetting.tasks.base import PoolContext, PoolInputs, Task
 from forgetting.training import LabeledSet
@@ -65,14 +65,14 @@ class SegmentationTask(Task):
         ignore_index: int | None = None,
         reduction: str = "mean",
         top_q: float = 0.1,
-        class_weights: str | Sequence[float] = "median",
+        class_weights: ClassWeighting | Sequence[float] = "median",
     ) -> None:
         super().__init__(num_classes, class_names=class_names)
         self.options = options or SegmentationOptions(
             ignore_index=ignore_index,
             reduction=reduction,  # type: ignore[arg-type]
             top_q=top_q,
-            class_weights=class_weights,
+            class_weights=class_weights if isinstance(class_weights, str) else list(class_weights),
         )
 
     def __repr__(self) -> str:
@@ -90,7 +90,7 @@ class SegmentationTask(Task):
         weights = class_weights_from_masks(
             data.read_targets(),
             self.num_classes,
-            scheme=self.options.class_weights,  # type: ignore[arg-type]
+            scheme=self.options.class_weights,
             ignore_index=self.options.ignore_index,
         )
         return LabeledSet(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import nn
@@ -27,6 +26,7 @@ from forgetting.inference import forward_batches
 from forgetting.observe import ObservationCallback
 from forgetting.records import TrainRecord
 from forgetting.segmentation.metrics import ConfusionMatrix, SegmentationMetrics
+from forgetting.settings import CLASS_WEIGHTING, ClassWeighting, Optimizer, Schedule
 from forgetting.training import TrainConfig, fit
 
 __all__ = [
@@ -40,11 +40,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Class-weighting schemes of :func:`class_weights_from_masks`.
-CLASS_WEIGHTING: tuple[str, ...] = ("median", "balanced", "sqrt", "none")
-
-ClassWeighting = Literal["median", "balanced", "sqrt", "none"]
 
 
 def class_weights_from_masks(
@@ -94,9 +89,9 @@ def segmentation_train_config(
     *,
     lr: float = 1e-3,
     batch_size: int = 8,
-    optimizer: Literal["adam", "sgd"] = "adam",
+    optimizer: Optimizer = "adam",
     weight_decay: float = 0.0,
-    schedule: Literal["constant", "plateau", "cosine"] = "constant",
+    schedule: Schedule = "constant",
     flip: bool = True,
 ) -> TrainConfig:
     """A :class:`TrainConfig` for segmentation: a fixed number of epochs, flip-only augmentation."""
