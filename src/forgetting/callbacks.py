@@ -15,21 +15,31 @@ from torch import nn
 class TrainingCallback(Protocol):
     """Anything with these three methods can watch :func:`forgetting.training.fit`."""
 
-    def on_train_begin(self, model: nn.Module) -> None: ...
+    def on_train_begin(self, model: nn.Module) -> None:
+        """Called once before the first optimizer step, with the model about to be trained."""
 
-    def on_step_end(self, model: nn.Module, *, epoch: int, step: int) -> None: ...
+    def on_step_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        """Called after every optimizer step: ``epoch`` is the epoch in progress (from 1), ``step`` the steps
+        taken in total."""
 
-    def on_epoch_end(self, model: nn.Module, *, epoch: int, step: int) -> None: ...
+    def on_epoch_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        """Called after every epoch: ``epoch`` has just ended (from 1), ``step`` optimizer steps were taken in
+        total."""
 
 
 class Callback:
     """A no-op base implementing :class:`TrainingCallback`; override what you need."""
 
     def on_train_begin(self, model: nn.Module) -> None:
+        """Called once before the first optimizer step, with the model about to be trained."""
         return None
 
     def on_step_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        """Called after every optimizer step: ``epoch`` is the epoch in progress (from 1), ``step`` the steps
+        taken in total."""
         return None
 
     def on_epoch_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        """Called after every epoch: ``epoch`` has just ended (from 1), ``step`` optimizer steps were taken in
+        total."""
         return None
