@@ -19,7 +19,7 @@ from pathlib import Path
 PAGES = {
     "home": "index.html",
     "tutorial": "tutorials/active_learning.html",
-    "api": "reference/api.html#forgetting.EventTracker",
+    "api": "reference/api.html",
 }
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 WINDOW = "1280,1600"

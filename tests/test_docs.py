@@ -206,3 +206,6 @@ def test_docs_build_strict(tmp_path: Path) -> None:
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     for page in ("index.html", "tutorials/events.html", "reference/api.html", "reference/cli.html"):
         assert (tmp_path / "site" / page).is_file(), page
+    fetched = re.compile(r"""<(?:script|link|img)\b[^>]*(?:src|href)=["']?(?:https?:)?//""")
+    remote = [p.name for p in (tmp_path / "site").rglob("*.html") if fetched.search(p.read_text("utf-8"))]
+    assert remote == [], f"pages that load something from the network: {remote}"
