@@ -6,23 +6,32 @@ STAMP  := $(VENV)/.installed
 PEERS_VENV  ?= .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 PEERS_REQS  := benchmarks/peers/requirements.txt benchmarks/peers/requirements-nodeps.txt
+LS_VENV     ?= .venv-labelstudio
+LS_STAMP    := $(LS_VENV)/.installed
+LS_REQS     := benchmarks/label_studio/requirements.txt
+LABEL_VENV  ?= .venv-label-errors
+LABEL_STAMP := $(LABEL_VENV)/.installed
+LABEL_REQS  := benchmarks/requirements-label-errors.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all lint docs screenshots bench bench-dynamics bench-peers env clean
+.PHONY: demo test test-all lint docs screenshots bench bench-dynamics bench-peers bench-label-errors env clean \
+	label-studio-env test-label-studio screenshot-label-studio
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall only when the install inputs change. The docs extra builds the documentation site (`make docs`).
-# The ray, lightning, transformers and export extras are
-# installed so that `make test` (what CI runs) tests the Ray backend against a local Ray instance and the
-# framework callbacks and exports against the real packages; constraints.txt keeps the pinned torch (none of
-# them pulls another). animal-mnist declares heavy, unused requirements (its data files are all we need), so
-# it goes in without them.
+# The ray, lightning, transformers, export and labelstudio extras are installed so that `make test` (what CI
+# runs) tests the Ray backend against a local Ray instance, the framework callbacks and exports against
+# the real packages, and `forgetting serve` over HTTP; constraints.txt keeps the pinned torch (none of them pulls another). animal-mnist declares heavy,
+# unused requirements (its data files are all we need), so it goes in without them; so does
+# label-studio-sdk, whose brush RLE converter (numpy and Pillow only) the tests check ours against: its
+# requirements (opencv, nltk, black, a numpy below 2.3, ...) are not ours. The pin is the one label-studio
+# 1.23.2 requires (benchmarks/label_studio/requirements.txt).
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,docs,ray,lightning,transformers,export]"
-	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt animal-mnist
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,docs,ray,lightning,transformers,export,labelstudio]"
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt animal-mnist label-studio-sdk==2.1.2
 	touch $(STAMP)
 
 env: $(STAMP)
@@ -74,5 +83,44 @@ $(PEERS_STAMP): $(PEERS_REQS) pyproject.toml constraints.txt | $(PEERS_VENV)/bin
 bench-peers: $(PEERS_STAMP)
 	$(PEERS_VENV)/bin/python benchmarks/peers/run.py
 
+# Issue 24: a real Label Studio (its own venv: its pins are not ours; see benchmarks/label_studio/) for the
+# real-server test and the screenshot. The test starts Label Studio and `forgetting serve` on local ports.
+$(LS_VENV)/bin/python:
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+# `label-studio version` applies Label Studio's migrations and exits: the test servers start from a copy of
+# this migrated, empty database (about 20 s instead of minutes of migrations).
+$(LS_STAMP): $(LS_REQS) constraints.txt | $(LS_VENV)/bin/python
+	$(LS_VENV)/bin/python -m pip install --quiet -c constraints.txt -r $(LS_REQS)
+	rm -rf $(LS_VENV)/template
+	LABEL_STUDIO_BASE_DATA_DIR=$(abspath $(LS_VENV))/template DJANGO_DB=sqlite LATEST_VERSION_CHECK=false \
+		$(LS_VENV)/bin/label-studio version > /dev/null
+	touch $(LS_STAMP)
+
+label-studio-env: $(LS_STAMP)
+
+test-label-studio: $(STAMP) $(LS_STAMP)
+	$(BIN)/python -m pytest -m slow tests/test_label_studio_server.py --durations=0 $(PYTEST_ARGS)
+
+# docs/img/label-studio.png (needs chromium and chromium-driver: apt-get install chromium chromium-driver).
+screenshot-label-studio: $(STAMP) $(LS_STAMP)
+	$(BIN)/python docs/label_studio_screenshot.py
+
+# Issue 21: finding flipped labels with training dynamics vs cleanlab, and the pruning table (about 75 min
+# on a busy 2-core machine, 25 with the cores to itself; resumable). cleanlab lives in its own venv, with the
+# project and the pinned torch; the pruning part alone runs anywhere (`--part pruning`).
+$(LABEL_VENV)/bin/python:
+	$(PYTHON) -m venv $(LABEL_VENV)
+	$(LABEL_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+$(LABEL_STAMP): $(LABEL_REQS) pyproject.toml constraints.txt | $(LABEL_VENV)/bin/python
+	$(LABEL_VENV)/bin/python -m pip install --quiet -c constraints.txt -e . -r $(LABEL_REQS)
+	touch $(LABEL_STAMP)
+
+bench-label-errors: $(LABEL_STAMP)
+	$(LABEL_VENV)/bin/python benchmarks/label_errors.py --run --jobs 2
+
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) build dist site docs-screenshots src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(LS_VENV) $(LABEL_VENV) build dist site docs-screenshots src/*.egg-info .pytest_cache \
+		.ruff_cache

@@ -171,7 +171,7 @@ def test_two_labelling_rounds_python_api(png_folder: tuple[Path, dict[str, str]]
     }
     tasks = json.loads(r1.label_studio_path.read_text())
     assert [t["data"]["item"] for t in tasks] == r1.item_ids
-    assert tasks[0]["data"]["image"] == "/data/local-files/?d=" + r1.item_ids[0]
+    assert tasks[0]["data"]["image"] == "/data/local-files/?d=images/" + r1.item_ids[0]  # under the images
     assert tasks[0]["meta"]["rank"] == 1 and tasks[0]["meta"]["strategy"] == "gauss"
     page = r1.html_path.read_text()
     assert page.count("<figure>") == 16 and "data:image/png;base64," in page
@@ -247,7 +247,7 @@ def test_two_labelling_rounds_cli_npz(npz_file: tuple[Path, dict[str, str]], tmp
     assert len(items0) == 12 and all(i.isdigit() for i in items0)
     tasks = json.loads((round0 / "label_studio.json").read_text())
     width = len(str(N_IMAGES - 1))
-    assert tasks[0]["data"]["image"] == f"/data/local-files/?d={int(items0[0]):0{width}d}.png"
+    assert tasks[0]["data"]["image"] == f"/data/local-files/?d=media/{int(items0[0]):0{width}d}.png"
     assert (proj / "media" / f"{int(items0[0]):0{width}d}.png").is_file()  # npz rows are shown as PNGs
 
     answers = tmp_path / "answers.csv"

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from forgetting import LabelConflictError, LabelImportError, ProjectError
 from forgetting.annotate import LabelingProject, init_project, read_mask_file
+from forgetting.annotate.rle import decode_alpha
 from forgetting.cli import app
 from forgetting.data import load_dataset
 
@@ -110,7 +111,9 @@ def test_init_segmentation_project(
     assert (settings.task, settings.model, settings.ignore_index) == ("segmentation", "unet", 255)
     text = (project.root / "forgetting.toml").read_text()
     assert 'task = "segmentation"' in text and "[segmentation]\nignore_index = 255" in text
-    assert not (project.root / "label_studio_config.xml").exists()
+    config = (project.root / "label_studio_config.xml").read_text()  # brush labels, in class-id order
+    assert '<BrushLabels name="label" toName="image">' in config
+    assert [line.split('"')[1] for line in config.splitlines() if "<Label " in line] == CLASSES
     status = project.status()
     assert (status.task, status.n_items, status.n_labeled) == ("segmentation", N, 0)
     assert status.pixel_counts == dict.fromkeys(CLASSES, 0)
@@ -293,7 +296,9 @@ def test_two_segmentation_rounds_python_api(
     assert r0.round == 0 and r0.task == "segmentation" and len(r0.items) == 4 and len(set(r0.item_ids)) == 4
     files = _mask_files(r0.csv_path)
     assert files == {i: i for i in r0.item_ids}  # PNG images: the mask file has the image's name
-    assert not r0.label_studio_path.exists() and not r0.maps_path.exists()
+    assert not r0.maps_path.exists()
+    tasks = json.loads(r0.label_studio_path.read_text())  # no model yet: tasks without pre-annotations
+    assert [t["data"]["item"] for t in tasks] == r0.item_ids and not any("predictions" in t for t in tasks)
     assert "no prediction or score maps" in r0.html_path.read_text()
     project.import_labels(_return_masks(tmp_path / "r0", {files[i]: truth[i] for i in r0.item_ids}))
 
@@ -315,6 +320,20 @@ def test_two_segmentation_rounds_python_api(
     assert sum(int(r["switches_sum"]) for r in table) > 0
     page = r1.html_path.read_text()
     assert page.count("<figure>") == 4 * 3 and "switches while training" in page and "zechstein" in page
+    # Label Studio tasks carry the model's masks as brush pre-annotations, scored by rank.
+    tasks = json.loads(r1.label_studio_path.read_text())
+    for k, task in enumerate(tasks):
+        (prediction,) = task["predictions"]
+        assert prediction["score"] == (4 - k) / 4 and prediction["model_version"].startswith(
+            "forgetting-round-1"
+        )
+        painted = np.full((24, 12), -1)
+        for result in prediction["result"]:
+            assert (result["original_height"], result["original_width"]) == (24, 12)
+            painted[decode_alpha(result["value"]["rle"], 24, 12)] = CLASSES.index(
+                result["value"]["brushlabels"][0]
+            )
+        assert np.array_equal(painted, maps["pred"][k])
 
     # Same masks, settings and seed: the same ranking, recomputed or in a copy of the project.
     again = project.query(force=True)
@@ -366,7 +385,7 @@ def test_segmentation_rounds_cli_npz(tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["query", str(proj), "--strategy", "random", "-n", "4", "--seed", "3"])
     assert result.exit_code == 0, result.output
-    assert "mask_file" in _out(result) and "Label Studio" not in _out(result)
+    assert "mask_file" in _out(result) and "Label Studio tasks" in _out(result)
     files = _mask_files(proj / "rounds" / "0" / "query.csv")
     width = len(str(N - 1))
     assert all(f == f"{int(i):0{width}d}.png" and (proj / "media" / f).is_file() for i, f in files.items())

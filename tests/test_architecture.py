@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 
 from import_graph import SRC, import_graph, reachable
@@ -28,14 +29,43 @@ def test_the_segmentation_task_depends_on_the_interface_not_the_reverse():
         assert not {m for m in reachable(graph, module) if m.startswith("forgetting.segmentation")}, module
 
 
+def _branches_and_imports(text: str) -> list[str]:
+    """The source of every condition (``if``, ``elif``, conditional expression, ``while``, ``match``,
+    comparison) and import statement in ``text``; docstrings and comments are not code and do not count."""
+    tree = ast.parse(text)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If | ast.IfExp | ast.While):
+            found.append(ast.get_source_segment(text, node.test) or "")
+        elif isinstance(node, ast.Match):
+            found.append(ast.get_source_segment(text, node.subject) or "")
+        elif isinstance(node, ast.Compare | ast.Import | ast.ImportFrom):
+            found.append(ast.get_source_segment(text, node) or "")
+    return found
+
+
 def test_no_segmentation_branch_in_the_loop_or_the_session():
-    """`grep segmentation` in the loop and the labelling session finds no branch and no import."""
-    for rel in ("forgetting/loop.py", "forgetting/annotate/session.py"):
+    """`grep segmentation` in the loop, the labelling session and the labelling project finds no branch and no
+    import: the session and the loop talk to a Task, the project to its kind of labels, chosen once by a
+    lookup table (``annotate/labels.py``)."""
+    for rel in ("forgetting/loop.py", "forgetting/annotate/session.py", "forgetting/annotate/project.py"):
         text = (SRC / rel).read_text(encoding="utf-8")
         code = [ln for ln in text.splitlines() if "segmentation" in ln.lower()]
-        branches = [ln for ln in code if re.search(r"\b(if|elif|import|from)\b", ln)]
+        branches = [ln for ln in code if re.search(r"^\s*(if|elif|import|from)\b", ln)]
         assert not branches, f"{rel}: {branches}"
+        conditions = [c for c in _branches_and_imports(text) if "segmentation" in c.lower()]
+        assert not conditions, f"{rel}: {conditions}"
         assert "targets.ndim" not in text and "ndim == 3" not in text, rel
+
+
+def test_the_branch_check_sees_branches():
+    """The check above is not vacuous: it finds the branches of a snippet that has them."""
+    snippet = (
+        'x = 1 if settings.task == "segmentation" else 2\n'
+        "if kind:\n"
+        "    from forgetting.segmentation import task\n"
+    )
+    assert len([c for c in _branches_and_imports(snippet) if "segmentation" in c]) == 3
 
 
 def test_strategies_are_not_probed():

@@ -240,7 +240,9 @@ def test_per_dataset_eval_sets_and_subsample_sweep():
 
 
 @pytest.mark.parametrize(
-    "path", sorted(p for p in EXAMPLES.glob("*.toml") if not p.name.startswith("maps-")), ids=lambda p: p.name
+    "path",
+    sorted(p for p in EXAMPLES.glob("*.toml") if not p.name.startswith(("maps-", "profile-"))),
+    ids=lambda p: p.name,
 )
 def test_every_example_loads_and_expands(path):
     cfg = load_config(path)

@@ -73,6 +73,7 @@ from forgetting.training import LabeledSet, StoppingRule, TrainConfig, TrainFn, 
 if TYPE_CHECKING:
     from forgetting.annotate import LabelingProject, QueryResult, init_project
     from forgetting.experiments import load_config, run_experiments, write_report
+    from forgetting.profile import DynamicsAccumulator, profile
     from forgetting.segmentation import (
         MapsConfig,
         SegmentationOptions,
@@ -95,11 +96,15 @@ _LAZY_SEGMENTATION = {  # imports pydantic and scipy: on first use
     "fit_segmentation",
     "load_maps_config",
     "predict_segmentation",
+    "profile",
     "reduce_pixel_scores",
     "run_forgetting_maps",
     "segmentation_metrics",
 }
 _LAZY_ANNOTATE = {"LabelingProject", "QueryResult", "init_project"}  # imports pydantic: on first use
+# `forgetting.profile` is a callable package (forgetting.profile(...) runs the pipeline); it imports the
+# report and its config on first use.
+_LAZY_PROFILE = {"profile", "DynamicsAccumulator"}
 
 
 def __getattr__(name: str) -> Any:
@@ -111,6 +116,10 @@ def __getattr__(name: str) -> Any:
         from forgetting import annotate
 
         return getattr(annotate, name)
+    if name in _LAZY_PROFILE:
+        import forgetting.profile as profile_package
+
+        return profile_package if name == "profile" else getattr(profile_package, name)
     if name in _LAZY_SEGMENTATION:
         from forgetting import segmentation
 
@@ -130,6 +139,7 @@ __all__ = [
     "DatasetSource",
     "DirectoryInUseError",
     "DivergedError",
+    "DynamicsAccumulator",
     "EventTracker",
     "ForgettingError",
     "Input",
@@ -191,6 +201,7 @@ __all__ = [
     "per_class_rates",
     "predict",
     "predict_segmentation",
+    "profile",
     "reduce_pixel_scores",
     "register_model",
     "register_task",

@@ -19,6 +19,7 @@ from forgetting.exceptions import ConfigError, ForgettingError
 
 __all__ = [
     "NUMPY_READ_ERRORS",
+    "atomic_file",
     "atomic_savez",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -88,7 +89,7 @@ def make_directory(
 
 
 @contextmanager
-def _atomic_binary(path: Path, *, mode: int | None = None) -> Iterator[BinaryIO]:
+def atomic_file(path: Path, *, mode: int | None = None) -> Iterator[BinaryIO]:
     """A binary file to write that appears at ``path`` only when the block ends without an error.
 
     The data go to a temporary file in the same directory, are fsynced, get permissions ``mode`` (default:
@@ -115,7 +116,7 @@ def atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) ->
     """Write ``arrays`` as a compressed ``.npz`` at exactly ``path``, atomically, with the permissions of a
     plain ``open()`` (usually 0644). Returns the path."""
     path = Path(path)
-    with _atomic_binary(path) as fh:
+    with atomic_file(path) as fh:
         np.savez_compressed(fh, **arrays)
     return path
 
@@ -124,7 +125,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` at exactly ``path``, atomically, with the permissions of a plain ``open()`` (usually
     0644: these files are meant to be shared). Returns the path."""
     path = Path(path)
-    with _atomic_binary(path) as fh:
+    with atomic_file(path) as fh:
         fh.write(data)
     return path
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["iter_batches", "model_device", "to_input"]
+__all__ = ["class_counts", "iter_batches", "model_device", "to_input"]
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -32,3 +32,14 @@ def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
     """Contiguous slices covering ``range(n)``."""
     for start in range(0, n, batch_size):
         yield slice(start, min(start + batch_size, n))
+
+
+def class_counts(labels: torch.Tensor, num_classes: int, *, ignore_index: int | None = None) -> torch.Tensor:
+    """How many elements of ``labels`` (integer, any shape, any device) hold each class id: int64 ``[K]`` on
+    the labels' device. Values outside ``[0, K)`` and ``ignore_index`` count nothing (they are parked in one
+    extra bin, so this is a single ``bincount`` without boolean indexing or a host sync)."""
+    flat = labels.reshape(-1).to(torch.int64)
+    valid = (flat >= 0) & (flat < num_classes)
+    if ignore_index is not None:
+        valid &= flat != ignore_index
+    return torch.bincount(torch.where(valid, flat, num_classes), minlength=num_classes + 1)[:num_classes]

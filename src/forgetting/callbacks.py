@@ -2,12 +2,19 @@
 
 Epochs and steps are counted from 1: ``on_epoch_end(model, epoch=1, step=s)`` runs after the first
 epoch, when ``s`` optimizer steps have been taken in total.
+
+A callback may also watch every mini-batch as it is presented (:class:`BatchCallback`, optional):
+``on_batch_end(model, rows=..., logits=..., targets=..., epoch=e, step=s)`` runs after the optimizer step of
+each batch with the rows of the training data in that batch and the logits the model produced for them in
+its training forward pass (Toneva et al.'s presentation-time observation: no extra forward pass).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import nn
 
 
@@ -27,8 +34,39 @@ class TrainingCallback(Protocol):
         total."""
 
 
+@runtime_checkable
+class BatchCallback(Protocol):
+    """The optional per-batch hook: a :class:`TrainingCallback` that also has ``on_batch_end`` gets every
+    training batch's own predictions.
+
+    ``rows``: int64 ``[B]`` indices into the training data of the batch's samples (on the model's device);
+    ``logits``: ``[B, K]`` (or ``[B, K, H, W]``) from the training forward pass, detached (bfloat16 under
+    CUDA autocast, augmented inputs when the trainer augments); ``targets``: int64 ``[B]`` (or
+    ``[B, H, W]``); ``epoch``: the current epoch (from 1); ``step``: optimizer steps taken so far, this
+    batch's included. Implementations must not synchronise with the host (no ``.item()``, no ``.cpu()``).
+    """
+
+    def on_batch_end(
+        self,
+        model: nn.Module,
+        *,
+        rows: torch.Tensor,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        epoch: int,
+        step: int,
+    ) -> None: ...
+
+
 class Callback:
-    """A no-op base implementing :class:`TrainingCallback`; override what you need."""
+    """A no-op base implementing :class:`TrainingCallback`; override what you need.
+
+    Override :meth:`on_batch_end` (and set ``wants_batches = True``) to observe every training batch; the
+    trainer only gathers the batch rows for callbacks that ask for them.
+    """
+
+    #: Whether the trainer should call :meth:`on_batch_end` (the per-batch hook costs nothing otherwise).
+    wants_batches: bool = False
 
     def on_train_begin(self, model: nn.Module) -> None:
         """Called once before the first optimizer step, with the model about to be trained."""
@@ -43,3 +81,28 @@ class Callback:
         """Called after every epoch: ``epoch`` has just ended (from 1), ``step`` optimizer steps were taken in
         total."""
         return None
+
+    def on_batch_end(
+        self,
+        model: nn.Module,
+        *,
+        rows: torch.Tensor,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        epoch: int,
+        step: int,
+    ) -> None:
+        return None
+
+
+def batch_callbacks(callbacks: Iterable[object]) -> list[BatchCallback]:
+    """The callbacks of ``callbacks`` that take the per-batch hook: a :class:`Callback` with
+    ``wants_batches`` true, or any other object implementing :class:`BatchCallback`."""
+    out: list[BatchCallback] = []
+    for cb in callbacks:
+        if isinstance(cb, Callback):
+            if cb.wants_batches:
+                out.append(cb)
+        elif isinstance(cb, BatchCallback):
+            out.append(cb)
+    return out

@@ -20,6 +20,7 @@ from forgetting._version import __version__
 from forgetting.exceptions import ForgettingError
 
 if TYPE_CHECKING:
+    from forgetting.annotate import ProjectStatus
     from forgetting.experiments.config import ExperimentConfig
 
 __all__ = ["app", "main"]
@@ -312,6 +313,97 @@ def maps_cmd(
     console.print(f"report: {result.report}  ({result.seconds['total']:.0f} s)", highlight=False)
 
 
+def _parse_fractions(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0.0 < v < 1.0 for v in values):
+        raise _fail(
+            f"--prune must be fractions in (0, 1), comma-separated (e.g. 0.2 or 0.1,0.3), got {text!r}"
+        )
+    return values
+
+
+@app.command("profile")
+def profile_cmd(
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A TOML profile config. Without it: mnist-5k with small-cnn, 10 epochs, and the two AUM "
+            "threshold runs (a few minutes on 2 CPU cores)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory (default: runs/<config name>).")
+    ] = None,
+    prune: Annotated[
+        str | None,
+        typer.Option(
+            "--prune",
+            help="Toneva's experiment: retrain without the fraction F of never-forgotten samples, and "
+            "without a random F; report test accuracy for both (F, or several: 0.1,0.2,0.3).",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Override the config's device (cpu, cuda, cuda:1, mps).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Explain a classifier: per-sample forgetting, data map, AUM and likely label errors; pruning."""
+    from forgetting.profile.config import ProfileConfig, load_profile_config, run_profile_config
+
+    _set_verbose(verbose)
+    fractions = _parse_fractions(prune)
+    try:
+        cfg = ProfileConfig() if config is None else load_profile_config(config)
+        if device is not None:
+            cfg = cfg.model_copy(update={"device": device})
+        out_dir = out if out is not None else Path("runs") / cfg.name
+        err_console.print(f"profile [bold]{cfg.name}[/] into {out_dir}", highlight=False)
+        result = run_profile_config(
+            cfg, out_dir, prune=fractions, progress=lambda msg: err_console.print(msg, highlight=False)
+        )
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
+    d = result.dynamics
+    test = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.3f}"
+    console.print(
+        f"{result.n:,} samples, {result.train.epochs} epochs ({result.observe} observation): test accuracy "
+        f"{test}; {int(d.unforgettable.sum()):,} unforgettable, {int((d.forgetting > 0).sum()):,} forgotten "
+        f"at least once, {int(d.never_learned.sum()):,} never learned",
+        highlight=False,
+    )
+    if result.mislabel is not None:
+        thresholds = ", ".join(f"{t:.3f}" for t in result.mislabel.thresholds)
+        console.print(
+            f"likely mislabelled: {int(result.mislabel.flagged.sum()):,} (AUM below the threshold-sample "
+            f"thresholds {thresholds})",
+            highlight=False,
+        )
+    if result.pruning:
+        table = Table(title="pruning: test accuracy after removing a fraction of the training set")
+        for col in ("removed", "by forgetting", "at random", "all data"):
+            table.add_column(col, justify="right")
+        for p in result.pruning:
+            full = "" if p.full_accuracy is None else f"{p.full_accuracy:.3f}"
+            table.add_row(
+                f"{p.fraction:.0%} ({p.removed:,})",
+                f"{p.forgetting_accuracy:.3f}",
+                f"{p.random_accuracy:.3f}",
+                full,
+            )
+        console.print(table)
+    for name in ("table", "parquet", "summary"):
+        if name in result.files:
+            console.print(f"{name}: {result.files[name]}", highlight=False)
+    console.print(
+        f"report: {result.files['report']}  ({result.seconds.get('total', 0.0):.0f} s)", highlight=False
+    )
+
+
 @app.command("report")
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `forgetting run`.")],
@@ -558,7 +650,9 @@ def query(
             "folder",
             highlight=False,
         )
-        console.print(f"next: forgetting label {project} FOLDER", highlight=False)
+        console.print(
+            f"next: forgetting label {project} FOLDER (or a Label Studio JSON export)", highlight=False
+        )
     else:
         console.print(f"next: forgetting label {project} --import FILE", highlight=False)
 
@@ -659,8 +753,93 @@ def status(project: Annotated[Path, typer.Argument(help="A project directory.")]
         console.print(f"round {st.rounds - 1} still waits for {len(st.pending)} {unit}", highlight=False)
     if st.missing:
         console.print(f"{len(st.missing)} labelled item(s) are no longer in the images", highlight=False)
-    if st.task != "segmentation":
-        console.print(f"Label Studio local-files document root: {st.media_root}", highlight=False)
+    if st.rounds and st.new_labels:
+        console.print(f"{st.new_labels} label(s) since round {st.rounds - 1}", highlight=False)
+    _print_label_studio_files(st)
+
+
+def _print_label_studio_files(st: ProjectStatus) -> None:
+    root = st.label_studio_document_root
+    console.print(
+        f"Label Studio: a local storage of {st.media_root}"
+        + (f", with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}" if root is not None else ""),
+        highlight=False,
+    )
+
+
+@app.command("serve")
+def serve_cmd(
+    project: Annotated[Path, typer.Argument(help="A project directory (see `forgetting init-project`).")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 9090,
+    host: Annotated[
+        str, typer.Option(help="The address to listen on (0.0.0.0: every interface; no authentication).")
+    ] = "127.0.0.1",
+    every: Annotated[
+        int, typer.Option("--every", "-k", min=1, help="Retrain and re-rank after this many new labels.")
+    ] = 10,
+    n: Annotated[
+        int | None, typer.Option("-n", min=1, help="Images each round ranks (default: the project's).")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="The strategy of the rounds (default: the project's).")
+    ] = None,
+    cold_start: Annotated[
+        str, typer.Option("--cold-start", help="The first round's strategy when nothing is labelled yet.")
+    ] = "kcenter-pixels",
+    seed: Annotated[int, typer.Option(help="Query seed.")] = 0,
+    label_studio_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LABEL_STUDIO_URL",
+            help="Label Studio's address, to select each new round's predictions there and retrieve them "
+            "(default: the address Label Studio sends when it connects).",
+        ),
+    ] = None,
+    label_studio_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LABEL_STUDIO_API_KEY",
+            help="A Label Studio API token (legacy token or personal access token) for that (default: the "
+            "token Label Studio sends when it connects, valid when legacy tokens are enabled).",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve a project as a Label Studio ML backend: predictions ranked by the strategy, labels imported from
+    Label Studio's webhooks, and a new round (retrain, re-rank) after every --every new labels.
+
+    Needs the labelstudio extra: pip install 'forgetting\\[labelstudio]'. Connect it in Label Studio under
+    Settings > Model (URL http://HOST:PORT). The project directory is the state: stop and restart freely.
+    """
+    from forgetting.annotate import LabelingProject
+    from forgetting.annotate.live import LiveSettings
+    from forgetting.annotate.serve import serve
+
+    _set_verbose(verbose)
+    try:
+        settings = LiveSettings(
+            every=every,
+            n=n,
+            strategy=strategy,
+            cold_start=cold_start,
+            seed=seed,
+            label_studio_url=label_studio_url,
+            label_studio_token=label_studio_token,
+        )
+        proj = LabelingProject.open(project)
+        tasks = proj.export_label_studio_tasks()
+        st = proj.status()
+        err_console.print(
+            f"serving {st.root} ({st.task}, {st.n_labeled} of {st.n_items} labelled, {st.rounds} rounds) "
+            f"as a Label Studio ML backend on http://{host}:{port}; a new round after every {every} labels",
+            highlight=False,
+        )
+        err_console.print(f"Label Studio interface: {proj.label_studio_config_path}", highlight=False)
+        err_console.print(f"Label Studio tasks (every image): {tasks}", highlight=False)
+        _print_label_studio_files(st)
+        serve(project, host=host, port=port, settings=settings, log_level="debug" if verbose else "info")
+    except ForgettingError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command("augment")

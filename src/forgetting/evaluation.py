@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from forgetting.data.source import DataSource
-from forgetting.inference import autocast_context, default_batch_size, eval_mode, model_device
+from forgetting.inference import forward_batches, model_device
 
 METRICS = ("accuracy", "nll", "ece")
 
@@ -22,17 +22,16 @@ def evaluate(
     model whose outputs are NaN gets NaN metrics (no error).
     """
     device = model_device(model)
-    batch_size = batch_size or default_batch_size(device)
     n = len(data)
     correct = torch.zeros((), dtype=torch.float64, device=device)
     nll = torch.zeros((), dtype=torch.float64, device=device)
     bin_count = torch.zeros(ece_bins, dtype=torch.float64, device=device)
     bin_conf = torch.zeros(ece_bins, dtype=torch.float64, device=device)
     bin_acc = torch.zeros(ece_bins, dtype=torch.float64, device=device)
-    with eval_mode(model), autocast_context(device):
-        for x, y in data.batches(device, batch_size):
+    with forward_batches(model, data, batch_size=batch_size) as batches:
+        for logits, y in batches:
             assert y is not None
-            logp = model(x).float().log_softmax(-1)
+            logp = logits.float().log_softmax(-1)
             conf, pred = logp.exp().max(-1)
             hit = (pred == y).double()
             correct += hit.sum()

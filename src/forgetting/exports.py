@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from forgetting._io import atomic_write_text
+from forgetting._io import atomic_file, atomic_write_text
 from forgetting.exceptions import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -243,13 +243,8 @@ def write_parquet(table: Mapping[str, np.ndarray], path: str | os.PathLike[str])
             "Parquet export needs pyarrow: pip install 'forgetting[parquet]' (or use to_csv)"
         ) from exc
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(pa.table({name: np.asarray(col) for name, col in table.items()}), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as fh:
+        pq.write_table(pa.table({name: np.asarray(col) for name, col in table.items()}), fh)
     return path
 
 

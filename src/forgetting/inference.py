@@ -23,6 +23,7 @@ __all__ = [
     "autocast_context",
     "default_batch_size",
     "eval_mode",
+    "forward_batches",
     "head_only_dropout",
     "iter_batches",
     "model_device",
@@ -48,6 +49,33 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in flags:
             m.training = training
+
+
+@contextlib.contextmanager
+def forward_batches(
+    model: nn.Module, data: torch.Tensor | DataSource, *, batch_size: int | None = None, targets: bool = True
+) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor | None]]]:
+    """The eval-mode forward pass every evaluation shares::
+
+        with forward_batches(model, data, batch_size=256) as batches:
+            for logits, y in batches:
+                ...  # accumulate metrics (no backpropagation: this runs under inference mode)
+
+    Yields an iterator of ``(logits, y)`` per batch of ``data`` (uint8 images ``[N, C, H, W]`` or a
+    :class:`~forgetting.data.source.DataSource`) on the model's device, with the model in eval mode, under
+    ``torch.inference_mode`` and the device's autocast; every module's flag is restored when the block ends
+    (also when it is left early). ``y`` is ``None`` with ``targets=False`` or for a source without targets.
+    """
+    source = data if isinstance(data, DataSource) else TensorSource(data)
+    device = model_device(model)
+    size = batch_size or default_batch_size(device)
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        for x, y in source.batches(device, size, targets=targets):
+            yield model(x), y
+
+    with eval_mode(model), torch.inference_mode(), autocast_context(device):
+        yield batches()
 
 
 def default_batch_size(device: torch.device) -> int:

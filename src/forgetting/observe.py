@@ -18,6 +18,11 @@ A user's own training loop gets an :class:`Observer` and calls it at the end of 
             ...                      # the user's optimizer, augmentation, AMP, scheduler
             observer.step_end(model)  # only needed for a step cadence
         observer.epoch_end(model)     # observes at the configured cadence, then restores train mode
+
+Presentation-time observers (:class:`forgetting.profile.DynamicsAccumulator`) read each training batch's own
+logits instead of running a pass: the loop hands them over with
+``observer.batch_end(model, rows, logits, targets)`` after each optimizer step (``rows``: int64 ``[B]``
+indices into ``labeled.data``; see :func:`forgetting.profile.with_rows`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from forgetting.callbacks import Callback
+from forgetting.callbacks import Callback, batch_callbacks
 from forgetting.data.source import DataSource
 from forgetting.events import EventTracker
 from forgetting.exceptions import ConfigError
@@ -509,7 +514,9 @@ class Observer(Callback):
 
     Args:
         callbacks: the observation callbacks (usually one, on the unlabelled pool); none is valid (a round
-            whose strategy needs no dynamics still gets an observer, which then only counts).
+            whose strategy needs no dynamics still gets an observer, which then only counts). Any
+            :class:`~forgetting.callbacks.Callback` with a ``tracker`` works, e.g. a presentation-time
+            :class:`forgetting.profile.DynamicsAccumulator`, fed by :meth:`batch_end`.
 
     Attributes:
         epochs: epochs reported so far.
@@ -517,8 +524,9 @@ class Observer(Callback):
         seconds: wall time spent observing.
     """
 
-    def __init__(self, callbacks: Sequence[ObservationCallback] = ()) -> None:
+    def __init__(self, callbacks: Sequence[ObservationCallback | Callback] = ()) -> None:
         self.callbacks = list(callbacks)
+        self._listeners = batch_callbacks(self.callbacks)
         self.epochs = 0
         self.steps = 0
         self.seconds = 0.0
@@ -527,7 +535,12 @@ class Observer(Callback):
     @property
     def tracker(self) -> EventTracker | None:
         """The first callback's tracker (the pool's, in an active-learning round), or ``None``."""
-        return self.callbacks[0].tracker if self.callbacks else None
+        return self.callbacks[0].tracker if self.callbacks else None  # type: ignore[union-attr]
+
+    @property
+    def wants_batches(self) -> bool:  # type: ignore[override]
+        """Whether a callback observes every training batch (:meth:`batch_end` / ``on_batch_end``)."""
+        return bool(self._listeners)
 
     @property
     def observing(self) -> bool:
@@ -549,6 +562,39 @@ class Observer(Callback):
         self.steps += 1
         epoch, step = self.epochs + 1, self.steps
         self._timed(lambda cb: cb.on_step_end(model, epoch=epoch, step=step))
+
+    def batch_end(
+        self, model: nn.Module, rows: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor
+    ) -> None:
+        """Call after every optimizer step with the batch as it was presented, for presentation-time
+        observers (no-op without them; counts no step, so call :meth:`step_end` too for a step cadence).
+
+        Args:
+            rows: int64 ``[B]`` indices into the training data (``labeled.data``) of the batch's samples.
+            logits: ``[B, K]`` from the training forward pass (detached here).
+            targets: int64 ``[B]`` labels the loss used.
+        """
+        if not self._listeners:
+            return
+        self._begin(model)
+        epoch, step = self.epochs + 1, self.steps
+        self._batch(model, rows, logits, targets, epoch, step)
+
+    def _batch(
+        self,
+        model: nn.Module,
+        rows: torch.Tensor,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        epoch: int,
+        step: int,
+    ) -> None:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = logits.detach()
+            for cb in self._listeners:
+                cb.on_batch_end(model, rows=rows, logits=out, targets=targets, epoch=epoch, step=step)
+        self.seconds += time.perf_counter() - t0
 
     def epoch_end(self, model: nn.Module) -> None:
         """Call after every training epoch: observes when the epoch cadence says so."""
@@ -573,6 +619,18 @@ class Observer(Callback):
     def on_epoch_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
         self.epochs, self.steps = epoch, step
         self._timed(lambda cb: cb.on_epoch_end(model, epoch=epoch, step=step))
+
+    def on_batch_end(
+        self,
+        model: nn.Module,
+        *,
+        rows: torch.Tensor,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        epoch: int,
+        step: int,
+    ) -> None:
+        self._batch(model, rows, logits, targets, epoch, step)
 
     def __repr__(self) -> str:
         return f"Observer(epochs={self.epochs}, steps={self.steps}, callbacks={self.callbacks!r})"

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from forgetting.callbacks import TrainingCallback
+from forgetting.callbacks import TrainingCallback, batch_callbacks
 from forgetting.data.source import DataSource
 from forgetting.exceptions import ConfigError, DivergedError, TrainingLimitError, check_choice
-from forgetting.inference import autocast_context, eval_mode, iter_batches, model_device, to_input
+from forgetting.inference import autocast_context, forward_batches, iter_batches, model_device, to_input
 from forgetting.observe import Observer
 from forgetting.records import TrainRecord
 
@@ -423,12 +423,11 @@ def evaluate_accuracy(
     device = model_device(model)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     total = torch.zeros((), dtype=torch.int64, device=device)
-    with eval_mode(model), autocast_context(device):
-        for x, y in data.batches(device, batch_size):
+    with forward_batches(model, data, batch_size=batch_size) as batches:
+        for logits, y in batches:
             assert y is not None
-            pred = model(x).argmax(1)
             valid = y != ignore_index if ignore_index is not None else torch.ones_like(y, dtype=torch.bool)
-            correct += ((pred == y) & valid).sum()
+            correct += ((logits.argmax(1) == y) & valid).sum()
             total += valid.sum()
     return float(correct) / max(int(total), 1)
 
@@ -465,7 +464,10 @@ def fit(
         seed: seeds the batch order, the augmentation and dropout (through a forked RNG, so the caller's
             global RNG state is untouched).
         callbacks: objects implementing :class:`forgetting.callbacks.TrainingCallback`; their wall time is
-            reported as ``track_seconds`` and excluded from ``seconds``.
+            reported as ``track_seconds`` and excluded from ``seconds``. Those that also take the per-batch
+            hook (:class:`forgetting.callbacks.BatchCallback`) get each batch's rows, detached logits and
+            targets after its optimizer step; nothing else about training changes (same RNG stream, same
+            computation), and without such a callback no rows are gathered.
         class_weights: float ``[K]`` cross-entropy weights (segmentation with rare classes).
         ignore_index: target value that contributes no loss and no accuracy.
         num_workers: DataLoader workers for a lazy ``data``.
@@ -509,13 +511,17 @@ def fit(
     fork_devices = [device] if device.type == "cuda" else []
     start = time.perf_counter()
 
-    def batches(order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    listeners = batch_callbacks(callbacks)  # the callbacks that watch every batch (presentation time)
+
+    def batches(order: torch.Tensor) -> Iterator[tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]]:
+        """``(rows [B] on the device or None, x, y)``; rows only when a callback watches batches."""
         if images is not None and targets is not None:
             order = order.to(device)
             for sl in iter_batches(n, config.batch_size):
                 idx = order[sl]
-                yield to_input(images[idx]), targets[idx]
+                yield idx, to_input(images[idx]), targets[idx]
         else:
+            order_dev = order.to(device) if listeners else None  # one copy per epoch
             loader = DataLoader(
                 train_items,  # type: ignore[arg-type]
                 batch_size=config.batch_size,
@@ -523,8 +529,12 @@ def fit(
                 num_workers=num_workers,
                 pin_memory=device.type == "cuda",
             )
+            offset = 0
             for x, y in loader:
-                yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                b = int(x.shape[0])
+                rows = None if order_dev is None else order_dev[offset : offset + b]
+                offset += b
+                yield rows, x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
@@ -541,7 +551,7 @@ def fit(
             loss_sum = torch.zeros((), device=device)
             counted = torch.zeros((), dtype=torch.int64, device=device)
             finite = torch.ones((), dtype=torch.bool, device=device)  # outputs and weights, read once
-            for x, y in batches(order):
+            for rows, x, y in batches(order):
                 if config.augment:
                     x, y = augment_batch(
                         x,
@@ -565,6 +575,16 @@ def fit(
                     # an all-ignored batch has a NaN mean loss (and no gradient): it adds nothing
                     loss_sum += torch.where(n_valid > 0, loss.detach() * n_valid, 0.0)
                     finite &= torch.isfinite(logits).all()
+                if listeners:
+                    t = time.perf_counter()
+                    assert rows is not None
+                    with torch.no_grad():
+                        batch_logits = logits.detach()
+                        for listener in listeners:
+                            listener.on_batch_end(
+                                model, rows=rows, logits=batch_logits, targets=y, epoch=epoch, step=step
+                            )
+                    track_seconds += time.perf_counter() - t
                 if callbacks:
                     t = time.perf_counter()
                     for cb in callbacks:

@@ -23,23 +23,36 @@ unlabelled images by their pixel scores, reduced to one per image::
     seismic.import_labels("returned-masks/")              # named as the mask_file column of query.csv
     second = seismic.query(8)                             # GauSS on per-pixel switch counts
 
-Modules: :mod:`~forgetting.annotate.project` (the project, its settings and label ledger),
-:mod:`~forgetting.annotate.sources` (reading the images), :mod:`~forgetting.annotate.session` (one query),
-:mod:`~forgetting.annotate.importers` and :mod:`~forgetting.annotate.exporters` (file formats).
+Label Studio works both ways for both kinds: each round writes Label Studio tasks with the model's
+pre-annotations (a choice, or the predicted mask as brush regions), and exports come back in with
+``import_labels``. ``forgetting serve`` (:mod:`~forgetting.annotate.serve`, the ``labelstudio`` extra) runs a
+project as a Label Studio ML backend that ranks the tasks, imports annotations from webhooks and retrains
+after every k labels (:class:`~forgetting.annotate.live.LiveProject`).
+
+Modules: :mod:`~forgetting.annotate.project` (the project and its rounds), :mod:`~forgetting.annotate.labels`
+(what its labels are: class names or masks), :mod:`~forgetting.annotate.ledger` (the records),
+:mod:`~forgetting.annotate.settings`, :mod:`~forgetting.annotate.sources` (reading the images),
+:mod:`~forgetting.annotate.session` (one query), :mod:`~forgetting.annotate.importers` and
+:mod:`~forgetting.annotate.exporters` (file formats), :mod:`~forgetting.annotate.label_studio` and
+:mod:`~forgetting.annotate.rle` (Label Studio's formats), :mod:`~forgetting.annotate.live` and
+:mod:`~forgetting.annotate.serve` (the ML backend).
 """
 
 from __future__ import annotations
 
 from forgetting.annotate.exporters import write_png
-from forgetting.annotate.importers import LabelRow, MaskRow, read_label_file, read_mask_file, read_mask_source
-from forgetting.annotate.project import (
-    ImportSummary,
-    LabelEntry,
-    LabelingProject,
-    ProjectSettings,
-    ProjectStatus,
-    init_project,
+from forgetting.annotate.importers import (
+    LabelRow,
+    MaskRow,
+    read_label_file,
+    read_label_studio_masks,
+    read_mask_file,
+    read_mask_source,
 )
+from forgetting.annotate.labels import LABEL_KINDS, ClassLabels, LabelKind, MaskLabels
+from forgetting.annotate.ledger import ImportSummary, LabelEntry, ProjectStatus
+from forgetting.annotate.live import LiveProject, LiveSettings
+from forgetting.annotate.project import LabelingProject, ProjectSettings, init_project
 from forgetting.annotate.results import QueryResult, RankedItem
 from forgetting.annotate.session import (
     COLD_START_STRATEGIES,
@@ -52,14 +65,20 @@ from forgetting.exceptions import LabelConflictError, LabelImportError, ProjectE
 
 __all__ = [
     "COLD_START_STRATEGIES",
+    "LABEL_KINDS",
     "PIXEL_KCENTER",
+    "ClassLabels",
     "ImageSource",
     "ImportSummary",
     "LabelConflictError",
     "LabelEntry",
     "LabelImportError",
+    "LabelKind",
     "LabelRow",
     "LabelingProject",
+    "LiveProject",
+    "LiveSettings",
+    "MaskLabels",
     "MaskRow",
     "ProjectError",
     "ProjectSettings",
@@ -70,6 +89,7 @@ __all__ = [
     "query_strategies",
     "rank_pool",
     "read_label_file",
+    "read_label_studio_masks",
     "read_mask_file",
     "read_mask_source",
     "write_png",

@@ -2,7 +2,8 @@
 
 Segmentation projects get their own CSV (:func:`write_segmentation_csv`: the name of the mask file to return
 per image) and page (:func:`write_segmentation_html`: each image with the model's prediction, its per-pixel
-score map and switch map); there is no Label Studio file for them.
+score map and switch map). Label Studio's formats (tasks, pre-annotations, labelling configurations, brush
+masks) are in :mod:`forgetting.annotate.label_studio`.
 
 Every file is written atomically (temporary file + rename) and depends only on its arguments, so the same
 ranking gives byte-identical files.
@@ -18,20 +19,20 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import torch
 
 from forgetting._csv import csv_text
 from forgetting._io import atomic_write_bytes, atomic_write_text
-from forgetting.annotate.importers import LABEL_STUDIO_FROM_NAME
+from forgetting.annotate import label_studio
 from forgetting.annotate.results import RankedItem
 
 __all__ = [
     "CSV_COLUMNS",
     "SEGMENTATION_CSV_COLUMNS",
     "class_colors",
+    "class_hex_colors",
     "colorize_classes",
     "colorize_scores",
     "label_studio_config",
@@ -114,33 +115,20 @@ def write_ranked_csv(path: str | Path, items: Sequence[RankedItem], *, strategy:
 
 
 def label_studio_tasks(
-    items: Sequence[RankedItem], image_urls: Sequence[str], *, strategy: str, round_: int
+    items: Sequence[RankedItem],
+    image_urls: Sequence[str],
+    *,
+    strategy: str,
+    round_: int,
+    predictions: Sequence[dict[str, Any] | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Label Studio import tasks for ``items``: ``data.image`` (the URL annotators see), ``data.item`` (the
-    item id, which the export keeps so labels map back exactly) and ``meta`` (rank, score, strategy, round,
-    model prediction)."""
-    tasks = []
-    for r, url in zip(items, image_urls, strict=True):
-        meta: dict[str, Any] = {"rank": r.rank, "score": None if math.isnan(r.score) else r.score}
-        meta.update({"strategy": strategy, "round": round_})
-        if r.predicted is not None:
-            meta["predicted"] = r.predicted
-            meta["confidence"] = None if math.isnan(r.confidence) else r.confidence
-        tasks.append({"data": {"image": url, "item": r.item}, "meta": meta})
-    return tasks
+    """Label Studio import tasks for ``items`` (see :func:`forgetting.annotate.label_studio.tasks`)."""
+    return label_studio.tasks(items, image_urls, strategy=strategy, round_=round_, predictions=predictions)
 
 
 def label_studio_config(classes: Sequence[str]) -> str:
     """A Label Studio labelling interface for single-choice image classification over ``classes``."""
-    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in classes)
-    return (
-        "<View>\n"
-        '  <Image name="image" value="$image"/>\n'
-        f'  <Choices name="{LABEL_STUDIO_FROM_NAME}" toName="image" choice="single" showInLine="true">\n'
-        f"{choices}\n"
-        "  </Choices>\n"
-        "</View>\n"
-    )
+    return label_studio.choices_config(classes)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -223,6 +211,14 @@ def class_colors(num_classes: int) -> np.ndarray:
     base = colormaps["tab10" if num_classes <= 10 else "tab20"]
     rgba = base(np.arange(max(num_classes, 1)) % base.N, bytes=True)
     return np.asarray(rgba[:, :3], dtype=np.uint8)
+
+
+def class_hex_colors(num_classes: int) -> list[str]:
+    """:func:`class_colors` as ``"#rrggbb"`` strings (Label Studio's label colours)."""
+    return [
+        "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb))
+        for rgb in class_colors(num_classes)[:num_classes]
+    ]
 
 
 def colorize_classes(mask_H_W: np.ndarray, num_classes: int) -> np.ndarray:

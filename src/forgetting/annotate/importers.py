@@ -27,6 +27,12 @@ Masks (segmentation projects)
     ``masks`` (``[n, H, W]`` integers) and ``ids`` (``[n]`` item ids: paths or row numbers).
     :func:`read_mask_source` lists them (:class:`MaskRow`, read lazily); :func:`check_mask` validates one
     against its image's size and the project's classes.
+
+Label Studio masks (segmentation projects)
+    The JSON export of a ``BrushLabels`` project: each annotation's brush results (RLE, one class each) are
+    painted into one mask (:func:`forgetting.annotate.label_studio.brush_mask`; unpainted pixels get the
+    ignore index). :func:`read_label_studio_masks` lists one :class:`MaskRow` per annotation, decoded when
+    read; annotations of one task that differ are a conflict the project reports.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +49,7 @@ from typing import Any, Literal
 import numpy as np
 
 from forgetting._io import NUMPY_READ_ERRORS, describe_numpy_error
+from forgetting.annotate.label_studio import BRUSH_TYPES, FROM_NAME, brush_mask
 from forgetting.data.image_files import open_image
 from forgetting.exceptions import LabelConflictError, LabelImportError
 
@@ -54,9 +61,13 @@ __all__ = [
     "MaskRow",
     "ParsedLabels",
     "check_mask",
+    "label_rows_from_tasks",
+    "load_label_studio_tasks",
+    "mask_rows_from_tasks",
     "read_csv_labels",
     "read_label_file",
     "read_label_studio_export",
+    "read_label_studio_masks",
     "read_mask_file",
     "read_mask_source",
 ]
@@ -65,7 +76,7 @@ logger = logging.getLogger(__name__)
 
 ITEM_COLUMNS: tuple[str, ...] = ("item", "filename", "file", "image", "path")
 LABEL_COLUMNS: tuple[str, ...] = ("label", "class")
-LABEL_STUDIO_FROM_NAME = "label"
+LABEL_STUDIO_FROM_NAME = FROM_NAME
 
 LabelFormat = Literal["auto", "csv", "label-studio"]
 
@@ -183,8 +194,12 @@ def _csv_records(file: Path, text: str, delimiter: str) -> Iterator[tuple[int, l
         yield start, record
 
 
-def read_label_studio_export(path: str | Path, *, from_name: str = LABEL_STUDIO_FROM_NAME) -> ParsedLabels:
-    """Read a Label Studio JSON (or ``JSON_MIN``) export of a single-choice classification project."""
+def load_label_studio_tasks(path: str | Path) -> list[Any]:
+    """The tasks of a Label Studio JSON (or ``JSON_MIN``) export: a list (a single task object is one task).
+
+    Raises:
+        LabelImportError: the file is unreadable, not JSON, or not a list of tasks.
+    """
     file = Path(path)
     try:
         tasks = json.loads(file.read_text(encoding="utf-8-sig"))
@@ -196,10 +211,24 @@ def read_label_studio_export(path: str | Path, *, from_name: str = LABEL_STUDIO_
         raise LabelImportError(
             f"{file}: a Label Studio export is a JSON list of tasks, got {type(tasks).__name__}"
         )
+    return tasks
+
+
+def read_label_studio_export(path: str | Path, *, from_name: str = LABEL_STUDIO_FROM_NAME) -> ParsedLabels:
+    """Read a Label Studio JSON (or ``JSON_MIN``) export of a single-choice classification project."""
+    file = Path(path)
+    return label_rows_from_tasks(load_label_studio_tasks(file), file.name, from_name=from_name)
+
+
+def label_rows_from_tasks(
+    tasks: Sequence[Any], source: str, *, from_name: str = LABEL_STUDIO_FROM_NAME
+) -> ParsedLabels:
+    """The single-choice labels of Label Studio tasks (an export's list, or a webhook's task with its
+    annotation); ``source`` names them in messages."""
     rows: list[LabelRow] = []
     skipped = 0
     for position, task in enumerate(tasks):
-        where = _task_name(file, task, position)
+        where = _task_name(source, task, position)
         if not isinstance(task, dict):
             raise LabelImportError(f"{where}: a task must be a JSON object, got {type(task).__name__}")
         ref = _task_image(task, where)
@@ -211,9 +240,9 @@ def read_label_studio_export(path: str | Path, *, from_name: str = LABEL_STUDIO_
     return ParsedLabels(rows, skipped)
 
 
-def _task_name(file: Path, task: Any, position: int) -> str:
+def _task_name(source: str, task: Any, position: int) -> str:
     task_id = task.get("id") if isinstance(task, dict) else None
-    return f"{file.name} task {task_id}" if task_id is not None else f"{file.name} task #{position + 1}"
+    return f"{source} task {task_id}" if task_id is not None else f"{source} task #{position + 1}"
 
 
 def _task_image(task: dict[str, Any], where: str) -> str:
@@ -319,7 +348,8 @@ _LOSSY_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
 _INDEX_MODES = frozenset({"L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N"})
 _MASK_FORMATS = (
     "a folder of mask files (.png with class ids as 8-bit grayscale or palette values, or .npy integer "
-    "arrays, named after the images) or an .npz with arrays `masks` [n, H, W] and `ids` [n]"
+    "arrays, named after the images), an .npz with arrays `masks` [n, H, W] and `ids` [n], or a Label Studio "
+    "JSON export of brush annotations"
 )
 
 
@@ -333,15 +363,20 @@ class MaskRow:
         where: the mask's place, for messages (``masks/inline/003.png``, ``labels.npz ids[4]``).
         path: the mask file (folders), read by :meth:`read`.
         array: the mask itself (``.npz`` and Python), any integer dtype ``[H, W]``.
+        decoder: makes the mask when read (Label Studio brush annotations, decoded lazily so that every bad
+            annotation is reported at once).
     """
 
     ref: str
     where: str
     path: Path | None = None
     array: np.ndarray | None = None
+    decoder: Callable[[], np.ndarray] | None = None
 
     def read(self) -> np.ndarray:
         """The mask as a 2-D integer array (see :func:`read_mask_file`)."""
+        if self.decoder is not None:
+            return _as_mask_array(self.decoder(), self.where)
         if self.array is not None:
             return _as_mask_array(np.asarray(self.array), self.where)
         assert self.path is not None
@@ -362,6 +397,11 @@ def read_mask_source(path: str | Path) -> list[MaskRow]:
         raise LabelImportError(f"masks {source} do not exist; pass {_MASK_FORMATS}")
     if source.suffix.lower() == ".npz":
         return _read_mask_npz(source)
+    if source.suffix.lower() == ".json":
+        raise LabelImportError(
+            f"{source}: a Label Studio export needs the project's classes to decode; import it with "
+            "LabelingProject.import_labels (or `forgetting label`), or read it with read_label_studio_masks"
+        )
     raise LabelImportError(
         f"{source}: a segmentation project imports masks, not {source.suffix or 'suffix-less'} files; pass "
         f"{_MASK_FORMATS}. The round's query.csv lists the images to label and, in its mask_file column, "
@@ -423,6 +463,80 @@ def _read_mask_npz(path: Path) -> list[MaskRow]:
         MaskRow(str(ref).strip(), f"{path.name} {id_key}[{k}]", array=masks[k])
         for k, ref in enumerate(ids.tolist())
     ]
+
+
+def read_label_studio_masks(
+    path: str | Path,
+    class_ids: Mapping[str, int],
+    *,
+    ignore_index: int | None,
+    from_name: str | None = None,
+) -> tuple[list[MaskRow], int]:
+    """The brush masks of a Label Studio JSON export, one :class:`MaskRow` per annotation (decoded when read).
+
+    Args:
+        class_ids: class name -> class id (the brush labels must be among them).
+        ignore_index: the value of pixels no region paints (``None``: every pixel must be painted).
+        from_name: read only this brush control (default: every brush control).
+
+    Returns:
+        ``(rows, skipped)``: skipped counts tasks without an annotation that paints anything (cancelled,
+        none yet, or choices only).
+
+    Raises:
+        LabelImportError: the file is unreadable or a task has no image reference.
+    """
+    file = Path(path)
+    return mask_rows_from_tasks(
+        load_label_studio_tasks(file), file.name, class_ids, ignore_index=ignore_index, from_name=from_name
+    )
+
+
+def mask_rows_from_tasks(
+    tasks: Sequence[Any],
+    source: str,
+    class_ids: Mapping[str, int],
+    *,
+    ignore_index: int | None,
+    from_name: str | None = None,
+) -> tuple[list[MaskRow], int]:
+    """The brush masks of Label Studio tasks (an export's list, or a webhook's task with its annotation):
+    ``(rows, skipped)`` as :func:`read_label_studio_masks` returns them."""
+    rows: list[MaskRow] = []
+    skipped = 0
+    for position, task in enumerate(tasks):
+        where = _task_name(source, task, position)
+        if not isinstance(task, dict):
+            raise LabelImportError(f"{where}: a task must be a JSON object, got {type(task).__name__}")
+        ref = _task_image(task, where)
+        annotations = task.get("annotations") or []
+        if not isinstance(annotations, list):
+            raise LabelImportError(f"{where}: field 'annotations' must be a list")
+        found = 0
+        for k, annotation in enumerate(annotations):
+            if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
+                continue
+            result = annotation.get("result") or []
+            if not isinstance(result, list):
+                raise LabelImportError(
+                    f"{where} annotation {annotation.get('id', k)}: 'result' must be a list"
+                )
+            if not any(isinstance(r, dict) and str(r.get("type", "")).lower() in BRUSH_TYPES for r in result):
+                continue
+            name = f"{where} annotation {annotation.get('id', k)}"
+
+            def decode(result: list[Any] = result, name: str = name) -> np.ndarray:
+                mask = brush_mask(
+                    result, class_ids, ignore_index=ignore_index, where=name, from_name=from_name
+                )
+                if mask is None:  # brush results with empty regions only: nothing painted
+                    raise LabelImportError(f"{name}: its brush regions are empty")
+                return mask
+
+            rows.append(MaskRow(ref, name, decoder=decode))
+            found += 1
+        skipped += found == 0
+    return rows, skipped
 
 
 def read_mask_file(path: str | Path, *, where: str | None = None) -> np.ndarray:

@@ -7,7 +7,7 @@ Example (written by :func:`forgetting.annotate.init_project`; every key but ``im
     model = "small-cnn"
     strategy = "gauss"            # the default of `forgetting query`
     query_size = 20
-    label_studio_url_prefix = "/data/local-files/?d="
+    label_studio_url_prefix = "/data/local-files/?d=pets/"  # Label Studio's URL of the image folder
 
     [images]
     path = "/data/pets"           # a folder of image files, or an .npz/.npy file

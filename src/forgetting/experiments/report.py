@@ -19,7 +19,6 @@ import html
 import json
 import logging
 import math
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from forgetting._html import CSS, new_figure, slug, table, td
-from forgetting._io import make_directory
+from forgetting._io import atomic_write_text, make_directory
 from forgetting._lock import directory_lock
 from forgetting.exceptions import ConfigError, ForgettingError, StoreCorruptError
 from forgetting.experiments.analysis import (
@@ -412,10 +411,7 @@ def _write_report(
         + "\n".join(sections)
         + '\n<p class="note">All metrics: <a href="metrics.csv">metrics.csv</a>.</p>\n</body>\n</html>\n'
     )
-    index = report_dir / "index.html"
-    tmp = report_dir / f".index.html.{os.getpid()}.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, index)
+    index = atomic_write_text(report_dir / "index.html", page)
     for problem in unreadable:
         logger.warning("report: left out: %s", problem)
     logger.info("report written to %s", index)

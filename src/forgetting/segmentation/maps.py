@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from forgetting._io import atomic_savez, make_directory
+from forgetting._io import atomic_savez, atomic_write_text, make_directory
 from forgetting._lock import directory_lock
 from forgetting.callbacks import Callback
 from forgetting.data.dataset import Dataset, Split
@@ -345,9 +344,7 @@ def _run_forgetting_maps(config: MapsConfig | None, out: Path) -> MapsResult:
     summary["seconds"] = {k2: round(v, 2) for k2, v in seconds.items()}
     summary["map_pngs"] = [str(p.relative_to(out)) for p in report.map_pngs]
     summary_path = out / "summary.json"
-    tmp = out / f".summary.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
-    os.replace(tmp, summary_path)
+    atomic_write_text(summary_path, json.dumps(summary, indent=2, allow_nan=False))
     logger.info("maps written to %s in %.1f s", out, seconds["total"])
     return MapsResult(
         out_dir=out,

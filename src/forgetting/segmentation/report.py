@@ -10,7 +10,6 @@ import html
 import json
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from forgetting._html import CSS, new_figure, slug, table, td
+from forgetting._io import atomic_write_text
 from forgetting.segmentation.maps_analysis import MapsAnalysis
 from forgetting.segmentation.metrics import SegmentationMetrics
 from forgetting.segmentation.regions import TEMPORAL_GROUPS, within_class_rho
@@ -562,8 +562,6 @@ def write_maps_report(
         + "\n".join(parts)
         + "\n</body>\n</html>\n"
     )
-    tmp = report_dir / f".index.html.{os.getpid()}.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out.index)
+    atomic_write_text(out.index, page)
     logger.info("maps report written to %s", out.index)
     return out

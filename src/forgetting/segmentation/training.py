@@ -18,11 +18,12 @@ from typing import Literal
 import torch
 from torch import nn
 
+from forgetting._tensors import class_counts
 from forgetting.callbacks import TrainingCallback
 from forgetting.data.dataset import Split
 from forgetting.data.source import DataSource, TensorSource
 from forgetting.exceptions import ConfigError
-from forgetting.inference import autocast_context, eval_mode, model_device
+from forgetting.inference import forward_batches
 from forgetting.observe import ObservationCallback
 from forgetting.records import TrainRecord
 from forgetting.segmentation.metrics import ConfusionMatrix, SegmentationMetrics
@@ -72,11 +73,7 @@ def class_weights_from_masks(
         return weights.to(masks_N_H_W.device)
     if scheme not in CLASS_WEIGHTING:
         raise ConfigError(f"class weighting {scheme!r} is not allowed; choose one of {list(CLASS_WEIGHTING)}")
-    flat = masks_N_H_W.reshape(-1)
-    valid = (flat >= 0) & (flat < k)
-    if ignore_index is not None:
-        valid &= flat != ignore_index
-    counts = torch.bincount(torch.where(valid, flat, k), minlength=k + 1)[:k].double()
+    counts = class_counts(masks_N_H_W, k, ignore_index=ignore_index).double()
     if scheme == "none":
         return torch.ones(k, dtype=torch.float32, device=masks_N_H_W.device)
     total = counts.sum().clamp_min(1.0)
@@ -214,13 +211,12 @@ def predict_segmentation(
         ``(pred int64 [N, H, W], margin float32 [N, H, W])`` where the margin is the top-1 minus the top-2
         softmax probability (0: on the decision boundary, 1: certain).
     """
-    device = model_device(model)
     source = images if isinstance(images, DataSource) else TensorSource(images)
     preds: list[torch.Tensor] = []
     margins: list[torch.Tensor] = []
-    with eval_mode(model), autocast_context(device):
-        for x, _ in source.batches(device, batch_size, targets=False):
-            probs = model(x).float().softmax(1)
+    with forward_batches(model, source, batch_size=batch_size, targets=False) as batches:
+        for logits, _ in batches:
+            probs = logits.float().softmax(1)
             preds.append(probs.argmax(1))
             if probs.shape[1] > 1:
                 top = probs.topk(2, dim=1).values
@@ -243,10 +239,9 @@ def evaluate_segmentation(
 ) -> SegmentationMetrics:
     """Pixel accuracy, class accuracies, IoU, mIoU and FWIoU of ``model`` on ``data`` (eval mode; any
     :class:`~forgetting.data.source.DataSource` with int64 ``[N, H, W]`` masks)."""
-    device = model_device(model)
     cm = ConfusionMatrix(num_classes, ignore_index)
-    with torch.inference_mode(), eval_mode(model), autocast_context(device):
-        for x, y in data.batches(device, batch_size):
+    with forward_batches(model, data, batch_size=batch_size) as batches:
+        for logits, y in batches:
             assert y is not None
-            cm.update(model(x).argmax(1), y)
+            cm.update(logits.argmax(1), y)
     return cm.compute()

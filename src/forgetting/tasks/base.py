@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from forgetting._tensors import class_counts
 from forgetting.data.source import DataSource
 from forgetting.events import EventTracker
 from forgetting.exceptions import ConfigError
@@ -165,11 +166,7 @@ class Task(ABC):
     def label_warnings(self, targets: torch.Tensor) -> list[str]:
         """Warnings about labelled targets (int64 ``[L]`` or ``[L, H, W]``) a model cannot learn from: the
         classes no labelled element shows (the ignore index excluded)."""
-        flat = targets.reshape(-1)
-        valid = (flat >= 0) & (flat < self.num_classes)
-        if self.observe_ignore_index is not None:
-            valid &= flat != self.observe_ignore_index
-        counts = torch.bincount(flat[valid], minlength=self.num_classes)
+        counts = class_counts(targets, self.num_classes, ignore_index=self.observe_ignore_index)
         absent = [self.class_names[c] for c in torch.nonzero(counts == 0).flatten().tolist()]
         if not absent:
             return []
