@@ -20,6 +20,7 @@ Nothing here is cached: every build runs every script again, so a tutorial that 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -215,6 +216,7 @@ SECTIONS = [
     ("forgetting.devices", "Evaluation and inference"),
     ("forgetting.summaries", "Dynamics summaries"),
     ("forgetting.experiments", "Experiments and reports"),
+    ("forgetting.profile", "Explaining a classifier"),
     ("forgetting.annotate", "Labelling projects"),
     ("forgetting.exceptions", "Errors"),
 ]
@@ -222,6 +224,8 @@ OTHER = "More"  # names from a module that SECTIONS does not list yet
 
 
 def _defining_module(name: str, obj: object) -> str:
+    if inspect.ismodule(obj):
+        return obj.__name__
     module = getattr(obj, "__module__", None)
     if isinstance(module, str) and module.startswith("forgetting") and not module.startswith("collections"):
         return module
@@ -259,6 +263,15 @@ def api_reference() -> str:
             continue
         parts.append(f"## {title}")
         for name, _module in groups[title]:
+            obj = getattr(forgetting, name)
+            if inspect.ismodule(obj):  # a callable package (forgetting.profile): the package, its own names
+                own = [m for m in getattr(obj, "__all__", []) if m == name or m not in forgetting.__all__]
+                members = ", ".join(f'"{m}"' for m in own)
+                parts.append(
+                    f"::: {obj.__name__}\n    options:\n      heading_level: 3\n"
+                    f"      show_submodules: false\n      members: [{members}]"
+                )
+                continue
             parts.append(f"::: forgetting.{name}\n    options:\n      heading_level: 3")
     return "\n\n".join(parts) + "\n"
 

@@ -80,6 +80,10 @@ def _missing_docstrings(module: ModuleType) -> list[str]:
                     inspect.getdoc(getattr(obj, attr)) or ""
                 ).strip():
                     missing.append(f"{where}.{attr}")  # a docstring here or on the method it overrides
+        elif inspect.ismodule(obj):  # a callable package (forgetting.profile): its docstring, then its names
+            if not (obj.__doc__ or "").strip():
+                missing.append(where)
+            missing += _missing_docstrings(obj) if hasattr(obj, "__all__") else []
         elif inspect.isfunction(obj) or inspect.isbuiltin(obj):
             if not (obj.__doc__ or "").strip():
                 missing.append(where)
@@ -172,6 +176,15 @@ def test_every_tutorial_parses_compiles_and_is_in_the_nav() -> None:
                 compile(cell.source, f"{path}:{cell.line}", "exec")
         assert f"tutorials/{path.stem}.md" in nav, f"{path.name} is not in the nav of mkdocs.yml"
         assert f"({path.stem}.md)" in index, f"{path.name} is not listed in docs/tutorials/index.md"
+
+
+def test_readme_is_short_and_links_into_the_docs() -> None:
+    """The README stays a front page (about 150 lines) and every docs/ page it links to exists."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 160
+    links = re.findall(r"\]\((docs/[^)#]+)", readme)
+    assert links, "the README links into the docs"
+    assert [link for link in links if not (ROOT / link).is_file()] == []
 
 
 def test_cli_reference_covers_every_command() -> None:

@@ -55,7 +55,8 @@ class BatchCallback(Protocol):
         targets: torch.Tensor,
         epoch: int,
         step: int,
-    ) -> None: ...
+    ) -> None:
+        """Called after the optimizer step of every training batch, with its rows and training logits."""
 
 
 class Callback:
@@ -92,6 +93,8 @@ class Callback:
         epoch: int,
         step: int,
     ) -> None:
+        """Called after the optimizer step of every training batch, with its rows and training logits (see
+        :class:`BatchCallback`); only when ``wants_batches`` is true."""
         return None
 
 
