@@ -339,3 +339,25 @@ def test_config_errors_and_cli_exit_code(tmp_path: Path) -> None:
     assert result.exit_code == 2
     result = CliRunner().invoke(app, ["augment", "--seeds", "a,b", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
+
+
+def test_augment_training_set_takes_styles_from_the_configured_source() -> None:
+    from forgetting.segmentation.augment_protocol import augment_training_set, load_protocol_data
+
+    config = parse_augment_config({**TINY, "style": {"method": "histogram", "source": "test", "copies": 1}})
+    data = load_protocol_data(config)
+    forgetting = np.zeros(tuple(data.train.targets.shape), np.int64)
+    forgetting[:3, 4:10, 2:6] = 5
+    aug, copies, selection = augment_training_set(config, data, forgetting, seed=7)
+    assert selection["sections"] == 3 and len(aug) == len(data.train) + 3
+    regions = select_regions(forgetting, tau=1, soft_sigma=1.0, valid_N_H_W=data.valid["train"], min_area=1)
+    expected = augment_sections(
+        data.train.images,
+        regions,
+        data.test.images,  # the unlabeled test sections are the style sources
+        get_style_transfer("histogram"),
+        copies=1,
+        generator=torch.Generator().manual_seed(7),
+    )
+    assert torch.equal(copies.images, expected.images) and torch.equal(copies.style, expected.style)
+    torch.testing.assert_close(aug.targets[len(data.train) :], data.train.targets[:3])

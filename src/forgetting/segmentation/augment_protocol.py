@@ -66,12 +66,16 @@ __all__ = [
     "ARMS",
     "AugmentConfig",
     "AugmentResult",
+    "ProtocolData",
+    "augment_training_set",
     "default_augment_config",
     "format_table",
     "load_augment_config",
+    "load_protocol_data",
     "parse_augment_config",
     "random_flips",
     "rotate_sections",
+    "run_arm",
     "run_augment_protocol",
     "standard_augment",
 ]
@@ -406,6 +410,203 @@ def _metrics_dict(m: SegmentationMetrics, classes: Sequence[str]) -> dict[str, A
     return {k: d[k] for k in ("pixel_accuracy", "mean_class_accuracy", "mean_iou", "class_accuracy", "iou")}
 
 
+@dataclass(frozen=True)
+class ProtocolData:
+    """What every arm of one protocol run shares: the splits, the class weights, the valid pixels.
+
+    Attributes:
+        dataset: the loaded dataset.
+        train: the original training sections (uint8 ``[N, C, H, W]``, int64 masks ``[N, H, W]``).
+        test: the test sections.
+        classes: the class names (``K`` of them).
+        class_weights: float ``[K]``, from the original training masks (``[train] class_weights``).
+        valid: bool ``[N, H, W]`` per split name (``"train"``, ``"test"``): pixels that are not ignored.
+        device: where the models train.
+    """
+
+    dataset: Any
+    train: Split
+    test: Split
+    classes: tuple[str, ...]
+    class_weights: torch.Tensor
+    valid: dict[str, np.ndarray]
+    device: torch.device
+
+
+def load_protocol_data(config: AugmentConfig) -> ProtocolData:
+    """Load the dataset of ``config`` and the pieces shared by every arm (see :class:`ProtocolData`).
+
+    Sets the torch CPU threads when ``config.threads`` is not 0.
+    """
+    from forgetting.devices import resolve_device
+    from forgetting.segmentation.maps import load_segmentation_splits
+    from forgetting.segmentation.training import class_weights_from_masks
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    dataset, train, test, classes = load_segmentation_splits(config, seed=config.data.seed)
+    ignore = config.ignore_index
+    weights = class_weights_from_masks(
+        train.targets, len(classes), scheme=config.train.class_weights, ignore_index=ignore
+    )
+    valid = {
+        name: (split.targets != ignore).numpy() if ignore is not None else np.ones(split.targets.shape, bool)
+        for name, split in (("train", train), ("test", test))
+    }
+    return ProtocolData(dataset, train, test, tuple(classes), weights, valid, device)
+
+
+def run_arm(
+    config: AugmentConfig,
+    data: ProtocolData,
+    seed: int,
+    sections: Split,
+    *,
+    standard: bool,
+    steps: int,
+    observe_every: int,
+    extra_eval: Mapping[str, Split] | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Train one arm from the seed's initial weights for exactly ``steps`` steps and measure it.
+
+    Forgetting is observed on the original training sections and on the test sections every
+    ``observe_every`` steps (the protocol uses ``steps / observe_every = epochs`` observations in every arm).
+
+    Args:
+        config: the run's settings (model, ``[train]``, ``[regions]`` for the region counts).
+        data: from :func:`load_protocol_data`.
+        seed: the initial weights and the batch order.
+        sections: what the arm trains on (the original or the augmented training set).
+        standard: apply :func:`standard_augment` to every batch.
+        steps: optimizer steps.
+        observe_every: steps between two forgetting observations.
+        extra_eval: more labelled splits (same classes) to report test metrics on, as ``record["eval"]``.
+
+    Returns:
+        The arm's record (``sections``, ``steps``, ``seconds``, ``test`` metrics, ``regions`` count and area
+        of the frequently forgotten regions on ``train`` and ``test``) and the per-pixel forgetting counts of
+        the training sections, int ``[N, H, W]``.
+    """
+    from forgetting.models import build_from_ref
+    from forgetting.segmentation.training import predict_segmentation
+
+    ignore = config.ignore_index
+    k = len(data.classes)
+    reg = config.regions
+    model = build_from_ref(
+        config.model, data.dataset.in_channels, k, seed=seed, options=config.model_options
+    ).to(data.device)
+    observers = [
+        ObservationCallback(
+            split.images,
+            split.targets,
+            every=observe_every,
+            unit="step",
+            batch_size=config.train.eval_batch_size,
+            ignore_index=ignore,
+            name=name,
+        )
+        for name, split in (("train", data.train), ("test", data.test))
+    ]
+    seconds = train_steps(
+        model,
+        sections.images,
+        sections.targets,
+        steps=steps,
+        batch_size=config.train.batch_size,
+        lr=config.train.lr,
+        class_weights=data.class_weights,
+        ignore_index=ignore,
+        standard=standard,
+        rotation=config.train.standard_rotation,
+        flips=config.train.standard_flips,
+        seed=seed,
+        observers=observers,
+        observe_every=observe_every,
+    )
+    record: dict[str, Any] = {"sections": len(sections), "steps": steps, "seconds": round(seconds, 2)}
+    pred, _ = predict_segmentation(model, data.test.images, batch_size=config.train.eval_batch_size)
+    metrics = segmentation_metrics(pred.cpu(), data.test.targets, k, ignore)
+    record["test"] = _metrics_dict(metrics, data.classes)
+    if extra_eval:
+        record["eval"] = {}
+        for name, split in extra_eval.items():
+            pred, _ = predict_segmentation(model, split.images, batch_size=config.train.eval_batch_size)
+            extra = segmentation_metrics(pred.cpu(), split.targets, k, ignore)
+            record["eval"][name] = _metrics_dict(extra, data.classes)
+    record["regions"] = {}
+    train_forgetting = np.zeros(0)
+    for obs in observers:
+        forgetting = obs.tracker.to_numpy(["forgetting"])["forgetting"]
+        record["regions"][obs.name] = _regions(
+            forgetting, data.valid[obs.name], reg.tau, reg.connectivity, reg.min_region_area
+        )
+        if obs.name == "train":
+            train_forgetting = forgetting
+    logger.info(
+        "seed %d %-8s %d steps: test mIoU %.3f, train FF regions %d (%d px), test %d (%d px), %.1f s",
+        seed,
+        "standard" if standard else "plain",
+        steps,
+        record["test"]["mean_iou"] or math.nan,
+        record["regions"]["train"]["count"],
+        record["regions"]["train"]["area"],
+        record["regions"]["test"]["count"],
+        record["regions"]["test"]["area"],
+        seconds,
+    )
+    return record, train_forgetting
+
+
+def augment_training_set(
+    config: AugmentConfig, data: ProtocolData, train_forgetting_N_H_W: np.ndarray, seed: int
+) -> tuple[Split, AugmentedSections, dict[str, Any]]:
+    """The ``ours`` training set: the original sections plus the stylised copies of the selected ones.
+
+    Regions come from :func:`~forgetting.segmentation.augment.select_regions` on the baseline's training
+    forgetting counts (``[regions]``), copies from
+    :func:`~forgetting.segmentation.augment.augment_sections` (``[style]``: method, options, copies and the
+    style sources, other training sections or the test sections; its randomness seeded by ``seed``).
+    Returns the augmented split (copies keep their source's mask), the copies, and the selection summary
+    (selected sections, copies, selected pixels, set size, mean absolute change inside the masks).
+    """
+    reg = config.regions
+    transfer = get_style_transfer(config.style.method, **config.style.options)
+    region_masks = select_regions(
+        train_forgetting_N_H_W,
+        tau=reg.tau,
+        top_k_sections=reg.top_k_sections,
+        patch_margin=reg.patch_margin,
+        soft_sigma=reg.soft_sigma,
+        valid_N_H_W=data.valid["train"],
+        min_area=reg.min_region_area,
+        connectivity=reg.connectivity,
+    )
+    train = data.train
+    augmented = augment_sections(
+        train.images,
+        region_masks,
+        train.images if config.style.source == "train" else data.test.images,
+        transfer,
+        copies=config.style.copies,
+        generator=torch.Generator().manual_seed(seed),
+        pool_is_content=config.style.source == "train",
+    )
+    aug_split = Split(
+        torch.cat([train.images, augmented.images]),
+        torch.cat([train.targets, train.targets[augmented.source]]),
+    )
+    selection = {
+        "sections": int(torch.unique(augmented.source).numel()),
+        "stylised_copies": len(augmented),
+        "selected_pixels": float(region_masks.sum()),
+        "augmented_set": len(aug_split),
+        "mean_abs_change_in_mask": _mean_change(train.images, augmented),
+    }
+    return aug_split, augmented, selection
+
+
 #: The columns of the before/after table: (key path in a seed's arm record, header, digits).
 TABLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("test.mean_iou", "test mIoU", 3),
@@ -491,35 +692,17 @@ def run_augment_protocol(
 
 
 def _run_augment_protocol(config: AugmentConfig, out: Path, seed_list: list[int]) -> AugmentResult:
-    from forgetting.devices import resolve_device
-    from forgetting.models import build_from_ref
     from forgetting.segmentation.augment_report import write_augment_report
-    from forgetting.segmentation.maps import load_segmentation_splits
-    from forgetting.segmentation.training import class_weights_from_masks, predict_segmentation
 
     start = time.perf_counter()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    dataset, train, test, classes = load_segmentation_splits(config, seed=config.data.seed)
-    ignore = config.ignore_index
-    k = len(classes)
-    transfer = get_style_transfer(config.style.method, **config.style.options)
-    weights = class_weights_from_masks(
-        train.targets, k, scheme=config.train.class_weights, ignore_index=ignore
-    )
+    data = load_protocol_data(config)
+    train, test, classes = data.train, data.test, data.classes
     n = len(train)
     per_epoch = math.ceil(n / config.train.batch_size)
     steps = config.train.epochs * per_epoch
-    valid = {
-        name: (split.targets != ignore).numpy() if ignore is not None else np.ones(split.targets.shape, bool)
-        for name, split in (("train", train), ("test", test))
-    }
-    pool = train.images if config.style.source == "train" else test.images
-    reg = config.regions
     logger.info(
         "augment: %s train %s test %s; %d arms x %d seeds, %d steps each (%d epochs of %d sections)",
-        dataset.name,
+        data.dataset.name,
         tuple(train.images.shape),
         tuple(test.images.shape),
         len(config.arms),
@@ -529,107 +712,31 @@ def _run_augment_protocol(config: AugmentConfig, out: Path, seed_list: list[int]
         n,
     )
 
-    def run_arm(arm: str, seed: int, data: Split) -> tuple[dict[str, Any], np.ndarray, float]:
-        model = build_from_ref(
-            config.model, dataset.in_channels, k, seed=seed, options=config.model_options
-        ).to(device)
-        observers = [
-            ObservationCallback(
-                split.images,
-                split.targets,
-                every=per_epoch,
-                unit="step",
-                batch_size=config.train.eval_batch_size,
-                ignore_index=ignore,
-                name=name,
-            )
-            for name, split in (("train", train), ("test", test))
-        ]
-        seconds = train_steps(
-            model,
-            data.images,
-            data.targets,
-            steps=steps,
-            batch_size=config.train.batch_size,
-            lr=config.train.lr,
-            class_weights=weights,
-            ignore_index=ignore,
-            standard=arm in ("standard", "standard+ours"),
-            rotation=config.train.standard_rotation,
-            flips=config.train.standard_flips,
-            seed=seed,
-            observers=observers,
-            observe_every=per_epoch,
-        )
-        record: dict[str, Any] = {"sections": len(data), "steps": steps, "seconds": round(seconds, 2)}
-        pred, _ = predict_segmentation(model, test.images, batch_size=config.train.eval_batch_size)
-        record["test"] = _metrics_dict(segmentation_metrics(pred.cpu(), test.targets, k, ignore), classes)
-        record["regions"] = {}
-        train_forgetting = np.zeros(0)
-        for obs in observers:
-            forgetting = obs.tracker.to_numpy(["forgetting"])["forgetting"]
-            record["regions"][obs.name] = _regions(
-                forgetting, valid[obs.name], reg.tau, reg.connectivity, reg.min_region_area
-            )
-            if obs.name == "train":
-                train_forgetting = forgetting
-        logger.info(
-            "seed %d %-14s test mIoU %.3f, train FF regions %d (%d px), test %d (%d px), %.1f s",
-            seed,
-            arm,
-            record["test"]["mean_iou"] or math.nan,
-            record["regions"]["train"]["count"],
-            record["regions"]["train"]["area"],
-            record["regions"]["test"]["count"],
-            record["regions"]["test"]["area"],
-            seconds,
-        )
-        return record, train_forgetting, seconds
-
     per_seed: dict[str, dict[str, Any]] = {}
     examples: dict[str, Any] = {}
     for seed in seed_list:
         records: dict[str, Any] = {}
-        base, forgetting, _ = run_arm("baseline", seed, train)
+        base, forgetting = run_arm(
+            config, data, seed, train, standard=False, steps=steps, observe_every=per_epoch
+        )
         if "baseline" in config.arms:
             records["baseline"] = base
-        region_masks = select_regions(
-            forgetting,
-            tau=reg.tau,
-            top_k_sections=reg.top_k_sections,
-            patch_margin=reg.patch_margin,
-            soft_sigma=reg.soft_sigma,
-            valid_N_H_W=valid["train"],
-            min_area=reg.min_region_area,
-            connectivity=reg.connectivity,
-        )
-        augmented: AugmentedSections = augment_sections(
-            train.images,
-            region_masks,
-            pool,
-            transfer,
-            copies=config.style.copies,
-            generator=torch.Generator().manual_seed(seed),
-            pool_is_content=config.style.source == "train",
-        )
-        aug_split = Split(
-            torch.cat([train.images, augmented.images]),
-            torch.cat([train.targets, train.targets[augmented.source]]),
-        )
-        selection = {
-            "sections": int(torch.unique(augmented.source).numel()),
-            "stylised_copies": len(augmented),
-            "selected_pixels": float(region_masks.sum()),
-            "augmented_set": len(aug_split),
-            "mean_abs_change_in_mask": _mean_change(train.images, augmented),
-        }
+        aug_split, augmented, selection = augment_training_set(config, data, forgetting, seed)
         if not examples:
             examples = {"seed": seed, "augmented": augmented, "originals": train.images[augmented.source]}
         for arm in config.arms:
             if arm == "baseline":
                 continue
-            data = aug_split if arm in ("ours", "standard+ours") else train
-            records[arm], _, _ = run_arm(arm, seed, data)
+            sections = aug_split if arm in ("ours", "standard+ours") else train
+            records[arm], _ = run_arm(
+                config,
+                data,
+                seed,
+                sections,
+                standard=arm in ("standard", "standard+ours"),
+                steps=steps,
+                observe_every=per_epoch,
+            )
         per_seed[str(seed)] = {**records, "selection": selection}
 
     arms = list(config.arms)
@@ -638,9 +745,9 @@ def _run_augment_protocol(config: AugmentConfig, out: Path, seed_list: list[int]
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {
         "name": config.name,
-        "dataset": dataset.name,
+        "dataset": data.dataset.name,
         "model": config.model,
-        "device": str(device),
+        "device": str(data.device),
         "classes": list(classes),
         "seeds": seed_list,
         "arms": arms,
