@@ -73,8 +73,10 @@ for name, score in [
 # ## The data map
 #
 # Every sample at its mean probability of its (possibly wrong) label against that probability's standard
-# deviation over the epochs. Easy samples sit top left, hard ones bottom left, ambiguous ones to the right;
-# the flipped labels (orange) gather at the bottom: the model never came to believe them.
+# deviation over the epochs. On a long run, easy samples sit top left, hard ones bottom left and ambiguous
+# ones to the right; in these 8 epochs even the easy samples climb from chance, so the kept labels spread
+# to the right. The flipped labels (orange) stay bottom left: the model never came to believe them, and
+# their AUM (right) is negative, below the fitted thresholds.
 
 # %%
 import matplotlib.pyplot as plt
