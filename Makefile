@@ -14,23 +14,23 @@ LABEL_STAMP := $(LABEL_VENV)/.installed
 LABEL_REQS  := benchmarks/requirements-label-errors.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all lint bench bench-dynamics bench-peers bench-label-errors env clean label-studio-env \
-	test-label-studio screenshot-label-studio
+.PHONY: demo test test-all lint docs screenshots bench bench-dynamics bench-peers bench-label-errors env clean \
+	label-studio-env test-label-studio screenshot-label-studio
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall only when the install inputs change. The ray, lightning, transformers, export and labelstudio
-# extras are installed so that `make test` (what CI runs) tests the Ray backend against a local Ray
-# instance, the framework callbacks and exports against the real packages, and `forgetting serve` over
-# HTTP; constraints.txt keeps the pinned torch (none of them pulls another). animal-mnist declares heavy,
+# Reinstall only when the install inputs change. The docs extra builds the documentation site (`make docs`).
+# The ray, lightning, transformers, export and labelstudio extras are installed so that `make test` (what CI
+# runs) tests the Ray backend against a local Ray instance, the framework callbacks and exports against
+# the real packages, and `forgetting serve` over HTTP; constraints.txt keeps the pinned torch (none of them pulls another). animal-mnist declares heavy,
 # unused requirements (its data files are all we need), so it goes in without them; so does
 # label-studio-sdk, whose brush RLE converter (numpy and Pillow only) the tests check ours against: its
 # requirements (opencv, nltk, black, a numpy below 2.3, ...) are not ours. The pin is the one label-studio
 # 1.23.2 requires (benchmarks/label_studio/requirements.txt).
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ray,lightning,transformers,export,labelstudio]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,docs,ray,lightning,transformers,export,labelstudio]"
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt animal-mnist label-studio-sdk==2.1.2
 	touch $(STAMP)
 
@@ -46,9 +46,20 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
 	$(BIN)/mypy
+
+# The documentation site, offline, into site/ (git-ignored): every tutorial in docs/tutorials/ runs, the API
+# and CLI references are generated from the code, and --strict turns a broken link or reference into an error.
+# A few minutes on 2 cores. Open site/index.html in a browser (no server needed).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+# Screenshots of three pages of the built site (home, a tutorial, an API page) with headless Chromium
+# (`apt-get install chromium`), into docs-screenshots/ (git-ignored).
+screenshots: docs
+	$(BIN)/python docs/screenshots.py site docs-screenshots
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
@@ -112,4 +123,5 @@ bench-label-errors: $(LABEL_STAMP)
 	$(LABEL_VENV)/bin/python benchmarks/label_errors.py --run --jobs 2
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) $(LS_VENV) $(LABEL_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(LS_VENV) $(LABEL_VENV) build dist site docs-screenshots src/*.egg-info .pytest_cache \
+		.ruff_cache

@@ -30,7 +30,7 @@ settings (regions, style, budget, steps) and the seed; the baselines' training f
 to it (``maps/``). Rerunning skips what is done, so more seeds can be added at any time (``--seeds 0-19``).
 ``--table-only`` prints the tables from the file without training.
 
-Run: the commands of the README section "Where does it help?" (five processes in parallel, 87 minutes on
+Run: the commands of docs/benchmarks.md, "The augmentation study" (five processes in parallel, 87 minutes on
 the shared 2-core machine for the seeds there); ``python benchmarks/augment_study.py --table-only`` prints
 the tables of both datasets. A dataset's grid is ``GRID`` (seismic) or ``GRID_SMALL`` (nuclei); ``--arms``
 picks arms by name, ``--seeds`` seeds (``0-9``, ``0,2,4``).

@@ -488,7 +488,7 @@ def test_segmentation_project_with_a_model_given_by_import_path(
 
 @pytest.mark.parametrize("script", ["own_model_classification.py", "own_model_segmentation.py"])
 def test_readme_examples_run(script: str) -> None:
-    """The two examples of the README section "Use your own model, training loop and data"."""
+    """The two examples of "Your own model, training loop and data" (docs/guide/own-model.md)."""
     import subprocess
 
     path = Path(__file__).resolve().parents[1] / "examples" / script

@@ -139,11 +139,11 @@ def test_hf_logits_and_errors() -> None:
 
 
 def test_readme_example_runs(tmp_path) -> None:
-    """The README's Hugging Face section is the tail of examples/transformers_dynamics.py, which runs."""
+    """docs/guide/integrations.md's Hugging Face section is the tail of examples/transformers_dynamics.py."""
     root = Path(__file__).resolve().parents[1]
     script = root / "examples" / "transformers_dynamics.py"
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Hugging Face Trainer") : readme.index("### Per-sample tables")]
+    readme = (root / "docs" / "guide" / "integrations.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Hugging Face Trainer") : readme.index("## Per-sample tables")]
     block = section.split("```python\n")[1].split("```")[0]
     assert 10 <= len(block.strip().splitlines()) <= 20 and block in script.read_text(encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread: see test_lightning

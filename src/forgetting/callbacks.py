@@ -25,11 +25,16 @@ if TYPE_CHECKING:
 class TrainingCallback(Protocol):
     """Anything with these three methods can watch :func:`forgetting.training.fit`."""
 
-    def on_train_begin(self, model: nn.Module) -> None: ...
+    def on_train_begin(self, model: nn.Module) -> None:
+        """Called once before the first optimizer step, with the model about to be trained."""
 
-    def on_step_end(self, model: nn.Module, *, epoch: int, step: int) -> None: ...
+    def on_step_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        """Called after every optimizer step: ``epoch`` is the epoch in progress (from 1), ``step`` the steps
+        taken in total."""
 
-    def on_epoch_end(self, model: nn.Module, *, epoch: int, step: int) -> None: ...
+    def on_epoch_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        """Called after every epoch: ``epoch`` has just ended (from 1), ``step`` optimizer steps were taken in
+        total."""
 
 
 @runtime_checkable
@@ -53,7 +58,8 @@ class BatchCallback(Protocol):
         targets: torch.Tensor,
         epoch: int,
         step: int,
-    ) -> None: ...
+    ) -> None:
+        """Called after the optimizer step of every training batch, with its rows and training logits."""
 
 
 class Callback:
@@ -73,12 +79,17 @@ class Callback:
         return None
 
     def on_train_begin(self, model: nn.Module) -> None:
+        """Called once before the first optimizer step, with the model about to be trained."""
         return None
 
     def on_step_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        """Called after every optimizer step: ``epoch`` is the epoch in progress (from 1), ``step`` the steps
+        taken in total."""
         return None
 
     def on_epoch_end(self, model: nn.Module, *, epoch: int, step: int) -> None:
+        """Called after every epoch: ``epoch`` has just ended (from 1), ``step`` optimizer steps were taken in
+        total."""
         return None
 
     def on_batch_end(
@@ -91,6 +102,8 @@ class Callback:
         epoch: int,
         step: int,
     ) -> None:
+        """Called after the optimizer step of every training batch, with its rows and training logits (see
+        :class:`BatchCallback`); only when ``wants_batches`` is true."""
         return None
 
 

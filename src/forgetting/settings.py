@@ -389,7 +389,7 @@ class TrackConfig(_TrackFields, RuntimeSettings):
     ``"paper-exact"``). ``TrackConfig.preset("unstable-25")`` observes a quarter of the pool after every
     epoch, the rows whose prediction changed at their latest observation first: about a sixth of the
     tracking time, and in ``benchmarks/dynamics_cost.py`` an OOD AUBC 0.1 points below paper-exact on
-    average but not shown to be within 0.5 points (README, "Cheap dynamics"), so it is not the default.
+    average but not shown to be within 0.5 points (docs/concepts/cheap-dynamics.md), so it is not the default.
 
     Attributes:
         enabled: ``None`` tracks the pool only when the strategy needs dynamics; ``True`` always (for

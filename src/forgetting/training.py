@@ -247,6 +247,8 @@ class LabeledSet:
 #: after every step for a step cadence). Returns a :class:`TrainRecord` (epochs, steps, training accuracy,
 #: whether a target was reached; the loop measures the seconds), or ``None`` (the observer's counts are used).
 TrainFn = Callable[[nn.Module, LabeledSet, Observer], "TrainRecord | None"]
+"""A round's training function, ``train_fn(model, labeled, observer) -> TrainRecord | None``: train
+``model`` on ``labeled`` and call ``observer.epoch_end(model)`` after every epoch (see :func:`fit_fn`)."""
 
 
 def fit_fn(config: TrainConfig | None = None) -> TrainFn:

@@ -16,7 +16,7 @@ pixel). :func:`encode_mask` writes a boolean mask as Label Studio's own converte
 :func:`decode_alpha` reads the alpha channel of any RLE, including the literal sequences the editor writes.
 
 This module is a vectorised implementation of that format: the SDK's converter is a per-bit Python loop, and
-the SDK itself cannot be a runtime dependency here (see the README section "Label in Label Studio"). The
+the SDK itself cannot be a runtime dependency here (see docs/guide/label-studio.md). The
 tests check it against the SDK's ``mask2rle`` and ``decode_rle`` in both directions.
 """
 

@@ -258,7 +258,7 @@ _MANIFEST_HEADER = """\
 # A forgetting labelling project. Edit freely; `forgetting query` reads this file every time.
 # images.path: a folder of image files or an .npz/.npy file (relative paths are relative to this file).
 # classes: the class names; with fixed_classes = false, new names in imported labels are added.
-# [train], [track]: as in experiment configs (see `forgetting run --help` and the README).
+# [train], [track]: as in experiment configs (see `forgetting run --help` and docs/guide/experiments.md).
 # task = "segmentation": masks of class ids 0..K-1 per pixel; [segmentation] ignore_index marks unlabelled
 # pixels, reduction / top_q turn pixel scores into one score per image.
 """

@@ -82,22 +82,27 @@ class Dataset:
 
     @property
     def train(self) -> Split:
+        """The ``train`` split (the pool of an active-learning run)."""
         return self.splits["train"]
 
     @property
     def test(self) -> Split:
+        """The ``test`` split (in distribution)."""
         return self.splits["test"]
 
     @property
     def num_classes(self) -> int:
+        """The number of classes, ``len(classes)``."""
         return len(self.classes)
 
     @property
     def in_channels(self) -> int:
+        """Channels of the images (``C`` of ``[N, C, H, W]``): 1 for grayscale, 3 for RGB."""
         return int(self.train.images.shape[1])
 
     @property
     def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the images."""
         return int(self.train.images.shape[2]), int(self.train.images.shape[3])
 
     def split(self, name: str) -> Split:

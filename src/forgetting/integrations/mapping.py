@@ -24,6 +24,7 @@ __all__ = ["LABEL_KEYS", "MappingSource"]
 
 #: Item keys read as the label (the first present) and never passed to the model.
 LABEL_KEYS: tuple[str, ...] = ("labels", "label", "label_ids")
+"""The keys an item's label is read from, in this order; they are never passed to the model."""
 
 Collate = Callable[[list[Any]], Mapping[str, Any]]
 

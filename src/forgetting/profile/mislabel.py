@@ -84,6 +84,7 @@ class MislabelFlags:
 
     @property
     def method(self) -> str:
+        """The rule that flagged the samples, in one sentence (for reports)."""
         return (
             f"AUM below the {self.percentile:g}th percentile of threshold samples' AUM (Pleiss et al. 2020), "
             f"{len(self.thresholds)} run(s), {self.fraction:.3f} of the data as threshold samples per run"

@@ -22,6 +22,8 @@ NoiseKind = Literal["uniform", "class-conditional"]
 
 #: The values of ``kind``.
 NOISE_KINDS: tuple[str, ...] = ("uniform", "class-conditional")
+"""The kinds of synthetic label noise :func:`flip_labels` makes: ``uniform`` (a flipped label becomes any
+other class) or ``class-conditional`` (every class to one fixed other class, :func:`flip_map`)."""
 
 
 def flip_map(num_classes: int, seed: int) -> np.ndarray:

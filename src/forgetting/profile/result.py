@@ -51,6 +51,7 @@ class ProfileResult:
 
     @property
     def n(self) -> int:
+        """The number of training samples profiled."""
         return int(self.labels.shape[0])
 
     def columns(self) -> dict[str, np.ndarray]:

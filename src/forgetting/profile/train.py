@@ -40,12 +40,13 @@ __all__ = [
 
 Observe = Literal["presentation", "eval"]
 
-#: The values of ``observe``.
 OBSERVE_MODES: tuple[str, ...] = ("presentation", "eval")
+"""When a profile observes: ``presentation`` (each batch's own training logits, Toneva et al.) or ``eval``
+(the training set predicted in eval mode after every epoch)."""
 
-#: The trainer of a profile when none is given: a fixed number of epochs, so that every sample's dynamics
-#: cover the same epochs.
 DEFAULT_TRAIN = TrainConfig(epochs=10)
+"""The trainer of a profile when none is given: 10 epochs (a fixed number, so that every sample's
+dynamics cover the same epochs)."""
 
 
 def derived_seed(seed: int, *tags: int) -> int:
