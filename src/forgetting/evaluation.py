@@ -7,10 +7,12 @@ from torch import nn
 
 from forgetting.data.source import DataSource
 from forgetting.inference import autocast_context, default_batch_size, eval_mode, model_device
+from forgetting.performance import flush_denormals
 
 METRICS = ("accuracy", "nll", "ece")
 
 
+@flush_denormals()
 @torch.inference_mode()
 def evaluate(
     model: nn.Module, data: DataSource, *, batch_size: int | None = None, ece_bins: int = 15
@@ -21,7 +23,7 @@ def evaluate(
     :class:`~forgetting.data.dataset.Split`, or a lazy Dataset). One host sync at the end of the pass.
     """
     device = model_device(model)
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or default_batch_size(device, data.input_shape)
     n = len(data)
     correct = torch.zeros((), dtype=torch.float64, device=device)
     nll = torch.zeros((), dtype=torch.float64, device=device)

@@ -7,7 +7,7 @@ device; callers move them to the host once, after the whole pass.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +17,7 @@ from forgetting._tensors import iter_batches, model_device, to_input
 from forgetting.data.source import DataSource, TensorSource
 from forgetting.models.base import Classifier, Segmenter, dropout_modules, mc_dropout
 from forgetting.models.factory import embeddings_of
+from forgetting.performance import flush_denormals, inference_batch_size
 
 __all__ = [
     "PoolOutputs",
@@ -50,9 +51,11 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-def default_batch_size(device: torch.device) -> int:
-    """Pool-inference batch size for a device: large on accelerators, cache-friendly on CPU."""
-    return 4096 if device.type in ("cuda", "mps") else 1024
+def default_batch_size(device: torch.device, input_shape: Sequence[int] | None = None) -> int:
+    """Pool-inference batch size for a device and per-sample input shape ``(C, H, W)``: large on
+    accelerators, about 2**17 pixels per batch on a CPU (see
+    :func:`forgetting.performance.inference_batch_size`)."""
+    return inference_batch_size(device, input_shape)
 
 
 @dataclass
@@ -80,6 +83,7 @@ def head_only_dropout(model: nn.Module) -> bool:
     return not others
 
 
+@flush_denormals()
 @torch.inference_mode()
 def predict(
     model: nn.Module,
@@ -103,7 +107,7 @@ def predict(
     """
     source = images if isinstance(images, DataSource) else TensorSource(images)
     device = model_device(model)
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or default_batch_size(device, source.input_shape)
     fast_mc = mc_samples > 0 and head_only_dropout(model) and embedding_layer is None
     zoo_embed = embeddings and embedding_layer is None and isinstance(model, Classifier | Segmenter)
     probs_parts: list[torch.Tensor] = []

@@ -30,8 +30,16 @@ from torch.utils.data import DataLoader
 from forgetting.callbacks import TrainingCallback
 from forgetting.data.source import DataSource
 from forgetting.exceptions import ConfigError, check_choice
-from forgetting.inference import autocast_context, eval_mode, iter_batches, model_device, to_input
+from forgetting.inference import (
+    autocast_context,
+    default_batch_size,
+    eval_mode,
+    iter_batches,
+    model_device,
+    to_input,
+)
 from forgetting.observe import Observer
+from forgetting.performance import flush_denormals, fused_optimizer_ok
 from forgetting.records import TrainRecord
 
 __all__ = [
@@ -113,11 +121,15 @@ class TrainConfig:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer named by ``config.optimizer``."""
+    """The optimizer named by ``config.optimizer``, in PyTorch's fused implementation when every parameter
+    is on a CPU or CUDA device (one kernel per step instead of a few per parameter tensor: about 0.3 ms less
+    per step for small-cnn on a CPU, see :mod:`forgetting.performance`)."""
+    params = list(model.parameters())
+    fused = fused_optimizer_ok(params)
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     return torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=fused
     )
 
 
@@ -316,10 +328,12 @@ def fit_fn(config: TrainConfig | None = None) -> TrainFn:
     return train
 
 
+@flush_denormals()
 def run_train_fn(train_fn: TrainFn, model: nn.Module, labeled: LabeledSet, observer: Observer) -> TrainRecord:
     """Run ``train_fn`` as a round does: inside a forked RNG seeded with ``labeled.seed`` (so a user's loop
     that draws from torch's global RNG is reproducible and leaves the caller's state alone), the model in
-    train mode, the wall time split into training and observation.
+    train mode, subnormal floats flushed (:func:`forgetting.performance.flush_denormals`), the wall time
+    split into training and observation.
 
     Raises:
         ConfigError: ``train_fn`` returned something other than a :class:`TrainRecord` or ``None``.
@@ -382,12 +396,14 @@ def augment_batch(
     return x_B_C_H_W.contiguous(), y
 
 
+@flush_denormals()
 @torch.inference_mode()
 def evaluate_accuracy(
-    model: nn.Module, data: DataSource, *, batch_size: int = 1024, ignore_index: int | None = None
+    model: nn.Module, data: DataSource, *, batch_size: int | None = None, ignore_index: int | None = None
 ) -> float:
     """Eval-mode accuracy of ``model`` on ``data`` (pixel accuracy over valid pixels for masks)."""
     device = model_device(model)
+    batch_size = batch_size or default_batch_size(device, data.input_shape)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     total = torch.zeros((), dtype=torch.int64, device=device)
     with eval_mode(model), autocast_context(device):
@@ -400,6 +416,7 @@ def evaluate_accuracy(
     return float(correct) / max(int(total), 1)
 
 
+@flush_denormals()
 def fit(
     model: nn.Module,
     data: DataSource,
@@ -411,7 +428,8 @@ def fit(
     ignore_index: int | None = None,
     num_workers: int = 0,
 ) -> TrainRecord:
-    """Train ``model`` on ``data`` in place.
+    """Train ``model`` on ``data`` in place, with subnormal floats flushed to zero on the CPU (restored
+    afterwards; opt out with ``FORGETTING_KEEP_DENORMALS=1``, see :mod:`forgetting.performance`).
 
     Args:
         model: a module on its target device, returning logits ``[B, K]`` (classification) or
@@ -519,7 +537,8 @@ def fit(
                     for cb in callbacks:
                         cb.on_step_end(model, epoch=epoch, step=step)
                     track_seconds += time.perf_counter() - t
-                    model.train()
+                    if not model.training:  # (observation passes restore every module's own flag)
+                        model.train()
             epoch_loss = float(loss_sum) / max(int(counted), 1)  # the one sync of the epoch
             eval_accuracy = None
             if config.epochs is None and config.accuracy_source == "eval":

@@ -57,6 +57,7 @@ from forgetting.experiments.config import (
     expand_grid,
 )
 from forgetting.experiments.store import DuplicateRoundError, ResultStore
+from forgetting.performance import available_cores, threads_per_job
 from forgetting.records import RoundRecord
 
 __all__ = [
@@ -404,7 +405,8 @@ def run_experiments(
         config: a config (expanded with :func:`expand_grid`) or explicit specs.
         out_dir: the run directory; created if missing.
         jobs: parallel experiments of the ``process`` backend (default: the config's ``jobs``; with
-            ``backend="process"`` and no jobs anywhere, one per CPU core). Ignored by ``local`` and ``ray``.
+            ``backend="process"`` and no jobs anywhere, one per core this process may use). Ignored by
+            ``local`` and ``ray``.
         backend: ``local``, ``process`` or ``ray`` (default: the config's ``backend``, else ``process`` when
             ``jobs > 1`` and ``local`` otherwise).
         ray_settings: the ``ray`` backend's settings (default: the config's ``[ray]`` table).
@@ -413,7 +415,9 @@ def run_experiments(
         progress: show rich progress bars (only when the console is a terminal).
         fail_fast: re-raise the first experiment error instead of recording it and going on.
         console: the rich console for the bars (default: stderr).
-        threads: torch threads per pool worker (default ``cpu_count // jobs``); only for ``process``.
+        threads: torch threads per pool worker (default: the cores this process may use divided by the
+            workers started, at least 1, see :func:`forgetting.performance.threads_per_job`); only for
+            ``process``.
 
     Returns:
         A :class:`RunSummary`. Failed experiments are also marked ``failed`` in the store.
@@ -439,7 +443,7 @@ def run_experiments(
 
         import_ray()
     if backend == "process" and jobs is None:
-        jobs = os.cpu_count() or 1
+        jobs = available_cores()
     if backend != "process" and (jobs or 1) > 1:
         logger.warning("jobs=%d is ignored by the %s backend", jobs, backend)
     specs = expand_grid(config) if isinstance(config, ExperimentConfig) else list(config)
@@ -477,7 +481,7 @@ def run_experiments(
                 _run_serial(todo, store, display, summary, fail_fast)
             else:
                 assert jobs is not None
-                per_job = threads if threads is not None else max(1, (os.cpu_count() or 1) // jobs)
+                per_job = threads if threads is not None else threads_per_job(min(jobs, len(todo)))
                 _run_pool(todo, _Driver(store, display, summary, todo), fail_fast, jobs, per_job)
     summary.seconds = time.perf_counter() - t_start
     return summary

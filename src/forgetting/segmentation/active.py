@@ -58,6 +58,7 @@ from forgetting.inference import (
     predict,
 )
 from forgetting.models.base import Segmenter, mc_dropout
+from forgetting.performance import CPU_PIXELS_PER_BATCH, flush_denormals
 from forgetting.segmentation.training import CLASS_WEIGHTING, evaluate_segmentation, predict_segmentation
 from forgetting.strategies import Input, SelectionKind, Strategy, StrategyInputs
 
@@ -96,17 +97,19 @@ SegmentationForm = Literal["none", "pixel-probs", "pixel-mc", "pixel-switches", 
 
 # Switch counts above this are stored as 255 in the uint8 switch maps of the queried sections.
 _UINT8_MAX = 255
-# Pixels per inference batch when the caller sets no batch size: about 2**20 on a CPU, 2**22 on an
-# accelerator (a [B, K, H, W] float32 logit tensor of 6 classes is then 24 MiB / 96 MiB).
-_PIXELS_PER_BATCH = {"cpu": 1 << 20, "accelerator": 1 << 22}
+# Pixels per inference batch when the caller sets no batch size: 2**17 on a CPU (the fastest in
+# benchmarks/throughput.py), 2**22 on an accelerator (a [B, K, H, W] float32 logit tensor of 6 classes is
+# then 96 MiB).
+_PIXELS_PER_BATCH = {"cpu": CPU_PIXELS_PER_BATCH, "accelerator": 1 << 22}
 
 
 def pixel_batch_size(device: torch.device, height: int, width: int) -> int:
     """Sections per inference batch for ``height x width`` sections: the sample batch size of
-    :func:`~forgetting.inference.default_batch_size`, capped to about a million pixels per batch on a CPU
-    (four million on an accelerator), and at least 1. A full F3 section (255 x 701) gives 5 on a CPU."""
+    :func:`~forgetting.inference.default_batch_size`, capped to 2**17 pixels per batch on a CPU (about
+    four million on an accelerator), and at least 1: 32 sections of 64 x 64 on a CPU, and one full F3
+    section (255 x 701)."""
     budget = _PIXELS_PER_BATCH["cpu" if device.type == "cpu" else "accelerator"]
-    return max(1, min(default_batch_size(device), budget // max(1, height * width)))
+    return max(1, min(default_batch_size(device, (1, height, width)), budget // max(1, height * width)))
 
 
 @dataclass
@@ -395,6 +398,7 @@ def _score_pixels(
     return torch.cat(kept_scores), torch.cat(kept_pred)
 
 
+@flush_denormals()
 @torch.inference_mode()
 def _pixel_probability_scores(
     model: nn.Module,
@@ -424,6 +428,7 @@ def _pixel_probability_scores(
         return _score_pixels(_as_source(images), device, batch_size, score_batch, reducer, keep=keep)
 
 
+@flush_denormals()
 @torch.inference_mode()
 def _pixel_mc_scores(
     model: nn.Module,

@@ -166,7 +166,7 @@ class Task(ABC):
 
     def batch_size(self, device: torch.device, input_shape: tuple[int, ...], configured: int | None) -> int:
         """The inference batch size of the round's passes: ``configured``, else the task's default."""
-        return configured or default_batch_size(device)
+        return configured or default_batch_size(device, input_shape)
 
     def label_warnings(self, targets: torch.Tensor) -> list[str]:
         """Warnings about labelled targets (int64 ``[L]`` or ``[L, H, W]``) a model cannot learn from: the
