@@ -22,16 +22,18 @@ depth 3, as in ``examples/seismic-al.toml``) on 64x64 synthetic seismic sections
 for a few epochs (the pool pass then sees trained weights, with their small activations).
 
 Timing: the plain settings are swept once (two runs each, the fastest kept), then ours and the best plain
-setting run back to back ``--repeats`` times; a ratio is the median of the per-pair ratios (pairing keeps it
-meaningful on a machine whose speed drifts), by wall time and by CPU time of this process. The plain loops
-flush subnormal floats (``torch.set_flush_denormal``), the setting a careful PyTorch user would pick, and
-restore the previous setting after each run. Context printed first: the machine's sgemm GFLOP/s (a square
-float32 matmul) and copy bandwidth (a 256 MiB ``copy_``, read plus write bytes), the load average and the
-busiest other processes; achieved GFLOP/s of each pass comes from ``torch.utils.flop_counter``.
+setting run back to back ``--repeats`` times (default 7, alternating which goes first). A ratio is the median
+of the per-pair ratios (pairing keeps it meaningful on a machine whose speed drifts), by wall time and by CPU
+time of this process, and, since noise on a shared machine only ever slows a run down, the ratio of the
+fastest run of each. The plain loops flush subnormal floats (``torch.set_flush_denormal``), the setting a
+careful PyTorch user would pick, and restore the previous setting after each run. Context printed first:
+the machine's sgemm GFLOP/s (a square float32 matmul) and copy bandwidth (a 256 MiB ``copy_``, read plus
+write bytes), the load average and the busiest other processes; achieved GFLOP/s of each pass comes from
+``torch.utils.flop_counter``.
 
 Run: ``python benchmarks/throughput.py`` (about 10 minutes on one thread of a 2-core CPU; ``--threads``,
 ``--repeats``, ``--models``, ``--device cuda``, ``--quick`` for a smoke run of a few seconds per model,
-``--json FILE`` to keep the numbers). ``make bench`` runs it with ``--quick``.
+``--json FILE`` to keep the numbers); ``make bench`` runs it in full, with the other benchmarks.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ class Row:
     plain_setting: str
     ratio_wall: float  # median of per-pair (ours / plain) throughput ratios
     ratio_cpu: float
+    ratio_fastest: float = math.nan  # fastest ours run against the fastest plain run (wall)
     ours_setting: str = ""
     gflops: float | None = None
     pairs: list[tuple[float, float]] = field(default_factory=list)  # (ours wall s, plain wall s)
@@ -145,9 +148,9 @@ class Row:
 
 def head_to_head(
     ours: Callable[[], object], plain: Callable[[], object], items: int, repeats: int, device: torch.device
-) -> tuple[float, float, float, float, list[tuple[float, float]]]:
+) -> tuple[float, float, float, float, float, list[tuple[float, float]]]:
     """``repeats`` interleaved runs of ``ours`` and ``plain``: median items/s of each, median per-pair ratios
-    (wall, CPU), and the raw pairs."""
+    (wall, CPU), the ratio of the fastest runs (wall), and the raw pairs."""
     pairs: list[tuple[Timing, Timing]] = []
     for r in range(repeats):
         if r % 2 == 0:
@@ -161,7 +164,8 @@ def head_to_head(
     plain_rate = statistics.median(items / b.wall for _, b in pairs)
     ratio_wall = statistics.median(b.wall / a.wall for a, b in pairs)
     ratio_cpu = statistics.median(b.cpu / max(a.cpu, 1e-9) for a, b in pairs)
-    return ours_rate, plain_rate, ratio_wall, ratio_cpu, [(a.wall, b.wall) for a, b in pairs]
+    fastest = min(b.wall for _, b in pairs) / min(a.wall for a, _ in pairs)
+    return ours_rate, plain_rate, ratio_wall, ratio_cpu, fastest, [(a.wall, b.wall) for a, b in pairs]
 
 
 def sweep(runs: dict[str, Callable[[], object]], device: torch.device) -> str:
@@ -291,7 +295,7 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
     pool_dev = pool.to(device)
     in_channels = int(labelled.images.shape[1])
     input_shape = tuple(int(s) for s in pool.images.shape[1:])
-    loop_bs = task.batch_size(device, input_shape, None)
+    loop_bs = task.batch_size(device, input_shape, None)  # None: each pass picks its default
     rows: list[Row] = []
 
     # A trained model, as the loop trains it (its layout is the loop's); plain copies in both layouts.
@@ -344,9 +348,13 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
         for fmt in ("contiguous", "channels_last")
         for bf16 in ((False, True) if cuda else (False,))
     }
-    ours_pass()  # warm-up (the tracker's first pass allocates its state)
+    sizes: list[int] = []
+    probe = model.register_forward_pre_hook(lambda m, args: sizes.append(int(args[0].shape[0])))
+    ours_pass()  # warm-up (the tracker's first pass allocates its state), and the batch size it used
+    probe.remove()
+    used_bs = max(sizes)
     best = sweep(grid, device)
-    o, p, rw, rc, pairs = head_to_head(ours_pass, grid[best], pool_n, repeats, device)
+    o, p, rw, rc, rf, pairs = head_to_head(ours_pass, grid[best], pool_n, repeats, device)
     rows.append(
         Row(
             case.key,
@@ -357,7 +365,8 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
             best,
             rw,
             rc,
-            f"batch {loop_bs}, {layout}",
+            rf,
+            f"batch {used_bs}, {layout}",
             o * gflop_per_image,
             pairs,
         )
@@ -397,7 +406,7 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
     }
     ours_lazy_pass()
     lazy_best = sweep(lazy_grid, device)
-    o, p, rw, rc, pairs = head_to_head(ours_lazy_pass, lazy_grid[lazy_best], pool_n, repeats, device)
+    o, p, rw, rc, rf, pairs = head_to_head(ours_lazy_pass, lazy_grid[lazy_best], pool_n, repeats, device)
     rows.append(
         Row(
             case.key,
@@ -408,7 +417,8 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
             lazy_best,
             rw,
             rc,
-            f"batch {loop_bs}, {layout}",
+            rf,
+            f"batch {used_bs}, {layout}",
             o * gflop_per_image,
             pairs,
         )
@@ -469,9 +479,11 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
         for bf16 in ((False, True) if cuda else (False,))
     }
     train_best = sweep(train_grid, device)
-    o, p, rw, rc, pairs = head_to_head(ours_train, train_grid[train_best], steps, repeats, device)
+    o, p, rw, rc, rf, pairs = head_to_head(ours_train, train_grid[train_best], steps, repeats, device)
     rows.append(
-        Row(case.key, "training, tensors", "steps/s", o, p, train_best, rw, rc, train_setting, None, pairs)
+        Row(
+            case.key, "training, tensors", "steps/s", o, p, train_best, rw, rc, rf, train_setting, None, pairs
+        )
     )
 
     # ---- 4. training through a DatasetSource
@@ -483,9 +495,11 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
     fmt_t = "channels_last" if "channels_last" in train_best else "contiguous"
     lazy_train = bare_train(fmt_t, "bf16" in train_best, "fused" in train_best, True)
     ours_lazy_train()
-    o, p, rw, rc, pairs = head_to_head(ours_lazy_train, lazy_train, steps, repeats, device)
+    o, p, rw, rc, rf, pairs = head_to_head(ours_lazy_train, lazy_train, steps, repeats, device)
     rows.append(
-        Row(case.key, "training, Dataset", "steps/s", o, p, train_best, rw, rc, train_setting, None, pairs)
+        Row(
+            case.key, "training, Dataset", "steps/s", o, p, train_best, rw, rc, rf, train_setting, None, pairs
+        )
     )
     return rows
 
@@ -500,15 +514,15 @@ def _is_channels_last(model: nn.Module) -> bool:
 # ------------------------------------------------------------------------------------------ main
 def table(rows: list[Row]) -> str:
     lines = [
-        "| model | path | ours | best plain (setting) | ours / plain, wall | ours / plain, CPU "
+        "| model | path | ours | best plain (setting) | ours / plain: wall, CPU, fastest "
         "| ours: setting, GFLOP/s |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         gf = "" if r.gflops is None else f", {r.gflops:.1f}"
         lines.append(
             f"| {r.model} | {r.path} | {r.ours:,.0f} {r.unit} | {r.plain:,.0f} ({r.plain_setting}) | "
-            f"{r.ratio_wall:.2f} | {r.ratio_cpu:.2f} | {r.ours_setting}{gf} |"
+            f"{r.ratio_wall:.2f}, {r.ratio_cpu:.2f}, {r.ratio_fastest:.2f} | {r.ours_setting}{gf} |"
         )
     return "\n".join(lines)
 
@@ -518,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument(
-        "--repeats", type=int, default=5, help="interleaved runs of ours and plain (default 5)"
+        "--repeats", type=int, default=7, help="interleaved runs of ours and plain (default 7)"
     )
     parser.add_argument(
         "--models", nargs="+", default=[c.key for c in CASES], choices=[c.key for c in CASES], metavar="MODEL"
@@ -564,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in case_rows:
             print(
                 f"  {r.model:13s} {r.path:20s} ours {r.ours:10,.1f} {r.unit}  plain {r.plain:10,.1f} "
-                f"({r.plain_setting})  ratio {r.ratio_wall:.2f} wall, {r.ratio_cpu:.2f} CPU",
+                f"({r.plain_setting})  ratio {r.ratio_wall:.2f} wall, {r.ratio_cpu:.2f} CPU, "
+                f"{r.ratio_fastest:.2f} fastest",
                 flush=True,
             )
         print(f"  ({case.key}: {time.perf_counter() - tc:.0f} s)", flush=True)

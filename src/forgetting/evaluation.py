@@ -23,7 +23,7 @@ def evaluate(
     :class:`~forgetting.data.dataset.Split`, or a lazy Dataset). One host sync at the end of the pass.
     """
     device = model_device(model)
-    batch_size = batch_size or default_batch_size(device, data.input_shape)
+    batch_size = batch_size or default_batch_size(device, data.input_shape, model)
     n = len(data)
     correct = torch.zeros((), dtype=torch.float64, device=device)
     nll = torch.zeros((), dtype=torch.float64, device=device)

@@ -51,11 +51,13 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-def default_batch_size(device: torch.device, input_shape: Sequence[int] | None = None) -> int:
-    """Pool-inference batch size for a device and per-sample input shape ``(C, H, W)``: large on
-    accelerators, about 2**17 pixels per batch on a CPU (see
+def default_batch_size(
+    device: torch.device, input_shape: Sequence[int] | None = None, model: nn.Module | None = None
+) -> int:
+    """Pool-inference batch size for a device, a per-sample input shape ``(C, H, W)`` and the model: large
+    on accelerators; on a CPU sized to the model's largest layer output (see
     :func:`forgetting.performance.inference_batch_size`)."""
-    return inference_batch_size(device, input_shape)
+    return inference_batch_size(device, input_shape, model)
 
 
 @dataclass
@@ -107,7 +109,7 @@ def predict(
     """
     source = images if isinstance(images, DataSource) else TensorSource(images)
     device = model_device(model)
-    batch_size = batch_size or default_batch_size(device, source.input_shape)
+    batch_size = batch_size or default_batch_size(device, source.input_shape, model)
     fast_mc = mc_samples > 0 and head_only_dropout(model) and embedding_layer is None
     zoo_embed = embeddings and embedding_layer is None and isinstance(model, Classifier | Segmenter)
     probs_parts: list[torch.Tensor] = []

@@ -97,7 +97,7 @@ class ObservationCallback(Callback):
             same budget per pass, spent on the rows that need it most (see :meth:`rows_for_pass`).
         seed: seed of the subsets.
         batch_size: inference batch size; default :func:`forgetting.inference.default_batch_size` of the
-            device and the input shape.
+            device, the input shape and the model.
         ignore_index: target value that counts nothing (segmentation void label).
         track_epochs: passed to the tracker created here (ignored when ``tracker`` is given).
         tracker: an existing :class:`EventTracker` of shape ``targets.shape`` (or ``(N, *pred_dims)``).
@@ -354,7 +354,7 @@ class ObservationCallback(Callback):
         rows = self.rows_for_pass(pass_number)
         rows_dev = None if rows is None else rows.to(device)
         before = self._predictions_before(rows_dev)
-        bs = self.batch_size or default_batch_size(device, self._input_shape)
+        bs = self.batch_size or default_batch_size(device, self._input_shape, model)
         with eval_mode(model), torch.inference_mode(), autocast_context(device):
             if self.source is not None:
                 self._observe_source(model, rows, rows_dev, bs, device, epoch)

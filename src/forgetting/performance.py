@@ -5,12 +5,13 @@
   evaluation). Small-data training drives activations and gradients into the subnormal range, where some
   x86 CPUs take a slow path. The setting is restored afterwards, so the caller's process is left as it was.
   Opt out with the environment variable ``FORGETTING_KEEP_DENORMALS=1``.
-- **Inference batch sizes** (:func:`inference_batch_size`): on a CPU about :data:`CPU_PIXELS_PER_BATCH`
-  input pixels per batch (128 images of 28x28 or 32x32, 32 sections of 64x64), where a pass over the small
-  zoo models runs 1.5-2x faster than at the former 1024 images; large batches on accelerators. The batch size
-  is a fixed rule of the device and the input shape, not a timing: timings vary from run to run, and a
-  batch size can change a model's outputs in their last bits (other convolution kernels), which must not
-  make two runs of the same seed differ.
+- **Inference batch sizes** (:func:`inference_batch_size`): on a CPU, as many inputs as keep the model's
+  largest layer output within :data:`CPU_ACTIVATIONS_PER_BATCH` values (found once per architecture and
+  input shape by one forward of a zero input): 256 images for small-cnn width 8 on 28x28, 32 sections for
+  unet on 64x64, where the zoo models predict fastest (the former default, 1024 images, ran up to 2-3x
+  slower); large batches on accelerators. This is a calibration without a clock: timings vary from run to
+  run, and a batch size can change a model's outputs in their last bits (other convolution kernels),
+  which must not make two runs of the same seed differ.
 - **Memory format** (:func:`place_model`): the zoo's convolutional networks run in ``channels_last`` on a CPU
   (oneDNN's native layout): 1.2-1.6x faster to train and to predict. Outputs differ from the contiguous
   layout only by rounding.
@@ -27,20 +28,23 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 __all__ = [
     "ACCELERATOR_BATCH_SIZE",
+    "CPU_ACTIVATIONS_PER_BATCH",
     "CPU_MAX_BATCH_SIZE",
-    "CPU_PIXELS_PER_BATCH",
+    "CPU_VALUES_PER_BATCH",
     "KEEP_DENORMALS_ENV",
     "available_cores",
     "denormals_flushed",
     "flush_denormals",
     "fused_optimizer_ok",
     "inference_batch_size",
+    "largest_activation",
     "place_model",
     "prefers_channels_last",
     "threads_per_job",
@@ -51,13 +55,16 @@ logger = logging.getLogger(__name__)
 #: Set to ``1`` (or ``true``/``yes``) to keep subnormal floats: the library then never flushes them.
 KEEP_DENORMALS_ENV = "FORGETTING_KEEP_DENORMALS"
 
-#: Input pixels (``H * W``, whatever the channels) per CPU inference batch. ``benchmarks/throughput.py``
-#: found the best batch of small-cnn and resnet18 on 28x28/32x32 images between 64 and 256 images, and of
-#: unet on 64x64 sections at 32; 2**17 pixels gives 128 and 32.
-CPU_PIXELS_PER_BATCH = 1 << 17
+#: Values of the model's largest layer output per CPU inference batch (8 MiB of float32). Sweeps with
+#: ``benchmarks/throughput.py`` found the fastest batch of small-cnn width 8 (largest output 6,272 values
+#: per image) at 256 to 512 images, of small-cnn width 32 (25,088) flat from 64 to 256, of resnet18 width
+#: 16 (16,384) at 64 to 128 and of unet base 8 on 64x64 sections (65,536) at 16 to 32: about 2**21 values.
+CPU_ACTIVATIONS_PER_BATCH = 1 << 21
+#: Input values (``C * H * W``) per CPU inference batch when the model is not known.
+CPU_VALUES_PER_BATCH = 1 << 18
 #: The largest CPU inference batch (tiny inputs), and the batch when the input shape is unknown.
 CPU_MAX_BATCH_SIZE = 1024
-CPU_DEFAULT_BATCH_SIZE = 128
+CPU_DEFAULT_BATCH_SIZE = 256
 #: Inference batch on CUDA and MPS, where the data usually stays on the device.
 ACCELERATOR_BATCH_SIZE = 4096
 
@@ -106,21 +113,84 @@ def flush_denormals() -> Iterator[bool]:
 
 
 # ---------------------------------------------------------------------------------------------- batch sizes
-def inference_batch_size(device: torch.device, input_shape: Sequence[int] | None = None) -> int:
-    """The default batch size of an eval pass on ``device`` over inputs of ``input_shape`` (``(C, H, W)``).
+def _power_of_two_fit(budget: int, per_item: int) -> int:
+    """The largest power of two ``b <= CPU_MAX_BATCH_SIZE`` with ``b * per_item <= budget`` (at least 1)."""
+    fits = budget // max(1, per_item)
+    return 1 if fits < 1 else min(CPU_MAX_BATCH_SIZE, 1 << (fits.bit_length() - 1))
 
-    CPU: the largest power of two with at most :data:`CPU_PIXELS_PER_BATCH` pixels (``H * W``) per batch,
-    between 1 and :data:`CPU_MAX_BATCH_SIZE` (:data:`CPU_DEFAULT_BATCH_SIZE` without a shape): 128 for
-    28x28 or 32x32 images, 32 for 64x64 sections, 1 for sections of 131,073 pixels or more. CUDA and MPS:
+
+_LARGEST: dict[tuple[Any, ...], int | None] = {}
+
+
+def largest_activation(model: nn.Module, input_shape: Sequence[int]) -> int | None:
+    """Values of the largest output of any leaf module of ``model`` for one input of ``input_shape``
+    (``(C, H, W)``), or ``None`` when the forward fails.
+
+    Measured once per architecture (class and parameter shapes) and input shape, cached in-process: one
+    eval-mode forward of a zero input on the model's device, under ``torch.inference_mode``, each module's
+    train flag and the global RNG restored. No timing is involved, so the result is the same in every run.
+    """
+    key = (
+        type(model),
+        tuple((name, tuple(p.shape)) for name, p in model.named_parameters()),
+        tuple(int(s) for s in input_shape),
+    )
+    if key in _LARGEST:
+        return _LARGEST[key]
+    largest = 0
+
+    def hook(module: nn.Module, inputs: object, output: object) -> None:
+        nonlocal largest
+        outputs = output if isinstance(output, tuple | list) else (output,)
+        for out in outputs:
+            if isinstance(out, torch.Tensor):
+                largest = max(largest, out[0].numel() if out.ndim else 1)
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    flags = [(m, m.training) for m in model.modules()]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    result: int | None
+    try:
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            model.eval()
+            model(torch.zeros(1, *input_shape, device=device))
+        result = largest or None
+    except Exception as exc:  # a model that cannot take a zero input: fall back to the input-size rule
+        logger.debug("largest_activation: the probe forward of %s failed (%s)", type(model).__name__, exc)
+        result = None
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in flags:
+            m.training = training
+    _LARGEST[key] = result
+    return result
+
+
+def inference_batch_size(
+    device: torch.device, input_shape: Sequence[int] | None = None, model: nn.Module | None = None
+) -> int:
+    """The default batch size of an eval pass of ``model`` on ``device`` over inputs of ``input_shape``
+    (``(C, H, W)``).
+
+    CPU, with the model: the largest power of two whose batch keeps the model's largest layer output
+    (:func:`largest_activation`) within :data:`CPU_ACTIVATIONS_PER_BATCH` values, between 1 and
+    :data:`CPU_MAX_BATCH_SIZE`: 256 for small-cnn width 8 on 1x28x28 images, 128 for resnet18 width 16 on
+    3x32x32, 64 for small-cnn width 32, 32 for unet (base 8) on 64x64 sections. CPU without the model: at
+    most :data:`CPU_VALUES_PER_BATCH` input values (``C * H * W``) per batch (256 for 1x28x28, 64 for
+    3x32x32; :data:`CPU_DEFAULT_BATCH_SIZE` without a shape either). CUDA and MPS:
     :data:`ACCELERATOR_BATCH_SIZE`.
     """
     if device.type != "cpu":
         return ACCELERATOR_BATCH_SIZE
-    if input_shape is None or len(input_shape) < 2:
+    if input_shape is None or len(input_shape) < 1:
         return CPU_DEFAULT_BATCH_SIZE
-    pixels = max(1, math.prod(int(s) for s in input_shape[1:]))
-    fits = CPU_PIXELS_PER_BATCH // pixels  # >= 1 unless one input is larger than the budget
-    return 1 if fits < 1 else min(CPU_MAX_BATCH_SIZE, 1 << (fits.bit_length() - 1))
+    if model is not None:
+        largest = largest_activation(model, input_shape)
+        if largest is not None:
+            return _power_of_two_fit(CPU_ACTIVATIONS_PER_BATCH, largest)
+    return _power_of_two_fit(CPU_VALUES_PER_BATCH, math.prod(int(s) for s in input_shape))
 
 
 # ---------------------------------------------------------------------------------------------- layout

@@ -403,7 +403,7 @@ def evaluate_accuracy(
 ) -> float:
     """Eval-mode accuracy of ``model`` on ``data`` (pixel accuracy over valid pixels for masks)."""
     device = model_device(model)
-    batch_size = batch_size or default_batch_size(device, data.input_shape)
+    batch_size = batch_size or default_batch_size(device, data.input_shape, model)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     total = torch.zeros((), dtype=torch.int64, device=device)
     with eval_mode(model), autocast_context(device):

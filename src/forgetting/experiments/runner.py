@@ -57,7 +57,7 @@ from forgetting.experiments.config import (
     expand_grid,
 )
 from forgetting.experiments.store import DuplicateRoundError, ResultStore
-from forgetting.performance import available_cores, threads_per_job
+from forgetting.performance import available_cores, flush_denormals, place_model, threads_per_job
 from forgetting.records import RoundRecord
 
 __all__ = [
@@ -720,8 +720,10 @@ class Estimate:
     notes: list[str]
 
 
+@flush_denormals()
 def _time_model(spec: ExperimentSpec, data: PreparedData) -> tuple[float, float]:
-    """Measured seconds per sample of (eval-mode prediction, training step) of the spec's model."""
+    """Measured seconds per sample of (eval-mode prediction, training step) of the spec's model, with the
+    loop's speed defaults (:mod:`forgetting.performance`)."""
     from forgetting.devices import resolve_device
     from forgetting.inference import eval_mode, to_input
     from forgetting.models import build_from_ref
@@ -729,7 +731,8 @@ def _time_model(spec: ExperimentSpec, data: PreparedData) -> tuple[float, float]
     device = resolve_device(spec.device)
     model = build_from_ref(
         spec.model, int(data.train.images.shape[1]), data.num_classes, seed=0, options=spec.model_options
-    ).to(device)
+    )
+    model = place_model(model, device)
     batch = data.train.images[: min(256, len(data.train))]
     x = to_input(batch, device)
     y = data.train.targets[: batch.shape[0]].to(device)
