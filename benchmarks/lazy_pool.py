@@ -11,7 +11,7 @@
     >= 0.8), for DataLoader workers 0 and 1.
 
 Model: ``small-cnn`` (width 8, 3 input channels, 10 classes), eval mode, CPU, the default inference batch
-(64 for 3x32x32 inputs since issue 20; 1024 before).
+(256 for this model and input since issue 20; 1024 before).
 Run: ``python benchmarks/lazy_pool.py [--pool 200000 --images 20000 --repeats 3 --dir /tmp/forgetting-lazy]``
 (about 3 minutes on 2 cores).
 """
@@ -154,7 +154,7 @@ def throughput(path: Path, n: int, repeats: int) -> None:
     base = statistics.median(runs["in-memory"])
     print(
         f"\n(b) throughput of one observation pass over {n} images "
-        f"(1 torch thread, batch {default_batch_size(torch.device('cpu'), SHAPE)}, median of {repeats})"
+        f"(1 torch thread, batch {default_batch_size(torch.device('cpu'), SHAPE, net)}, median of {repeats})"
     )
     print(f"{'path':<22}{'images/s':>12}{'ratio':>8}")
     for kind, values in runs.items():
