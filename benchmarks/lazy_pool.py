@@ -10,7 +10,8 @@
     in-memory uint8 path, interleaved, ``--repeats`` times each; median images/s and their ratio (target
     >= 0.8), for DataLoader workers 0 and 1.
 
-Model: ``small-cnn`` (width 8, 3 input channels, 10 classes), eval mode, CPU, batch 1024 (the default).
+Model: ``small-cnn`` (width 8, 3 input channels, 10 classes), eval mode, CPU, the default inference batch
+(256 for this model and input since issue 20; 1024 before).
 Run: ``python benchmarks/lazy_pool.py [--pool 200000 --images 20000 --repeats 3 --dir /tmp/forgetting-lazy]``
 (about 3 minutes on 2 cores).
 """
@@ -31,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from forgetting.data import DatasetSource
+from forgetting.inference import default_batch_size
 from forgetting.models import build_model
 from forgetting.observe import ObservationCallback
 
@@ -152,7 +154,7 @@ def throughput(path: Path, n: int, repeats: int) -> None:
     base = statistics.median(runs["in-memory"])
     print(
         f"\n(b) throughput of one observation pass over {n} images "
-        f"(1 torch thread, batch 1024, median of {repeats})"
+        f"(1 torch thread, batch {default_batch_size(torch.device('cpu'), SHAPE, net)}, median of {repeats})"
     )
     print(f"{'path':<22}{'images/s':>12}{'ratio':>8}")
     for kind, values in runs.items():

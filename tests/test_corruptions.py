@@ -167,6 +167,7 @@ def test_empty_batch() -> None:
     assert fd.corrupt(empty, "motion_blur", 3, seed=0).shape == empty.shape
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", fd.CORRUPTIONS)
 def test_cuda(name: str, rgb: torch.Tensor) -> None:

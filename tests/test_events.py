@@ -637,6 +637,7 @@ def test_narrow_target_dtypes_and_numpy_epochs() -> None:
         tr.update(torch.zeros(1), torch.zeros(1, 3, dtype=torch.int64))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_update_never_synchronises(tmp_path: os.PathLike[str]) -> None:
     tr = EventTracker((64, 32, 32), ignore_index=255)

@@ -422,12 +422,18 @@ def test_loop_same_seed_same_queries_on_masks():
 
 
 def test_pixel_batch_size_bounds_pixels_per_batch():
+    from forgetting.models import build_model
     from forgetting.segmentation.active import pixel_batch_size
 
     cpu = torch.device("cpu")
-    assert pixel_batch_size(cpu, 255, 701) == 5  # full F3 sections: about a million pixels per batch
-    assert pixel_batch_size(cpu, 28, 28) == 1024  # small images keep the sample batch size
+    assert pixel_batch_size(cpu, 255, 701) == 1  # a full F3 section: over half the CPU budget of 2**18 values
+    assert pixel_batch_size(cpu, 64, 64) == 64 and pixel_batch_size(cpu, 64, 64, channels=3) == 16
+    assert pixel_batch_size(cpu, 28, 28) == 256  # small images keep the sample batch size
     assert pixel_batch_size(cpu, 4000, 4000) == 1
+    unet = build_model("unet", 1, 6, base=8, depth=3)
+    assert pixel_batch_size(cpu, 64, 64, model=unet) == 32  # sized to its largest layer output
+    cuda = torch.device("cuda")  # only the device type is read: no GPU needed
+    assert pixel_batch_size(cuda, 255, 701) == 23 and pixel_batch_size(cuda, 28, 28) == 4096
 
 
 class _FullPasses(nn.Module):

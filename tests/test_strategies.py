@@ -672,6 +672,7 @@ def test_shape_mismatch_is_reported() -> None:
         get_strategy("entropy").select(inputs, 2, seed=0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_strategies_run_on_cuda_inputs() -> None:
     inputs = make_full_inputs(64)

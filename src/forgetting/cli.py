@@ -122,7 +122,7 @@ def run(
             "-j",
             min=1,
             help="Experiments run in parallel processes, with the process backend (default: the config's, "
-            "else 1; with --backend process, one per CPU core).",
+            "else 1; with --backend process, one per CPU core), each with cores / jobs torch threads.",
         ),
     ] = None,
     backend: Annotated[

@@ -7,10 +7,12 @@ from torch import nn
 
 from forgetting.data.source import DataSource
 from forgetting.inference import forward_batches, model_device
+from forgetting.performance import flush_denormals
 
 METRICS = ("accuracy", "nll", "ece")
 
 
+@flush_denormals()
 @torch.inference_mode()
 def evaluate(
     model: nn.Module, data: DataSource, *, batch_size: int | None = None, ece_bins: int = 15

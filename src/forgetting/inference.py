@@ -7,7 +7,7 @@ device; callers move them to the host once, after the whole pass.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +17,7 @@ from forgetting._tensors import iter_batches, model_device, to_input
 from forgetting.data.source import DataSource, TensorSource
 from forgetting.models.base import Classifier, Segmenter, dropout_modules, mc_dropout
 from forgetting.models.factory import embeddings_of
+from forgetting.performance import flush_denormals, inference_batch_size
 
 __all__ = [
     "PoolOutputs",
@@ -63,24 +64,29 @@ def forward_batches(
 
     Yields an iterator of ``(logits, y)`` per batch of ``data`` (uint8 images ``[N, C, H, W]`` or a
     :class:`~forgetting.data.source.DataSource`) on the model's device, with the model in eval mode, under
-    ``torch.inference_mode`` and the device's autocast; every module's flag is restored when the block ends
+    ``torch.inference_mode``, the device's autocast and flushed subnormals (see
+    :func:`forgetting.performance.flush_denormals`); every module's flag is restored when the block ends
     (also when it is left early). ``y`` is ``None`` with ``targets=False`` or for a source without targets.
     """
     source = data if isinstance(data, DataSource) else TensorSource(data)
     device = model_device(model)
-    size = batch_size or default_batch_size(device)
+    size = batch_size or default_batch_size(device, source.eval_input_shape, model)
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         for x, y in source.batches(device, size, targets=targets):
             yield model(x), y
 
-    with eval_mode(model), torch.inference_mode(), autocast_context(device):
+    with eval_mode(model), torch.inference_mode(), autocast_context(device), flush_denormals():
         yield batches()
 
 
-def default_batch_size(device: torch.device) -> int:
-    """Pool-inference batch size for a device: large on accelerators, cache-friendly on CPU."""
-    return 4096 if device.type in ("cuda", "mps") else 1024
+def default_batch_size(
+    device: torch.device, input_shape: Sequence[int] | None = None, model: nn.Module | None = None
+) -> int:
+    """Pool-inference batch size for a device, a per-sample input shape ``(C, H, W)`` and the model: large
+    on accelerators; on a CPU sized to the model's largest layer output (see
+    :func:`forgetting.performance.inference_batch_size`)."""
+    return inference_batch_size(device, input_shape, model)
 
 
 @dataclass
@@ -108,6 +114,7 @@ def head_only_dropout(model: nn.Module) -> bool:
     return not others
 
 
+@flush_denormals()
 @torch.inference_mode()
 def predict(
     model: nn.Module,
@@ -131,7 +138,7 @@ def predict(
     """
     source = images if isinstance(images, DataSource) else TensorSource(images)
     device = model_device(model)
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or default_batch_size(device, source.eval_input_shape, model)
     fast_mc = mc_samples > 0 and head_only_dropout(model) and embedding_layer is None
     zoo_embed = embeddings and embedding_layer is None and isinstance(model, Classifier | Segmenter)
     probs_parts: list[torch.Tensor] = []

@@ -42,6 +42,7 @@ from forgetting.exports import sample_table
 from forgetting.initial import INITIAL_SELECTIONS, initial_labeled_set, uniform_initial_set
 from forgetting.models.factory import ModelRef, build_from_ref, check_model_for, import_object, model_label
 from forgetting.observe import ObservationCallback, Observer
+from forgetting.performance import place_model
 from forgetting.records import RoundRecord, TrainRecord
 from forgetting.settings import TrackConfig
 from forgetting.strategies import Input, Selection, Strategy, get_strategy
@@ -279,7 +280,7 @@ def train_round(
             needs_embeddings=Input.EMBEDDINGS in plan.requires,
             layer=config.embedding_layer,
         )
-    model = model.to(device)
+    model = place_model(model, device)  # channels_last for the zoo's CNNs on a CPU
     callbacks = []
     if pool is not None:
         callbacks.append(

@@ -49,6 +49,7 @@ from forgetting.inference import (
     model_device,
     to_input,
 )
+from forgetting.performance import flush_denormals
 from forgetting.settings import DEFAULT_TRACK_PRESET, SUBSAMPLE_MODES, TRACK_PRESETS, SubsampleMode, Unit
 
 __all__ = ["DEFAULT_TRACK_PRESET", "SUBSAMPLE_MODES", "TRACK_PRESETS", "ObservationCallback", "Observer"]
@@ -90,7 +91,8 @@ class ObservationCallback(Callback):
             pass, drawn from a ``torch.Generator`` seeded with ``(seed, pass_number)``; ``"unstable"``: the
             same budget per pass, spent on the rows that need it most (see :meth:`rows_for_pass`).
         seed: seed of the subsets.
-        batch_size: inference batch size; default :func:`forgetting.inference.default_batch_size`.
+        batch_size: inference batch size; default :func:`forgetting.inference.default_batch_size` of the
+            device, the input shape and the model.
         ignore_index: target value that counts nothing (segmentation void label).
         track_epochs: passed to the tracker created here (ignored when ``tracker`` is given).
         first_observation: passed to the tracker created here: ``"exact"`` or the compatibility mode
@@ -165,6 +167,7 @@ class ObservationCallback(Callback):
                 f"got {images.dtype} {tuple(images.shape)}"  # type: ignore[union-attr]
             )
         n = len(self.source) if self.source is not None else int(images.shape[0])  # type: ignore[union-attr]
+        input_shape = self.source.eval_input_shape if self.source is not None else tuple(images.shape[1:])  # type: ignore[union-attr]
         if targets is not None:
             assert isinstance(targets, torch.Tensor)
             if targets.dtype.is_floating_point or targets.ndim not in (1, 3) or int(targets.shape[0]) != n:
@@ -204,6 +207,7 @@ class ObservationCallback(Callback):
                 )
         self.images: torch.Tensor | None = None if self.source is not None else images  # type: ignore[assignment]
         self.n = n
+        self._input_shape = input_shape
         self.targets = targets
         self.every = every
         self.unit: Unit = unit
@@ -348,6 +352,7 @@ class ObservationCallback(Callback):
         self._cache_device = device
         return self._images_dev, self._targets_dev
 
+    @flush_denormals()
     def observe(self, model: nn.Module, *, epoch: int) -> None:
         """Run one observation pass now (the hooks call this at the configured cadence).
 
@@ -360,7 +365,7 @@ class ObservationCallback(Callback):
         rows = self.rows_for_pass(pass_number)
         rows_dev = None if rows is None else rows.to(device)
         before = self._predictions_before(rows_dev)
-        bs = self.batch_size or default_batch_size(device)
+        bs = self.batch_size or default_batch_size(device, self._input_shape, model)
         with eval_mode(model), torch.inference_mode(), autocast_context(device):
             if self.source is not None:
                 self._observe_source(model, rows, rows_dev, bs, device, epoch)

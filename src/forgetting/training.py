@@ -31,6 +31,7 @@ from forgetting.data.source import DataSource
 from forgetting.exceptions import ConfigError, DivergedError, TrainingLimitError
 from forgetting.inference import autocast_context, forward_batches, iter_batches, model_device, to_input
 from forgetting.observe import Observer
+from forgetting.performance import flush_denormals, fused_optimizer_ok
 from forgetting.records import TrainRecord
 from forgetting.settings import ACCURACY_SOURCES, OPTIMIZERS, SCHEDULES, UNCAPPED_EPOCH_LIMIT, TrainConfig
 
@@ -54,11 +55,15 @@ logger = logging.getLogger(__name__)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer named by ``config.optimizer``."""
+    """The optimizer named by ``config.optimizer``, in PyTorch's fused implementation when every parameter
+    is on a CPU or CUDA device (one kernel per step instead of a few per parameter tensor: about 0.3 ms less
+    per step for small-cnn on a CPU, see :mod:`forgetting.performance`)."""
+    params = list(model.parameters())
+    fused = fused_optimizer_ok(params)
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     return torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=fused
     )
 
 
@@ -270,10 +275,12 @@ def fit_fn(config: TrainConfig | None = None) -> TrainFn:
     return train
 
 
+@flush_denormals()
 def run_train_fn(train_fn: TrainFn, model: nn.Module, labeled: LabeledSet, observer: Observer) -> TrainRecord:
     """Run ``train_fn`` as a round does: inside a forked RNG seeded with ``labeled.seed`` (so a user's loop
     that draws from torch's global RNG is reproducible and leaves the caller's state alone), the model in
-    train mode, the wall time split into training and observation.
+    train mode, subnormal floats flushed (:func:`forgetting.performance.flush_denormals`), the wall time
+    split into training and observation.
 
     Raises:
         ConfigError: ``train_fn`` returned something other than a :class:`TrainRecord` or ``None``.
@@ -336,9 +343,10 @@ def augment_batch(
     return x_B_C_H_W.contiguous(), y
 
 
+@flush_denormals()
 @torch.inference_mode()
 def evaluate_accuracy(
-    model: nn.Module, data: DataSource, *, batch_size: int = 1024, ignore_index: int | None = None
+    model: nn.Module, data: DataSource, *, batch_size: int | None = None, ignore_index: int | None = None
 ) -> float:
     """Eval-mode accuracy of ``model`` on ``data`` (pixel accuracy over valid pixels for masks)."""
     device = model_device(model)
@@ -366,6 +374,7 @@ def finite_parameters(model: nn.Module) -> torch.Tensor:
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
+@flush_denormals()
 def fit(
     model: nn.Module,
     data: DataSource,
@@ -379,7 +388,8 @@ def fit(
     max_steps: int | None = None,
     batch_transform: BatchTransform | None = None,
 ) -> TrainRecord:
-    """Train ``model`` on ``data`` in place.
+    """Train ``model`` on ``data`` in place, with subnormal floats flushed to zero on the CPU (restored
+    afterwards; opt out with ``FORGETTING_KEEP_DENORMALS=1``, see :mod:`forgetting.performance`).
 
     Args:
         model: a module on its target device, returning logits ``[B, K]`` (classification) or
@@ -526,7 +536,8 @@ def fit(
                     for cb in callbacks:
                         cb.on_step_end(model, epoch=epoch, step=step)
                     track_seconds += time.perf_counter() - t
-                    model.train()
+                    if not model.training:  # (observation passes restore every module's own flag)
+                        model.train()
                 if max_steps is not None and step >= max_steps:
                     break  # the step budget is spent: end this epoch now
             finite &= finite_parameters(model)

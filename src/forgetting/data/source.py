@@ -98,6 +98,13 @@ class DataSource(ABC):
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one input, ``(C, H, W)``."""
 
+    @property
+    def eval_input_shape(self) -> tuple[int, ...] | None:
+        """The per-sample input shape that the default eval batch size is sized for
+        (:func:`forgetting.performance.inference_batch_size`): :attr:`input_shape`, or ``None`` for a source
+        whose inputs are not images (then the device's default batch is used)."""
+        return self.input_shape
+
     def as_tensors(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """``(images uint8 [N, C, H, W], targets or None)`` when the rows are tensors in memory (the fast
         path: indexed directly, no loader), else ``None``."""
@@ -318,17 +325,19 @@ class DatasetSource(DataSource):
         base = self._rows if rows is None else self._rows[as_rows(rows)]
         want = targets and self._has_targets
         pin = device.type == "cuda" if self.pin_memory is None else self.pin_memory
+        # uint8 inputs travel as uint8 (a quarter of the bytes) and are scaled once per batch on the device.
         loader = DataLoader(
-            _Items(self, base, self.transform, want),
+            _Items(self, base, self.transform, want, scale=False),
             batch_size=batch_size,
             shuffle=False,
             num_workers=self.num_workers,
             pin_memory=pin,
             persistent_workers=False,
             generator=torch.Generator(),  # a private generator: a pass draws nothing from the global RNG
+            collate_fn=_collate_unscaled,
         )
         for x, y in loader:
-            x = x.to(device, non_blocking=True)
+            x = to_input(x, device) if x.dtype == torch.uint8 else x.to(device, non_blocking=True)
             yield x, (y.to(device, non_blocking=True) if want else None)
 
     def read_targets(self, rows: Rows | None = None) -> torch.Tensor:
@@ -348,7 +357,7 @@ class DatasetSource(DataSource):
 
     # ------------------------------------------------------------------ items
     def _read(
-        self, row: int, transform: Transform | None, item: Any = None
+        self, row: int, transform: Transform | None, item: Any = None, *, scale: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if item is None:
             item = self.dataset[row]
@@ -365,7 +374,7 @@ class DatasetSource(DataSource):
                 f"item {row} of {type(self.dataset).__name__}: x must be a tensor after the transform, got "
                 f"{type(x).__name__}; give a transform that returns a tensor [C, H, W]"
             )
-        if x.dtype == torch.uint8:
+        if scale and x.dtype == torch.uint8:
             x = x.float().div_(255.0)
         if not self._has_targets:
             return x, torch.zeros((), dtype=torch.int64)
@@ -378,21 +387,30 @@ class DatasetSource(DataSource):
 
 
 class _Items(TorchDataset):
-    """The DataLoader-facing view: item ``k`` is row ``rows[k]`` of the source's dataset, transformed."""
+    """The DataLoader-facing view: item ``k`` is row ``rows[k]`` of the source's dataset, transformed;
+    ``uint8`` inputs scaled to ``[0, 1]`` floats, or left ``uint8`` with ``scale=False`` (for
+    :func:`_collate_unscaled`, which the passes scale per batch)."""
 
     def __init__(
-        self, source: DatasetSource, rows: np.ndarray, transform: Transform | None, targets: bool
+        self,
+        source: DatasetSource,
+        rows: np.ndarray,
+        transform: Transform | None,
+        targets: bool,
+        *,
+        scale: bool = True,
     ) -> None:
         self.source = source
         self.rows = rows
         self.transform = transform
         self.targets = targets
+        self.scale = scale
 
     def __len__(self) -> int:
         return int(self.rows.size)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, Any]:
-        x, y = self.source._read(int(self.rows[k]), self.transform)
+        x, y = self.source._read(int(self.rows[k]), self.transform, scale=self.scale)
         return x, y
 
     def __getitems__(self, ks: list[int]) -> list[tuple[torch.Tensor, Any]]:
@@ -401,9 +419,21 @@ class _Items(TorchDataset):
         rows = [int(self.rows[k]) for k in ks]
         batched = getattr(self.source.dataset, "__getitems__", None)
         if batched is None:
-            return [self.source._read(row, self.transform) for row in rows]
+            return [self.source._read(row, self.transform, scale=self.scale) for row in rows]
         items = batched(rows)
-        return [self.source._read(row, self.transform, item) for row, item in zip(rows, items, strict=True)]
+        return [
+            self.source._read(row, self.transform, item, scale=self.scale)
+            for row, item in zip(rows, items, strict=True)
+        ]
+
+
+def _collate_unscaled(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack unscaled items: ``uint8 [B, C, H, W]`` when every input is ``uint8`` (scaled later, per batch),
+    else float, scaling the ``uint8`` ones first (a dataset that mixes both)."""
+    xs = [x for x, _ in batch]
+    if len({x.dtype for x in xs}) > 1:
+        xs = [to_input(x) if x.dtype == torch.uint8 else x for x in xs]
+    return torch.stack(xs), torch.stack([y for _, y in batch])
 
 
 class _TargetsOnly:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from forgetting.experiments.prepared import PreparedData, prepare_data
 from forgetting.experiments.process_backend import run_pool
 from forgetting.experiments.ray_backend import import_ray, run_ray
 from forgetting.experiments.store import ResultStore
+from forgetting.performance import available_cores, flush_denormals, place_model, threads_per_job
 from forgetting.records import RoundRecord
 
 __all__ = [
@@ -104,7 +104,8 @@ def run_experiments(
         config: a config (expanded with :func:`expand_grid`) or explicit specs.
         out_dir: the run directory; created if missing.
         jobs: parallel experiments of the ``process`` backend (default: the config's ``jobs``; with
-            ``backend="process"`` and no jobs anywhere, one per CPU core). Ignored by ``local`` and ``ray``.
+            ``backend="process"`` and no jobs anywhere, one per core this process may use). Ignored by
+            ``local`` and ``ray``.
         backend: ``local``, ``process`` or ``ray`` (default: the config's ``backend``, else ``process`` when
             ``jobs > 1`` and ``local`` otherwise).
         ray_settings: the ``ray`` backend's settings (default: the config's ``[ray]`` table).
@@ -113,7 +114,9 @@ def run_experiments(
         progress: show rich progress bars (only when the console is a terminal).
         fail_fast: re-raise the first experiment error instead of recording it and going on.
         console: the rich console for the bars (default: stderr).
-        threads: torch threads per pool worker (default ``cpu_count // jobs``); only for ``process``.
+        threads: torch threads per pool worker (default: the cores this process may use divided by the
+            workers started, at least 1, see :func:`forgetting.performance.threads_per_job`); only for
+            ``process``.
         rerun: experiment ids whose stored rounds are deleted first, so that they run again from round 0
             (e.g. after a damaged ``arrays/<id>/round-*.npz``).
         check: run the pre-flight check (``False``: an experiment that cannot run is only found when it runs,
@@ -148,7 +151,7 @@ def run_experiments(
     if backend == "ray":  # fail before touching the run directory when Ray is missing
         import_ray()
     if backend == "process" and jobs is None:
-        jobs = os.cpu_count() or 1
+        jobs = available_cores()
     if backend != "process" and (jobs or 1) > 1:
         logger.warning("jobs=%d is ignored by the %s backend", jobs, backend)
     specs = expand_grid(config) if isinstance(config, ExperimentConfig) else list(config)
@@ -200,7 +203,7 @@ def run_experiments(
                 run_local(todo, driver, fail_fast=fail_fast, hook=round_hook)
             else:
                 assert jobs is not None
-                per_job = threads if threads is not None else max(1, (os.cpu_count() or 1) // jobs)
+                per_job = threads if threads is not None else threads_per_job(min(jobs, len(todo)))
                 run_pool(todo, driver, fail_fast=fail_fast, jobs=jobs, threads=per_job, hook=round_hook)
         rows = {row.id: row for row in store.experiments()}
         for spec in specs:
@@ -244,8 +247,10 @@ class Estimate:
     notes: list[str]
 
 
+@flush_denormals()
 def _time_model(spec: ExperimentSpec, data: PreparedData) -> tuple[float, float]:
-    """Measured seconds per sample of (eval-mode prediction, training step) of the spec's model."""
+    """Measured seconds per sample of (eval-mode prediction, training step) of the spec's model, with the
+    loop's speed defaults (:mod:`forgetting.performance`)."""
     from forgetting.devices import resolve_device
     from forgetting.inference import eval_mode, to_input
     from forgetting.models import build_from_ref
@@ -253,7 +258,8 @@ def _time_model(spec: ExperimentSpec, data: PreparedData) -> tuple[float, float]
     device = resolve_device(spec.device)
     model = build_from_ref(
         spec.model, int(data.train.images.shape[1]), data.num_classes, seed=0, options=spec.model_options
-    ).to(device)
+    )
+    model = place_model(model, device)
     batch = data.train.images[: min(256, len(data.train))]
     x = to_input(batch, device)
     y = data.train.targets[: batch.shape[0]].to(device)

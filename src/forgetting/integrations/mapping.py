@@ -84,6 +84,11 @@ class MappingSource(DataSource):
     def input_shape(self) -> tuple[int, ...]:
         raise ConfigError("a MappingSource holds keyword inputs, not images; it has no input shape")
 
+    @property
+    def eval_input_shape(self) -> None:
+        """``None``: keyword inputs have no image shape to size eval batches by."""
+        return None
+
     def subset(self, rows: Rows) -> MappingSource:
         out = MappingSource.__new__(MappingSource)
         out.__dict__.update(self.__dict__)

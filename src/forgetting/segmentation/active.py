@@ -58,6 +58,7 @@ from forgetting.inference import (
     predict,
 )
 from forgetting.models.base import Segmenter, mc_dropout
+from forgetting.performance import flush_denormals
 from forgetting.segmentation.training import evaluate_segmentation, predict_segmentation
 from forgetting.settings import REDUCTIONS, Reduction, SegmentationOptions
 from forgetting.strategies import Input, SelectionKind, Strategy, StrategyInputs, list_strategies
@@ -94,17 +95,24 @@ SegmentationForm = Literal["none", "pixel-probs", "pixel-mc", "pixel-switches", 
 
 # Switch counts above this are stored as 255 in the uint8 switch maps of the queried sections.
 _UINT8_MAX = 255
-# Pixels per inference batch when the caller sets no batch size: about 2**20 on a CPU, 2**22 on an
-# accelerator (a [B, K, H, W] float32 logit tensor of 6 classes is then 24 MiB / 96 MiB).
-_PIXELS_PER_BATCH = {"cpu": 1 << 20, "accelerator": 1 << 22}
+# Input values per accelerator inference batch when the caller sets no batch size: 2**22 (a [B, K, H, W]
+# float32 logit tensor of 6 classes is then 96 MiB for one-channel sections). CPU batches follow
+# forgetting.performance.inference_batch_size.
+_ACCELERATOR_VALUES = 1 << 22
 
 
-def pixel_batch_size(device: torch.device, height: int, width: int) -> int:
-    """Sections per inference batch for ``height x width`` sections: the sample batch size of
-    :func:`~forgetting.inference.default_batch_size`, capped to about a million pixels per batch on a CPU
-    (four million on an accelerator), and at least 1. A full F3 section (255 x 701) gives 5 on a CPU."""
-    budget = _PIXELS_PER_BATCH["cpu" if device.type == "cpu" else "accelerator"]
-    return max(1, min(default_batch_size(device), budget // max(1, height * width)))
+def pixel_batch_size(
+    device: torch.device, height: int, width: int, channels: int = 1, model: nn.Module | None = None
+) -> int:
+    """Sections per inference batch for ``channels x height x width`` sections: on a CPU the batch of
+    :func:`~forgetting.inference.default_batch_size` (sized to the model's largest layer output when
+    ``model`` is given: 32 sections of 64 x 64 for unet base 8, one full F3 section of 255 x 701; without
+    it 2**18 input values per batch); on an accelerator the sample batch size capped to about four million
+    input values; at least 1."""
+    values = max(1, channels * height * width)
+    if device.type == "cpu":
+        return default_batch_size(device, (channels, height, width), model)
+    return max(1, min(default_batch_size(device, (channels, height, width)), _ACCELERATOR_VALUES // values))
 
 
 class PixelScoreReducer:
@@ -363,6 +371,7 @@ def _score_pixels(
     return torch.cat(kept_scores), torch.cat(kept_pred)
 
 
+@flush_denormals()
 @torch.inference_mode()
 def _pixel_probability_scores(
     model: nn.Module,
@@ -392,6 +401,7 @@ def _pixel_probability_scores(
         return _score_pixels(_as_source(images), device, batch_size, score_batch, reducer, keep=keep)
 
 
+@flush_denormals()
 @torch.inference_mode()
 def _pixel_mc_scores(
     model: nn.Module,
@@ -543,7 +553,8 @@ def segmentation_strategy_inputs(
     if model is None:
         raise ConfigError(f"strategy {strategy.name!r} needs the round's trained model")
     device = model_device(model)
-    batch_size = batch_size or pixel_batch_size(device, *pool.input_shape[-2:])
+    h, w = pool.input_shape[-2:]
+    batch_size = batch_size or pixel_batch_size(device, h, w, model=model)
     reducer = PixelScoreReducer(n_pool, num_classes, reduction=options.reduction, top_q=options.top_q)
     if form == "pixel-switches":
         if tracker is None:
@@ -615,7 +626,8 @@ def queried_section_arrays(
         out["masks"] = masks.cpu().numpy().astype(np.int16)
     if model is not None:
         device = model_device(model)
-        batch_size = batch_size or pixel_batch_size(device, *pool.input_shape[-2:])
+        h, w = pool.input_shape[-2:]
+        batch_size = batch_size or pixel_batch_size(device, h, w, model=model)
         if form == "pixel-probs":
             scores, pred = _pixel_probability_scores(
                 model, chosen, strategy, None, batch_size=batch_size, keep=True
@@ -665,7 +677,8 @@ def segmentation_eval_metrics(
         ``iou/<name>`` and ``class_accuracy/<name>`` (NaN for a class absent from ``data`` and never
         predicted, or without pixels).
     """
-    batch_size = batch_size or pixel_batch_size(model_device(model), *data.input_shape[-2:])
+    h, w = data.input_shape[-2:]
+    batch_size = batch_size or pixel_batch_size(model_device(model), h, w, model=model)
     m = evaluate_segmentation(
         model, data, num_classes=num_classes, ignore_index=ignore_index, batch_size=batch_size
     )

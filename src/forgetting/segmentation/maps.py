@@ -200,6 +200,7 @@ def run_forgetting_maps(config: MapsConfig | None = None, out_dir: str | Path = 
 def _run_forgetting_maps(config: MapsConfig | None, out: Path) -> MapsResult:
     from forgetting.devices import resolve_device
     from forgetting.models import build_from_ref
+    from forgetting.performance import place_model
     from forgetting.segmentation.report import write_maps_report
     from forgetting.segmentation.training import (
         fit_segmentation,
@@ -231,7 +232,7 @@ def _run_forgetting_maps(config: MapsConfig | None, out: Path) -> MapsResult:
     model = build_from_ref(
         config.model, dataset.in_channels, k, seed=config.seed, options=config.model_options
     )
-    model = model.to(device)
+    model = place_model(model, device)
     train_config = segmentation_train_config(
         config.train.epochs,
         lr=config.train.lr,

@@ -21,7 +21,6 @@ from forgetting.data.source import DataSource
 from forgetting.events import EventTracker
 from forgetting.segmentation.active import (
     _form_of,
-    pixel_batch_size,
     queried_section_arrays,
     segmentation_eval_metrics,
     segmentation_form,
@@ -102,9 +101,12 @@ class SegmentationTask(Task):
             ignore_index=self.options.ignore_index,
         )
 
-    def batch_size(self, device: torch.device, input_shape: tuple[int, ...], configured: int | None) -> int:
-        """``configured``, else about a million pixels per batch on a CPU (four on an accelerator)."""
-        return configured or pixel_batch_size(device, int(input_shape[-2]), int(input_shape[-1]))
+    def batch_size(
+        self, device: torch.device, input_shape: tuple[int, ...], configured: int | None
+    ) -> int | None:
+        """``configured``, else ``None``: each pass then takes
+        :func:`~forgetting.segmentation.active.pixel_batch_size` of the sections and the round's model."""
+        return configured
 
     @property
     def observe_ignore_index(self) -> int | None:

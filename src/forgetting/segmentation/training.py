@@ -24,6 +24,7 @@ from forgetting.data.source import DataSource, TensorSource
 from forgetting.exceptions import ConfigError
 from forgetting.inference import forward_batches
 from forgetting.observe import ObservationCallback
+from forgetting.performance import flush_denormals
 from forgetting.records import TrainRecord
 from forgetting.segmentation.metrics import ConfusionMatrix, SegmentationMetrics
 from forgetting.settings import CLASS_WEIGHTING, ClassWeighting, Optimizer, Schedule
@@ -192,6 +193,7 @@ def fit_segmentation(
     return SegmentationFit(record, weights, trackers)
 
 
+@flush_denormals()
 @torch.inference_mode()
 def predict_segmentation(
     model: nn.Module, images: torch.Tensor | DataSource, *, batch_size: int = 16
@@ -224,6 +226,7 @@ def predict_segmentation(
     return torch.cat(preds), torch.cat(margins)
 
 
+@flush_denormals()
 def evaluate_segmentation(
     model: nn.Module,
     data: DataSource,

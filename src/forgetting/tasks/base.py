@@ -38,7 +38,6 @@ from forgetting._tensors import class_counts
 from forgetting.data.source import DataSource
 from forgetting.events import EventTracker
 from forgetting.exceptions import ConfigError
-from forgetting.inference import default_batch_size
 from forgetting.initial import uniform_initial_set
 from forgetting.strategies import MODEL_INPUTS, Input, Strategy, StrategyInputs, list_strategies
 from forgetting.training import LabeledSet
@@ -159,9 +158,13 @@ class Task(ABC):
         """The labelled rows as a training function receives them (no class weights by default)."""
         return LabeledSet(data, self.num_classes, seed, device)
 
-    def batch_size(self, device: torch.device, input_shape: tuple[int, ...], configured: int | None) -> int:
-        """The inference batch size of the round's passes: ``configured``, else the task's default."""
-        return configured or default_batch_size(device)
+    def batch_size(
+        self, device: torch.device, input_shape: tuple[int, ...], configured: int | None
+    ) -> int | None:
+        """The inference batch size of the round's passes: ``configured``, else ``None``: each pass then
+        takes :func:`~forgetting.inference.default_batch_size` of the device, the input shape and the
+        round's model."""
+        return configured
 
     def label_warnings(self, targets: torch.Tensor) -> list[str]:
         """Warnings about labelled targets (int64 ``[L]`` or ``[L, H, W]``) a model cannot learn from: the
