@@ -16,7 +16,7 @@ from forgetting.data.source import DataSource
 from forgetting.evaluation import evaluate
 from forgetting.events import EventTracker
 from forgetting.exceptions import ConfigError
-from forgetting.inference import eval_mode, model_device, predict
+from forgetting.inference import model_device, predict
 from forgetting.initial import initial_labeled_set
 from forgetting.strategies import Input, Strategy, StrategyInputs
 from forgetting.tasks.base import PoolContext, PoolInputs, Task
@@ -115,8 +115,7 @@ class ClassificationTask(Task):
         if model is None or positions.size == 0:
             return {}
         picks = ctx.pool.subset(positions)
-        with eval_mode(model):
-            probs = predict(model, picks, batch_size=ctx.batch_size).probs_N_C
+        probs = predict(model, picks, batch_size=ctx.batch_size).probs_N_C  # eval mode, flags restored
         assert probs is not None
         top = probs.float().max(dim=1)
         return {
