@@ -78,19 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         ls = servers.LabelStudioServer(root / "label-studio", root / "documents", venv=args.venv)
         with servers.BackendServer(project.root, "--every", "5") as backend, ls:
             backend.wait(lambda h: h["rounds"] == 1 and not h["training"], what="round 0", timeout=900)
-            setup = ls.client(
-                "setup",
-                "--title",
-                "F3-like sections ranked by forgetting",
-                "--config",
-                str(project.label_studio_config_path),
-                "--tasks",
-                str(project.label_studio_tasks_path),
-                "--media",
-                str(project.media_root),
-                "--backend",
-                backend.url,
-            )
+            setup = ls.connect(project, backend, "F3-like sections ranked by forgetting")
             args.out.parent.mkdir(parents=True, exist_ok=True)
             shot = ls.client(
                 "screenshot",

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from forgetting.annotate import LabelingProject, init_project, write_png
+from forgetting.annotate import init_project, write_png
 from forgetting.annotate import label_studio as ls
 from forgetting.data import load_dataset
 
@@ -81,22 +81,6 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
 
 
-def _connect(server: Any, project: LabelingProject, backend: Any, title: str) -> dict[str, Any]:
-    return server.client(
-        "setup",
-        "--title",
-        title,
-        "--config",
-        str(project.label_studio_config_path),
-        "--tasks",
-        str(project.label_studio_tasks_path),
-        "--media",
-        str(project.media_root),
-        "--backend",
-        backend.url,
-    )
-
-
 def _labelled(server: Any, project_id: int, version: str, timeout: float = 120) -> dict[str, Any]:
     """Label Studio's predictions, once it shows those of model ``version`` (the backend selects it after
     the round; the request may still be under way)."""
@@ -139,7 +123,7 @@ def test_classification_with_a_real_label_studio(label_studio: Any, tmp_path: Pa
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": pat}
     with servers.BackendServer(project.root, "--every", "4", "-n", "8", env=env) as backend:
         backend.wait(lambda h: h["rounds"] == 1 and not h["training"], what="round 0")
-        setup = _connect(label_studio, project, backend, "forgetting digits")
+        setup = label_studio.connect(project, backend, "forgetting digits")
         assert setup["ml_state"] == "CO" and setup["imported_predictions"] == 8  # connected; pre-annotated
         round0 = project.round_result(0)
 
@@ -197,7 +181,7 @@ def test_segmentation_with_a_real_label_studio(label_studio: Any, tmp_path: Path
 
     with servers.BackendServer(project.root, "--every", "3", "-n", "6") as backend:
         backend.wait(lambda h: h["rounds"] == 1 and not h["training"], what="round 0")
-        setup = _connect(label_studio, project, backend, "forgetting sections")
+        setup = label_studio.connect(project, backend, "forgetting sections")
         assert setup["ml_state"] == "CO" and setup["imported_predictions"] == 6
 
         answered = project.round_result(0).item_ids[:3]

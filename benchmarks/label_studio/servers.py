@@ -163,6 +163,23 @@ class LabelStudioServer:
             raise RuntimeError(f"client.py {command} failed ({done.returncode}):\n{done.stderr[-4000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
 
+    def connect(self, project: Any, backend: BackendServer, title: str) -> dict[str, Any]:
+        """``client.py setup``: a Label Studio project titled ``title`` with the labelling project's
+        interface, tasks and media, connected to ``backend``; its JSON answer."""
+        return self.client(
+            "setup",
+            "--title",
+            title,
+            "--config",
+            str(project.label_studio_config_path),
+            "--tasks",
+            str(project.label_studio_tasks_path),
+            "--media",
+            str(project.media_root),
+            "--backend",
+            backend.url,
+        )
+
 
 class BackendServer:
     """``forgetting serve PROJECT`` in a subprocess of this Python, on a free local port (context manager)."""
