@@ -108,8 +108,8 @@ test-label-studio: $(STAMP) $(LS_STAMP)
 screenshot-label-studio: $(STAMP) $(LS_STAMP)
 	$(BIN)/python docs/label_studio_screenshot.py
 
-# Issue 21: finding flipped labels with training dynamics vs cleanlab, and the pruning table (about 75 min
-# on a busy 2-core machine, 25 with the cores to itself; resumable). cleanlab lives in its own venv, with the
+# Issue 21: finding flipped labels with training dynamics vs cleanlab, and the pruning table (about 18 min
+# on 2 cores beside two other processes; resumable). cleanlab lives in its own venv, with the
 # project and the pinned torch; the pruning part alone runs anywhere (`--part pruning`).
 $(LABEL_VENV)/bin/python:
 	$(PYTHON) -m venv $(LABEL_VENV)

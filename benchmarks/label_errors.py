@@ -290,7 +290,10 @@ def _run_one(job: tuple[str, tuple[Any, ...]]) -> dict[str, Any]:
     return cell
 
 
-def run(parts: list[str], setup: Setup, out: Path, jobs: int, with_flags: bool) -> list[dict[str, Any]]:
+def run(
+    parts: list[str], setup: Setup, out: Path, jobs: int, with_flags: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """Run the missing cells; returns every cell (finished before or now) and how many ran now."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"runs-{setup.digest()}{'-flags' if with_flags else ''}.jsonl"
     done: dict[str, dict[str, Any]] = {}
@@ -325,7 +328,7 @@ def run(parts: list[str], setup: Setup, out: Path, jobs: int, with_flags: bool) 
                 f"{_key(cell)}: {cell['wall_seconds']:.0f} s ({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
-    return list(done.values())
+    return list(done.values()), len(todo)
 
 
 def _ms(values: list[float]) -> str:
@@ -420,12 +423,17 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
-def write_report(cells: list[dict[str, Any]], setup: Setup, path: Path, wall: float, command: str) -> Path:
+def write_report(
+    cells: list[dict[str, Any]], setup: Setup, path: Path, wall: float, command: str, ran: int
+) -> Path:
+    reused = len(cells) - ran
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     text = "\n".join(
         [
             "# Label errors and pruning (benchmarks/label_errors.py)",
             "",
-            f"Command: `{command}`; this invocation took {wall / 60:.1f} min (finished cells are reused); "
+            f"Command: `{command}`; this invocation ran {ran} cells in {wall / 60:.1f} min"
+            f"{f' and reused {reused} finished ones' if reused else ''} (load average at the end: {load}); "
             f"the cells took {sum(c.get('wall_seconds', 0.0) for c in cells) / 60:.1f} min in all, "
             "each on one CPU thread.",
             f"Setup: `{json.dumps(asdict(setup))}`; {_versions()}; {os.cpu_count()} CPU cores.",
@@ -453,10 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     parts = ["label-errors", "pruning"] if args.part == "all" else [args.part]
     out = RESULTS_DIR / "quick" if args.quick else RESULTS_DIR
     start = time.perf_counter()
-    cells = run(parts, setup, out, args.jobs, args.flags)
+    cells, ran = run(parts, setup, out, args.jobs, args.flags)
     report = out / "LABEL_ERRORS.md" if args.quick else REPORT
     command = "python benchmarks/label_errors.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    write_report(cells, setup, report, time.perf_counter() - start, command)
+    write_report(cells, setup, report, time.perf_counter() - start, command, ran)
     print(tables(cells))
     print(f"report: {report}")
     return 0

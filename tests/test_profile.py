@@ -561,7 +561,7 @@ def _bench():
     return module
 
 
-def test_benchmark_precision_at_k_breaks_ties_in_expectation_and_tables_render():
+def test_benchmark_precision_at_k_breaks_ties_in_expectation_and_tables_render(tmp_path):
     bench = _bench()
     positive = np.array([1, 1, 0, 0, 0, 1], dtype=bool)
     assert bench.precision_at_k(np.array([5, 4, 3, 2, 1, 0.0]), positive, 3) == pytest.approx(2 / 3)
@@ -592,3 +592,8 @@ def test_benchmark_precision_at_k_breaks_ties_in_expectation_and_tables_render()
     text = bench.tables(cells)
     assert "| mnist-5k | uniform | 10% | 2 | **0.500 ± 0.000**" in text
     assert "| 20% | 0.900 | 0.850 | 0.050 |" in text
+    report = bench.write_report(cells, bench.Setup(), tmp_path / "report.md", 90.0, "cmd", ran=1)
+    head = report.read_text(encoding="utf-8").splitlines()[2]
+    assert head.startswith("Command: `cmd`; this invocation ran 1 cells in 1.5 min and reused 2 finished")
+    bench.write_report(cells, bench.Setup(), tmp_path / "fresh.md", 60.0, "cmd", ran=3)
+    assert "ran 3 cells in 1.0 min (load average" in (tmp_path / "fresh.md").read_text(encoding="utf-8")
