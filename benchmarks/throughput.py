@@ -147,10 +147,21 @@ class Row:
 
 
 def head_to_head(
-    ours: Callable[[], object], plain: Callable[[], object], items: int, repeats: int, device: torch.device
-) -> tuple[float, float, float, float, float, list[tuple[float, float]]]:
-    """``repeats`` interleaved runs of ``ours`` and ``plain``: median items/s of each, median per-pair ratios
-    (wall, CPU), the ratio of the fastest runs (wall), and the raw pairs."""
+    ours: Callable[[], object],
+    plain: Callable[[], object],
+    items: int,
+    repeats: int,
+    device: torch.device,
+    *,
+    model: str,
+    path: str,
+    unit: str,
+    plain_setting: str,
+    ours_setting: str,
+    gflop_per_item: float | None = None,
+) -> Row:
+    """``repeats`` interleaved runs of ``ours`` and ``plain``, as one table row: median items/s of each,
+    median per-pair ratios (wall, CPU), the ratio of the fastest runs (wall), and the raw pairs."""
     pairs: list[tuple[Timing, Timing]] = []
     for r in range(repeats):
         if r % 2 == 0:
@@ -165,7 +176,20 @@ def head_to_head(
     ratio_wall = statistics.median(b.wall / a.wall for a, b in pairs)
     ratio_cpu = statistics.median(b.cpu / max(a.cpu, 1e-9) for a, b in pairs)
     fastest = min(b.wall for _, b in pairs) / min(a.wall for a, _ in pairs)
-    return ours_rate, plain_rate, ratio_wall, ratio_cpu, fastest, [(a.wall, b.wall) for a, b in pairs]
+    return Row(
+        model,
+        path,
+        unit,
+        ours_rate,
+        plain_rate,
+        plain_setting,
+        ratio_wall,
+        ratio_cpu,
+        fastest,
+        ours_setting,
+        None if gflop_per_item is None else ours_rate * gflop_per_item,
+        [(a.wall, b.wall) for a, b in pairs],
+    )
 
 
 def sweep(runs: dict[str, Callable[[], object]], device: torch.device) -> str:
@@ -354,21 +378,19 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
     probe.remove()
     used_bs = max(sizes)
     best = sweep(grid, device)
-    o, p, rw, rc, rf, pairs = head_to_head(ours_pass, grid[best], pool_n, repeats, device)
     rows.append(
-        Row(
-            case.key,
-            "pool pass, tensors",
-            "images/s",
-            o,
-            p,
-            best,
-            rw,
-            rc,
-            rf,
-            f"batch {used_bs}, {layout}",
-            o * gflop_per_image,
-            pairs,
+        head_to_head(
+            ours_pass,
+            grid[best],
+            pool_n,
+            repeats,
+            device,
+            model=case.key,
+            path="pool pass, tensors",
+            unit="images/s",
+            plain_setting=best,
+            ours_setting=f"batch {used_bs}, {layout}",
+            gflop_per_item=gflop_per_image,
         )
     )
 
@@ -406,21 +428,19 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
     }
     ours_lazy_pass()
     lazy_best = sweep(lazy_grid, device)
-    o, p, rw, rc, rf, pairs = head_to_head(ours_lazy_pass, lazy_grid[lazy_best], pool_n, repeats, device)
     rows.append(
-        Row(
-            case.key,
-            "pool pass, Dataset",
-            "images/s",
-            o,
-            p,
-            lazy_best,
-            rw,
-            rc,
-            rf,
-            f"batch {used_bs}, {layout}",
-            o * gflop_per_image,
-            pairs,
+        head_to_head(
+            ours_lazy_pass,
+            lazy_grid[lazy_best],
+            pool_n,
+            repeats,
+            device,
+            model=case.key,
+            path="pool pass, Dataset",
+            unit="images/s",
+            plain_setting=lazy_best,
+            ours_setting=f"batch {used_bs}, {layout}",
+            gflop_per_item=gflop_per_image,
         )
     )
 
@@ -479,10 +499,18 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
         for bf16 in ((False, True) if cuda else (False,))
     }
     train_best = sweep(train_grid, device)
-    o, p, rw, rc, rf, pairs = head_to_head(ours_train, train_grid[train_best], steps, repeats, device)
     rows.append(
-        Row(
-            case.key, "training, tensors", "steps/s", o, p, train_best, rw, rc, rf, train_setting, None, pairs
+        head_to_head(
+            ours_train,
+            train_grid[train_best],
+            steps,
+            repeats,
+            device,
+            model=case.key,
+            path="training, tensors",
+            unit="steps/s",
+            plain_setting=train_best,
+            ours_setting=train_setting,
         )
     )
 
@@ -495,10 +523,18 @@ def run_case(case: Case, args: argparse.Namespace, device: torch.device) -> list
     fmt_t = "channels_last" if "channels_last" in train_best else "contiguous"
     lazy_train = bare_train(fmt_t, "bf16" in train_best, "fused" in train_best, True)
     ours_lazy_train()
-    o, p, rw, rc, rf, pairs = head_to_head(ours_lazy_train, lazy_train, steps, repeats, device)
     rows.append(
-        Row(
-            case.key, "training, Dataset", "steps/s", o, p, train_best, rw, rc, rf, train_setting, None, pairs
+        head_to_head(
+            ours_lazy_train,
+            lazy_train,
+            steps,
+            repeats,
+            device,
+            model=case.key,
+            path="training, Dataset",
+            unit="steps/s",
+            plain_setting=train_best,
+            ours_setting=train_setting,
         )
     )
     return rows
